@@ -1,0 +1,83 @@
+//! Bulyan (El Mhamdi, Guerraoui, Rouault, "The Hidden Vulnerability of Distributed
+//! Learning in Byzantium", ICML 2018).
+
+use super::coordinatewise::closest_to_median_mean;
+use super::distance::pairwise_sq_distances;
+use super::krum::{argmin, krum_scores, krum_scores_among};
+use super::{check_inputs, require, AggregateError, Aggregation};
+
+/// Bulyan over Krum.
+///
+/// 1. Selection: `theta = n - 2f` times, run Krum on the inputs not yet selected (with
+///    `k = max(1, remaining - f - 2)` neighbours, the first index on ties) and move the
+///    winner into the selection set.
+/// 2. Aggregation: for every coordinate, average the `beta = theta - 2f = n - 4f` selected
+///    values closest to the coordinate median of the selection set.
+///
+/// This is Flower's `aggregate_bulyan` with `aggregate_krum` (ByzFL has no Bulyan).
+/// Scores are the Krum scores over all inputs; inputs not selected in step 1 are outliers.
+/// Unweighted. Precondition: `n >= 4f + 3`. Cost: `O(n^2 d + n^3 log n)`.
+pub fn bulyan<V: AsRef<[f32]>>(inputs: &[V], f: usize) -> Result<Aggregation, AggregateError> {
+    let (n, d) = check_inputs(inputs)?;
+    require(n > 4 * f + 2, "bulyan", "n >= 4f + 3", n, f)?;
+    let dist = pairwise_sq_distances(inputs);
+    let theta = n - 2 * f;
+    let mut remaining: Vec<usize> = (0..n).collect();
+    let mut selected = Vec::with_capacity(theta);
+    while selected.len() < theta {
+        let scores = krum_scores_among(&dist, n, &remaining, f);
+        selected.push(remaining.remove(argmin(&scores)));
+    }
+    let chosen: Vec<&[f32]> = selected.iter().map(|&i| inputs[i].as_ref()).collect();
+    let aggregate = closest_to_median_mean(&chosen, d, theta - 2 * f);
+    let mut outliers = vec![true; n];
+    for &i in &selected {
+        outliers[i] = false;
+    }
+    Ok(Aggregation {
+        aggregate,
+        scores: krum_scores(&dist, n, f),
+        outliers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_flower_on_seven_inputs() {
+        // Flower 1.42.0 aggregate_bulyan(num_malicious=1, aggregate_krum, to_keep=0) on
+        // these inputs selects [4, 5, 0, 1, 2] and returns [2, 2.3333333, 3].
+        let x = [
+            vec![1.0f32, 2.0, 3.0],
+            vec![2.0, 3.0, 4.0],
+            vec![3.0, 5.0, 1.0],
+            vec![10.0, -4.0, 7.0],
+            vec![2.5, 2.5, 2.5],
+            vec![1.5, 2.5, 3.5],
+            vec![0.0, 0.0, 0.0],
+        ];
+        let agg = bulyan(&x, 1).unwrap();
+        assert_eq!(agg.outlier_indices(), vec![3, 6]);
+        let want = [2.0, 2.333_333_3, 3.0];
+        for (a, w) in agg.aggregate.iter().zip(want) {
+            assert!((a - w).abs() < 1e-6, "{:?}", agg.aggregate);
+        }
+    }
+
+    #[test]
+    fn needs_4f_plus_3_inputs() {
+        let x = vec![vec![0.0f32]; 6];
+        assert!(matches!(
+            bulyan(&x, 1),
+            Err(AggregateError::TooManyByzantine {
+                rule: "bulyan",
+                n: 6,
+                f: 1,
+                ..
+            })
+        ));
+        assert!(bulyan(&vec![vec![0.0f32]; 7], 1).is_ok());
+    }
+}

@@ -1,0 +1,341 @@
+//! Robust aggregation rules.
+//!
+//! Every rule has the same call shape: a slice of `n` equally long, finite update vectors
+//! (anything that is `AsRef<[f32]>`), the assumed number `f` of Byzantine inputs where the
+//! rule needs it, and optional per-input weights where the rule can use them. Every rule
+//! returns an [`Aggregation`]: the aggregate plus, per input, a score and an outlier verdict,
+//! so callers can report who was excluded and why. Violated preconditions are typed
+//! [`AggregateError`]s, never panics.
+//!
+//! | rule | function | precondition | weights | cost |
+//! |---|---|---|---|---|
+//! | FedAvg mean | [`mean`] | `n >= 1` | yes | `O(nd)` |
+//! | Krum | [`krum`] | `n > 2f + 2` | no | `O(n^2 d)` |
+//! | Multi-Krum | [`multi_krum`] | `n > 2f + 2`, `1 <= m <= n - f` | yes | `O(n^2 d)` |
+//! | coordinate median | [`coordinate_median`] | `2f < n` | no | `O(nd)` |
+//! | trimmed mean | [`trimmed_mean`] | `2f < n` | no | `O(nd)` |
+//! | geometric median | [`geometric_median`] | `2f < n` | yes | `O(T nd)` |
+//! | Bulyan | [`bulyan`] | `n >= 4f + 3` | no | `O(n^2 d)` |
+//! | NNM (pre-aggregator) | [`nnm`] | `f < n` | - | `O(n^2 d)` |
+//!
+//! [`AggregatorConfig`] names a rule and its parameters (this is what a task stores) and
+//! composes NNM in front of any rule.
+
+mod bulyan;
+mod coordinatewise;
+pub mod distance;
+mod geometric_median;
+mod krum;
+mod mean;
+mod nnm;
+
+pub use bulyan::bulyan;
+pub use coordinatewise::{coordinate_median, trimmed_mean};
+pub use geometric_median::{geometric_median, WeiszfeldParams};
+pub use krum::{krum, krum_scores, multi_krum};
+pub use mean::mean;
+pub use nnm::nnm;
+
+use thiserror::Error;
+
+/// The outcome of one aggregation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregation {
+    /// The aggregated update, one value per parameter.
+    pub aggregate: Vec<f32>,
+    /// One score per input; lower means more central. What it measures depends on the
+    /// rule: the Krum score for Krum, Multi-Krum and Bulyan, the squared distance to the
+    /// aggregate for every other rule.
+    pub scores: Vec<f64>,
+    /// One verdict per input: `true` when the rule left the input out (Krum, Multi-Krum,
+    /// Bulyan: not selected) or flagged it as far from the aggregate (the other rules:
+    /// squared distance above [`OUTLIER_FACTOR`] times the median squared distance).
+    pub outliers: Vec<bool>,
+}
+
+impl Aggregation {
+    /// Indices of the inputs flagged as outliers.
+    pub fn outlier_indices(&self) -> Vec<usize> {
+        (0..self.outliers.len())
+            .filter(|&i| self.outliers[i])
+            .collect()
+    }
+}
+
+/// Rules that keep every input flag one as an outlier when its squared distance to the
+/// aggregate exceeds this multiple of the median squared distance (a distance more than
+/// twice the typical one).
+pub const OUTLIER_FACTOR: f64 = 4.0;
+
+/// Why an aggregation could not run.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum AggregateError {
+    /// No inputs were given.
+    #[error("no inputs to aggregate")]
+    Empty,
+    /// An input's length differs from the first input's.
+    #[error("input {index} has {found} values but input 0 has {expected}")]
+    LengthMismatch {
+        /// Index of the offending input.
+        index: usize,
+        /// Length of input 0.
+        expected: usize,
+        /// Length of this input.
+        found: usize,
+    },
+    /// An input holds NaN or an infinity.
+    #[error("input {index} has a non-finite value at coordinate {coordinate}")]
+    NonFinite {
+        /// Index of the offending input.
+        index: usize,
+        /// Coordinate of the first non-finite value.
+        coordinate: usize,
+    },
+    /// Too few inputs for the assumed number of Byzantine ones.
+    #[error("{rule} needs {requirement}, but n = {n} and f = {f}")]
+    TooManyByzantine {
+        /// Name of the rule.
+        rule: &'static str,
+        /// The precondition, as a formula.
+        requirement: &'static str,
+        /// Number of inputs.
+        n: usize,
+        /// Assumed number of Byzantine inputs.
+        f: usize,
+    },
+    /// The weights do not fit the inputs.
+    #[error("weights invalid: {0}")]
+    InvalidWeights(String),
+    /// A rule parameter is out of its range.
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+}
+
+/// A rule with its parameters, as a task names it. Serialised in snake case, e.g.
+/// `{"rule":"multi_krum","m":null}`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Rule {
+    /// Weighted mean (FedAvg); not robust, the baseline.
+    Mean,
+    /// Krum: the single input with the lowest Krum score.
+    Krum,
+    /// Multi-Krum: the mean of the `m` inputs with the lowest Krum scores
+    /// (`None`: `m = n - f`).
+    MultiKrum {
+        /// Number of inputs averaged.
+        m: Option<u32>,
+    },
+    /// Coordinate-wise median.
+    Median,
+    /// Coordinate-wise mean after dropping the `f` smallest and `f` largest values.
+    TrimmedMean,
+    /// Smoothed Weiszfeld geometric median.
+    GeometricMedian(WeiszfeldParams),
+    /// Bulyan: Krum-based selection of `n - 2f` inputs, then a coordinate-wise trimmed
+    /// average of the `n - 4f` values closest to the median.
+    Bulyan,
+}
+
+impl Rule {
+    /// The rule's name in snake case.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rule::Mean => "mean",
+            Rule::Krum => "krum",
+            Rule::MultiKrum { .. } => "multi_krum",
+            Rule::Median => "median",
+            Rule::TrimmedMean => "trimmed_mean",
+            Rule::GeometricMedian(_) => "geometric_median",
+            Rule::Bulyan => "bulyan",
+        }
+    }
+}
+
+/// A complete aggregator: the rule, the assumed Byzantine bound `f`, and whether the NNM
+/// pre-aggregation runs first.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AggregatorConfig {
+    /// The aggregation rule.
+    pub rule: Rule,
+    /// Assumed upper bound on Byzantine inputs.
+    pub f: u32,
+    /// Run nearest-neighbour mixing (NNM) before the rule.
+    pub nnm: bool,
+}
+
+impl AggregatorConfig {
+    /// Runs the configured aggregator. `weights` are used by the rules that allow them
+    /// and ignored by the others (see the table in the module docs).
+    ///
+    /// With NNM, the rule runs on the mixed vectors; its scores and verdicts still refer to
+    /// the original inputs by index.
+    pub fn aggregate<V: AsRef<[f32]>>(
+        &self,
+        inputs: &[V],
+        weights: Option<&[f64]>,
+    ) -> Result<Aggregation, AggregateError> {
+        let f = self.f as usize;
+        if self.nnm {
+            let mixed = nnm(inputs, f)?;
+            self.run_rule(&mixed, weights, f)
+        } else {
+            self.run_rule(inputs, weights, f)
+        }
+    }
+
+    fn run_rule<V: AsRef<[f32]>>(
+        &self,
+        inputs: &[V],
+        weights: Option<&[f64]>,
+        f: usize,
+    ) -> Result<Aggregation, AggregateError> {
+        match self.rule {
+            Rule::Mean => mean(inputs, weights),
+            Rule::Krum => krum(inputs, f),
+            Rule::MultiKrum { m } => {
+                let m = match m {
+                    Some(m) => m as usize,
+                    None => inputs.len().saturating_sub(f),
+                };
+                multi_krum(inputs, f, m, weights)
+            }
+            Rule::Median => coordinate_median(inputs, f),
+            Rule::TrimmedMean => trimmed_mean(inputs, f),
+            Rule::GeometricMedian(params) => geometric_median(inputs, f, weights, params),
+            Rule::Bulyan => bulyan(inputs, f),
+        }
+    }
+}
+
+/// Checks shape and finiteness; returns `(n, d)`.
+pub(crate) fn check_inputs<V: AsRef<[f32]>>(
+    inputs: &[V],
+) -> Result<(usize, usize), AggregateError> {
+    let first = inputs.first().ok_or(AggregateError::Empty)?.as_ref();
+    let d = first.len();
+    for (index, v) in inputs.iter().enumerate() {
+        let v = v.as_ref();
+        if v.len() != d {
+            return Err(AggregateError::LengthMismatch {
+                index,
+                expected: d,
+                found: v.len(),
+            });
+        }
+        if let Some(coordinate) = v.iter().position(|x| !x.is_finite()) {
+            return Err(AggregateError::NonFinite { index, coordinate });
+        }
+    }
+    Ok((inputs.len(), d))
+}
+
+/// Checks that weights match `n`, are finite and non-negative, and sum to more than zero.
+pub(crate) fn check_weights(weights: Option<&[f64]>, n: usize) -> Result<(), AggregateError> {
+    let Some(w) = weights else { return Ok(()) };
+    if w.len() != n {
+        return Err(AggregateError::InvalidWeights(format!(
+            "{} weights for {n} inputs",
+            w.len()
+        )));
+    }
+    if let Some(i) = w.iter().position(|x| !x.is_finite() || *x < 0.0) {
+        return Err(AggregateError::InvalidWeights(format!(
+            "weight {i} is {} (must be finite and >= 0)",
+            w[i]
+        )));
+    }
+    if w.iter().sum::<f64>() <= 0.0 {
+        return Err(AggregateError::InvalidWeights("weights sum to zero".into()));
+    }
+    Ok(())
+}
+
+/// Errors unless `ok`, naming the rule and its precondition.
+pub(crate) fn require(
+    ok: bool,
+    rule: &'static str,
+    requirement: &'static str,
+    n: usize,
+    f: usize,
+) -> Result<(), AggregateError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(AggregateError::TooManyByzantine {
+            rule,
+            requirement,
+            n,
+            f,
+        })
+    }
+}
+
+/// Squared distance of each input to `center`, in the fixed order of [`distance::dot`].
+pub(crate) fn sq_distances_to<V: AsRef<[f32]>>(inputs: &[V], center: &[f32]) -> Vec<f64> {
+    let mut diff = vec![0.0f32; center.len()];
+    inputs
+        .iter()
+        .map(|v| {
+            for ((o, a), c) in diff.iter_mut().zip(v.as_ref()).zip(center) {
+                *o = a - c;
+            }
+            distance::dot(&diff, &diff)
+        })
+        .collect()
+}
+
+/// Outlier verdicts for rules that keep every input: squared distance to the aggregate
+/// above [`OUTLIER_FACTOR`] times the median squared distance (lower median for even `n`).
+pub(crate) fn distance_outliers(scores: &[f64]) -> Vec<bool> {
+    let mut sorted = scores.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[(sorted.len() - 1) / 2];
+    scores
+        .iter()
+        .map(|&s| s > OUTLIER_FACTOR * median)
+        .collect()
+}
+
+/// Scores and verdicts for a rule that keeps every input, given its aggregate.
+pub(crate) fn with_distance_verdicts<V: AsRef<[f32]>>(
+    inputs: &[V],
+    aggregate: Vec<f32>,
+) -> Aggregation {
+    let scores = sq_distances_to(inputs, &aggregate);
+    let outliers = distance_outliers(&scores);
+    Aggregation {
+        aggregate,
+        scores,
+        outliers,
+    }
+}
+
+/// Weighted mean of the inputs at `indices`, accumulated in `f64` in index order.
+pub(crate) fn mean_of<V: AsRef<[f32]>>(
+    inputs: &[V],
+    indices: &[usize],
+    weights: Option<&[f64]>,
+    d: usize,
+) -> Vec<f32> {
+    let mut acc = vec![0.0f64; d];
+    let mut total = 0.0f64;
+    for &i in indices {
+        let w = weights.map_or(1.0, |w| w[i]);
+        if w == 0.0 {
+            continue;
+        }
+        total += w;
+        for (a, &x) in acc.iter_mut().zip(inputs[i].as_ref()) {
+            *a += w * f64::from(x);
+        }
+    }
+    if total == 0.0 {
+        return match weights {
+            // All selected inputs carry zero weight: fall back to their plain mean.
+            Some(_) => mean_of(inputs, indices, None, d),
+            None => vec![0.0; d],
+        };
+    }
+    acc.into_iter().map(|a| (a / total) as f32).collect()
+}
