@@ -41,10 +41,10 @@ pub fn gram_matrix<V: AsRef<[f32]>>(inputs: &[V]) -> Vec<f64> {
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { gram_avx2(&rows) };
+            return unsafe { avx2::gram(&rows) };
         }
     }
-    gram_portable(&rows)
+    gram_blocked(&rows, dot_block_x4, dot_block)
 }
 
 /// One dot product with the fixed evaluation order described in the module docs.
@@ -56,18 +56,13 @@ pub fn dot(a: &[f32], b: &[f32]) -> f64 {
         .sum()
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gram_avx2(rows: &[&[f32]]) -> Vec<f64> {
-    gram_blocked(rows)
-}
-
-fn gram_portable(rows: &[&[f32]]) -> Vec<f64> {
-    gram_blocked(rows)
-}
-
+/// The blocked Gram loop over any pair of kernels that follow the fixed evaluation order.
 #[inline(always)]
-fn gram_blocked(rows: &[&[f32]]) -> Vec<f64> {
+fn gram_blocked(
+    rows: &[&[f32]],
+    kernel4: impl Fn(&[f32], [&[f32]; 4]) -> [f32; 4],
+    kernel1: impl Fn(&[f32], &[f32]) -> f32,
+) -> Vec<f64> {
     let n = rows.len();
     let d = rows.first().map_or(0, |r| r.len());
     let mut gram = vec![0.0f64; n * n];
@@ -78,7 +73,7 @@ fn gram_blocked(rows: &[&[f32]]) -> Vec<f64> {
             let a = &rows[i][start..end];
             let mut j = i;
             while j + 4 <= n {
-                let s = dot_block_x4(
+                let s = kernel4(
                     a,
                     [
                         &rows[j][start..end],
@@ -93,7 +88,7 @@ fn gram_blocked(rows: &[&[f32]]) -> Vec<f64> {
                 j += 4;
             }
             while j < n {
-                gram[i * n + j] += f64::from(dot_block(a, &rows[j][start..end]));
+                gram[i * n + j] += f64::from(kernel1(a, &rows[j][start..end]));
                 j += 1;
             }
         }
@@ -119,7 +114,14 @@ fn fold_lanes(mut acc: [f32; LANES]) -> f32 {
     acc[0]
 }
 
+/// Adds the products of the tail (fewer than `LANES` values) into lanes `0..tail.len()`.
 #[inline(always)]
+fn add_tail(acc: &mut [f32; LANES], a: &[f32], b: &[f32]) {
+    for (l, (x, y)) in a.iter().zip(b).enumerate() {
+        acc[l] += x * y;
+    }
+}
+
 fn dot_block(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -129,34 +131,72 @@ fn dot_block(a: &[f32], b: &[f32]) -> f32 {
             acc[l] += x[l] * y[l];
         }
     }
-    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
-        acc[l] += x * y;
-    }
+    add_tail(&mut acc, ra, rb);
     fold_lanes(acc)
 }
 
 /// Four dot products sharing the row `a`; each equals `dot_block(a, b[k])` to the bit.
-#[inline(always)]
 fn dot_block_x4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
-    let mut acc = [[0.0f32; LANES]; 4];
-    let full = a.len() / LANES * LANES;
-    let mut off = 0;
-    while off < full {
-        let x = &a[off..off + LANES];
-        for k in 0..4 {
-            let y = &b[k][off..off + LANES];
-            for l in 0..LANES {
-                acc[k][l] += x[l] * y[l];
-            }
-        }
-        off += LANES;
-    }
+    let mut out = [0.0; 4];
     for k in 0..4 {
-        for (l, (x, y)) in a[full..].iter().zip(&b[k][full..]).enumerate() {
-            acc[k][l] += x * y;
-        }
+        out[k] = dot_block(a, b[k]);
     }
-    acc.map(fold_lanes)
+    out
+}
+
+/// The same kernels with explicit 8-wide AVX2 arithmetic: lanes `0..8` and `8..16` of the
+/// portable accumulator are two `__m256` registers, multiplied and added separately (never
+/// fused), so every result equals the portable one to the bit.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{add_tail, fold_lanes, gram_blocked, LANES};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn gram(rows: &[&[f32]]) -> Vec<f64> {
+        // SAFETY (both closures): only reached on CPUs with AVX2.
+        gram_blocked(
+            rows,
+            |a, b| unsafe { dot_block_x4(a, b) },
+            |a, b| unsafe { dot_block_x4(a, [b, b, b, b])[0] },
+        )
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn dot_block_x4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+        let full = a.len() / LANES * LANES;
+        for bk in &b {
+            assert_eq!(bk.len(), a.len());
+        }
+        let mut lo = [_mm256_setzero_ps(); 4];
+        let mut hi = [_mm256_setzero_ps(); 4];
+        let mut off = 0;
+        while off < full {
+            // SAFETY: off + 16 <= full <= len of a and of every b[k] (asserted above).
+            unsafe {
+                let xa = _mm256_loadu_ps(a.as_ptr().add(off));
+                let xb = _mm256_loadu_ps(a.as_ptr().add(off + 8));
+                for k in 0..4 {
+                    let p = b[k].as_ptr().add(off);
+                    lo[k] = _mm256_add_ps(lo[k], _mm256_mul_ps(xa, _mm256_loadu_ps(p)));
+                    hi[k] = _mm256_add_ps(hi[k], _mm256_mul_ps(xb, _mm256_loadu_ps(p.add(8))));
+                }
+            }
+            off += LANES;
+        }
+        let mut out = [0.0f32; 4];
+        for k in 0..4 {
+            let mut acc = [0.0f32; LANES];
+            // SAFETY: acc holds 16 floats, two stores of 8.
+            unsafe {
+                _mm256_storeu_ps(acc.as_mut_ptr(), lo[k]);
+                _mm256_storeu_ps(acc.as_mut_ptr().add(8), hi[k]);
+            }
+            add_tail(&mut acc, &a[full..], &b[k][full..]);
+            out[k] = fold_lanes(acc);
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +234,7 @@ mod tests {
         let x = inputs(7, 1300);
         let rows: Vec<&[f32]> = x.iter().map(|v| v.as_slice()).collect();
         let g = gram_matrix(&x);
-        let portable = gram_portable(&rows);
+        let portable = gram_blocked(&rows, dot_block_x4, dot_block);
         for i in 0..7 {
             for j in 0..7 {
                 let r = dot(&x[i], &x[j]);

@@ -1,12 +1,15 @@
 //! Nearest-neighbour mixing (Allouah et al., "Fixing by Mixing", AISTATS 2023).
 
-use super::distance::pairwise_sq_distances;
-use super::{check_inputs, mean_of, require, AggregateError};
+use super::distance::{pairwise_sq_distances, BLOCK};
+use super::{check_inputs, require, AggregateError};
 
 /// NNM pre-aggregation: replaces every input `x_i` by the mean of its `n - f` nearest
 /// inputs, itself included (ties broken by lower index, `x_i` itself always first).
 /// Composed in front of any rule, it lowers the heterogeneity the rule must tolerate.
-/// Output `i` corresponds to input `i`.
+/// Output `i` corresponds to input `i`; each mean is accumulated in `f64` in index order.
+///
+/// The means are computed block by block along the parameter axis, so each block of every
+/// input is read from cache by all the means that need it.
 ///
 /// Precondition: `f < n`. Cost: `O(n^2 d)`.
 pub fn nnm<V: AsRef<[f32]>>(inputs: &[V], f: usize) -> Result<Vec<Vec<f32>>, AggregateError> {
@@ -14,23 +17,41 @@ pub fn nnm<V: AsRef<[f32]>>(inputs: &[V], f: usize) -> Result<Vec<Vec<f32>>, Agg
     require(f < n, "nnm", "f < n", n, f)?;
     let dist = pairwise_sq_distances(inputs);
     let k = n - f;
-    let mut order: Vec<usize> = Vec::with_capacity(n);
-    Ok((0..n)
+    let neighbours: Vec<Vec<usize>> = (0..n)
         .map(|i| {
-            order.clear();
-            order.extend(0..n);
             let row = &dist[i * n..(i + 1) * n];
+            let mut order: Vec<usize> = (0..n).collect();
             order.sort_by(|&a, &b| {
                 (a != i)
                     .cmp(&(b != i))
                     .then(row[a].total_cmp(&row[b]))
                     .then(a.cmp(&b))
             });
-            let mut nearest = order[..k].to_vec();
-            nearest.sort_unstable();
-            mean_of(inputs, &nearest, None, d)
+            order.truncate(k);
+            order.sort_unstable();
+            order
         })
-        .collect())
+        .collect();
+    let mut mixed = vec![vec![0.0f32; d]; n];
+    let mut acc = vec![0.0f64; BLOCK];
+    let mut start = 0;
+    while start < d {
+        let end = (start + BLOCK).min(d);
+        let acc = &mut acc[..end - start];
+        for (out, nb) in mixed.iter_mut().zip(&neighbours) {
+            acc.fill(0.0);
+            for &j in nb {
+                for (a, &x) in acc.iter_mut().zip(&inputs[j].as_ref()[start..end]) {
+                    *a += f64::from(x);
+                }
+            }
+            for (o, a) in out[start..end].iter_mut().zip(acc.iter()) {
+                *o = (a / k as f64) as f32;
+            }
+        }
+        start = end;
+    }
+    Ok(mixed)
 }
 
 #[cfg(test)]
