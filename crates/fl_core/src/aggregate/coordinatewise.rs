@@ -28,43 +28,51 @@ fn unkey(k: i32) -> f32 {
     f32::from_bits((k ^ ((((k >> 31) as u32) >> 1) as i32)) as u32)
 }
 
-/// Applies `reduce` to every coordinate's column of keys, sorted ascending.
-fn per_coordinate_sorted<V: AsRef<[f32]>>(
+/// A reduction of sorted columns to one value each, for `W` columns side by side:
+/// `sorted[r][c]` is the key of rank `r` in column `c`. Implementations read ranks in
+/// ascending order, the same for every `W`, so one column's result never depends on how
+/// many columns are reduced together.
+trait SortedReduce {
+    fn reduce<const W: usize>(&self, sorted: &[[i32; W]]) -> [f32; W];
+}
+
+/// Applies `reducer` to every coordinate's sorted column of keys.
+fn per_coordinate_sorted<V: AsRef<[f32]>, R: SortedReduce>(
     inputs: &[V],
     d: usize,
-    reduce: impl FnMut(&[i32]) -> f32,
+    reducer: &R,
 ) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     {
         if inputs.len() > 1 && std::arch::is_x86_feature_detected!("avx2") {
             let rows: Vec<&[f32]> = inputs.iter().map(AsRef::as_ref).collect();
             // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { avx2::per_coordinate_sorted(&rows, d, reduce) };
+            return unsafe { avx2::per_coordinate_sorted(&rows, d, reducer) };
         }
     }
-    per_coordinate_sorted_portable(inputs, d, reduce)
+    per_coordinate_sorted_portable(inputs, d, reducer)
 }
 
-fn per_coordinate_sorted_portable<V: AsRef<[f32]>>(
+fn per_coordinate_sorted_portable<V: AsRef<[f32]>, R: SortedReduce>(
     inputs: &[V],
     d: usize,
-    mut reduce: impl FnMut(&[i32]) -> f32,
+    reducer: &R,
 ) -> Vec<f32> {
     let n = inputs.len();
     let mut out = vec![0.0f32; d];
-    let mut buf = vec![0i32; n * COLS];
+    let mut buf = vec![[0i32; 1]; n * COLS];
     let mut start = 0;
     while start < d {
         let width = COLS.min(d - start);
         for (i, v) in inputs.iter().enumerate() {
             for (c, &x) in v.as_ref()[start..start + width].iter().enumerate() {
-                buf[c * n + i] = key(x);
+                buf[c * n + i] = [key(x)];
             }
         }
         for (c, o) in out[start..start + width].iter_mut().enumerate() {
             let col = &mut buf[c * n..(c + 1) * n];
             col.sort_unstable();
-            *o = reduce(col);
+            *o = reducer.reduce(col)[0];
         }
         start += width;
     }
@@ -100,22 +108,23 @@ fn batcher_network(n: usize) -> Vec<(usize, usize)> {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{batcher_network, per_coordinate_sorted_portable};
+    use super::{batcher_network, per_coordinate_sorted_portable, SortedReduce};
     use std::arch::x86_64::*;
 
-    /// Sorts eight coordinates at a time with the Batcher network on `__m256i` keys.
+    /// Sorts eight coordinates at a time with the Batcher network on `__m256i` keys, then
+    /// reduces the eight sorted columns together.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn per_coordinate_sorted(
+    pub(super) unsafe fn per_coordinate_sorted<R: SortedReduce>(
         rows: &[&[f32]],
         d: usize,
-        mut reduce: impl FnMut(&[i32]) -> f32,
+        reducer: &R,
     ) -> Vec<f32> {
         let n = rows.len();
         let network = batcher_network(n);
         let full = d / 8 * 8;
         let mut out = vec![0.0f32; d];
         let mut lanes = vec![_mm256_setzero_si256(); n];
-        let mut col = vec![0i32; n];
+        let mut sorted = vec![[0i32; 8]; n];
         let mut start = 0;
         while start < full {
             for (l, row) in lanes.iter_mut().zip(rows) {
@@ -129,35 +138,96 @@ mod avx2 {
                 lanes[a] = _mm256_min_epi32(x, y);
                 lanes[b] = _mm256_max_epi32(x, y);
             }
-            for lane in 0..8 {
-                for (c, l) in col.iter_mut().zip(&lanes) {
-                    let mut v = [0i32; 8];
-                    // SAFETY: v holds eight i32.
-                    unsafe { _mm256_storeu_si256(v.as_mut_ptr() as *mut __m256i, *l) };
-                    *c = v[lane];
-                }
-                out[start + lane] = reduce(&col);
+            for (s, l) in sorted.iter_mut().zip(&lanes) {
+                // SAFETY: s holds eight i32.
+                unsafe { _mm256_storeu_si256(s.as_mut_ptr() as *mut __m256i, *l) };
             }
+            out[start..start + 8].copy_from_slice(&reducer.reduce(&sorted));
             start += 8;
         }
         if full < d {
             let tail: Vec<&[f32]> = rows.iter().map(|r| &r[full..]).collect();
-            let rest = per_coordinate_sorted_portable(&tail, d - full, reduce);
+            let rest = per_coordinate_sorted_portable(&tail, d - full, reducer);
             out[full..].copy_from_slice(&rest);
         }
         out
     }
 }
 
-/// The median of a sorted column: the middle value, or for even length the midpoint of
+/// Column values of one rank as `f64`.
+#[inline(always)]
+fn values<const W: usize>(rank: &[i32; W]) -> [f64; W] {
+    rank.map(|k| f64::from(unkey(k)))
+}
+
+/// The median of each sorted column: the middle value, or for even length the midpoint of
 /// the two middle values.
-fn median_of_sorted(col: &[i32]) -> f64 {
-    let n = col.len();
-    let upper = f64::from(unkey(col[n / 2]));
+#[inline(always)]
+fn medians<const W: usize>(sorted: &[[i32; W]]) -> [f64; W] {
+    let n = sorted.len();
+    let upper = values(&sorted[n / 2]);
     if n % 2 == 1 {
         upper
     } else {
-        (f64::from(unkey(col[n / 2 - 1])) + upper) * 0.5
+        let lower = values(&sorted[n / 2 - 1]);
+        std::array::from_fn(|c| (lower[c] + upper[c]) * 0.5)
+    }
+}
+
+struct Median;
+
+impl SortedReduce for Median {
+    #[inline(always)]
+    fn reduce<const W: usize>(&self, sorted: &[[i32; W]]) -> [f32; W] {
+        medians(sorted).map(|m| m as f32)
+    }
+}
+
+struct TrimmedMean {
+    f: usize,
+}
+
+impl SortedReduce for TrimmedMean {
+    #[inline(always)]
+    fn reduce<const W: usize>(&self, sorted: &[[i32; W]]) -> [f32; W] {
+        let kept = &sorted[self.f..sorted.len() - self.f];
+        let mut sum = [0.0f64; W];
+        for rank in kept {
+            let v = values(rank);
+            for c in 0..W {
+                sum[c] += v[c];
+            }
+        }
+        sum.map(|s| (s / kept.len() as f64) as f32)
+    }
+}
+
+/// Bulyan's second stage: the mean of the `beta` values closest to the median.
+struct ClosestToMedian {
+    beta: usize,
+}
+
+impl SortedReduce for ClosestToMedian {
+    #[inline(always)]
+    fn reduce<const W: usize>(&self, sorted: &[[i32; W]]) -> [f32; W] {
+        let theta = sorted.len();
+        let medians = medians(sorted);
+        std::array::from_fn(|c| {
+            let median = medians[c];
+            let value = |r: usize| f64::from(unkey(sorted[r][c]));
+            // The window [lo, hi) starts empty at the middle and takes the closer
+            // neighbour each step (the lower one on ties).
+            let (mut lo, mut hi) = (theta / 2, theta / 2);
+            while hi - lo < self.beta {
+                if lo > 0 && (hi == theta || median - value(lo - 1) <= value(hi) - median) {
+                    lo -= 1;
+                } else {
+                    hi += 1;
+                }
+            }
+            let sum: f64 = (lo..hi).map(value).sum();
+            (sum / self.beta as f64) as f32
+        })
     }
 }
 
@@ -175,7 +245,7 @@ pub fn coordinate_median<V: AsRef<[f32]>>(
 ) -> Result<Aggregation, AggregateError> {
     let (n, d) = check_inputs(inputs)?;
     require(2 * f < n, "median", "2f < n", n, f)?;
-    let aggregate = per_coordinate_sorted(inputs, d, |col| median_of_sorted(col) as f32);
+    let aggregate = per_coordinate_sorted(inputs, d, &Median);
     Ok(with_distance_verdicts(inputs, aggregate))
 }
 
@@ -192,39 +262,19 @@ pub fn trimmed_mean<V: AsRef<[f32]>>(
 ) -> Result<Aggregation, AggregateError> {
     let (n, d) = check_inputs(inputs)?;
     require(2 * f < n, "trimmed_mean", "2f < n", n, f)?;
-    let kept = (n - 2 * f) as f64;
-    let aggregate = per_coordinate_sorted(inputs, d, |col| {
-        let sum: f64 = col[f..n - f].iter().map(|&k| f64::from(unkey(k))).sum();
-        (sum / kept) as f32
-    });
+    let aggregate = per_coordinate_sorted(inputs, d, &TrimmedMean { f });
     Ok(with_distance_verdicts(inputs, aggregate))
 }
 
-/// Bulyan's second stage: per coordinate, the mean of the `beta` values closest to the
-/// median of `inputs` (ties to the lower value), summed in ascending order. In a sorted
-/// column they form a window around the middle, grown one value at a time.
+/// Bulyan's second stage: per coordinate, the mean of the `beta` values of `inputs`
+/// closest to their median (ties to the lower value), summed in ascending order. In a
+/// sorted column they form a window around the middle, grown one value at a time.
 pub(crate) fn closest_to_median_mean<V: AsRef<[f32]>>(
     inputs: &[V],
     d: usize,
     beta: usize,
 ) -> Vec<f32> {
-    let theta = inputs.len();
-    per_coordinate_sorted(inputs, d, |col| {
-        let median = median_of_sorted(col);
-        let value = |i: usize| f64::from(unkey(col[i]));
-        // Window [lo, hi) starts empty at the middle and takes the closer neighbour.
-        let (mut lo, mut hi) = (theta / 2, theta / 2);
-        while hi - lo < beta {
-            let take_low = lo > 0 && (hi == theta || median - value(lo - 1) <= value(hi) - median);
-            if take_low {
-                lo -= 1;
-            } else {
-                hi += 1;
-            }
-        }
-        let sum: f64 = (lo..hi).map(value).sum();
-        (sum / beta as f64) as f32
-    })
+    per_coordinate_sorted(inputs, d, &ClosestToMedian { beta })
 }
 
 #[cfg(test)]
@@ -336,14 +386,20 @@ mod tests {
                     .collect()
             })
             .collect();
-        let sum_middle =
-            |col: &[i32]| col[2..9].iter().map(|&k| f64::from(unkey(k))).sum::<f64>() as f32;
-        let fast = per_coordinate_sorted(&x, d, sum_middle);
-        let portable = per_coordinate_sorted_portable(&x, d, sum_middle);
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        for f in [0, 2, 5] {
+            let r = TrimmedMean { f };
+            let fast = per_coordinate_sorted(&x, d, &r);
+            assert_eq!(bits(fast), bits(per_coordinate_sorted_portable(&x, d, &r)));
+        }
+        let fast = per_coordinate_sorted(&x, d, &Median);
         assert_eq!(
-            fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            portable.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            bits(fast),
+            bits(per_coordinate_sorted_portable(&x, d, &Median))
         );
+        let r = ClosestToMedian { beta: 3 };
+        let fast = per_coordinate_sorted(&x, d, &r);
+        assert_eq!(bits(fast), bits(per_coordinate_sorted_portable(&x, d, &r)));
     }
 
     #[test]

@@ -56,6 +56,64 @@ pub fn dot(a: &[f32], b: &[f32]) -> f64 {
         .sum()
 }
 
+/// `|a - b|^2` with the same fixed evaluation order as [`dot`] of `a - b` with itself.
+pub fn sq_dist(a: &[f32], b: &[f32]) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { avx2::sq_dist(a, b) };
+        }
+    }
+    sq_dist_portable(a, b)
+}
+
+/// Portable [`sq_dist`]; also compiled with AVX2 enabled, where the compiler widens the
+/// independent lanes but must keep every IEEE operation, so the bits stay the same.
+#[inline(always)]
+fn sq_dist_portable(a: &[f32], b: &[f32]) -> f64 {
+    a.chunks(BLOCK)
+        .zip(b.chunks(BLOCK))
+        .map(|(x, y)| {
+            let mut acc = [0.0f32; LANES];
+            let (cx, cy) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+            let (rx, ry) = (cx.remainder(), cy.remainder());
+            for (p, q) in cx.zip(cy) {
+                for l in 0..LANES {
+                    let t = p[l] - q[l];
+                    acc[l] += t * t;
+                }
+            }
+            for (l, (p, q)) in rx.iter().zip(ry).enumerate() {
+                let t = p - q;
+                acc[l] += t * t;
+            }
+            f64::from(fold_lanes(acc))
+        })
+        .sum()
+}
+
+/// `acc += w * x` in `f64`, element by element (dispatched like [`sq_dist`]).
+pub fn axpy(acc: &mut [f64], w: f64, x: &[f32]) {
+    debug_assert_eq!(acc.len(), x.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { avx2::axpy(acc, w, x) };
+        }
+    }
+    axpy_portable(acc, w, x)
+}
+
+#[inline(always)]
+fn axpy_portable(acc: &mut [f64], w: f64, x: &[f32]) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a += w * f64::from(v);
+    }
+}
+
 /// The blocked Gram loop over any pair of kernels that follow the fixed evaluation order.
 #[inline(always)]
 fn gram_blocked(
@@ -149,8 +207,18 @@ fn dot_block_x4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
 /// fused), so every result equals the portable one to the bit.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{add_tail, fold_lanes, gram_blocked, LANES};
+    use super::{add_tail, axpy_portable, fold_lanes, gram_blocked, sq_dist_portable, LANES};
     use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn sq_dist(a: &[f32], b: &[f32]) -> f64 {
+        sq_dist_portable(a, b)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn axpy(acc: &mut [f64], w: f64, x: &[f32]) {
+        axpy_portable(acc, w, x)
+    }
 
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn gram(rows: &[&[f32]]) -> Vec<f64> {
@@ -242,6 +310,25 @@ mod tests {
                 assert_eq!(portable[i * 7 + j].to_bits(), r.to_bits(), "({i},{j})");
             }
         }
+    }
+
+    #[test]
+    fn dispatched_kernels_match_portable_bit_for_bit() {
+        let x = inputs(2, 2100);
+        let direct: Vec<f32> = x[0].iter().zip(&x[1]).map(|(a, b)| a - b).collect();
+        assert_eq!(
+            sq_dist(&x[0], &x[1]).to_bits(),
+            dot(&direct, &direct).to_bits()
+        );
+        assert_eq!(
+            sq_dist(&x[0], &x[1]).to_bits(),
+            sq_dist_portable(&x[0], &x[1]).to_bits()
+        );
+        let mut fast = vec![0.5f64; 2100];
+        let mut portable = fast.clone();
+        axpy(&mut fast, 0.3, &x[0]);
+        axpy_portable(&mut portable, 0.3, &x[0]);
+        assert_eq!(fast, portable);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Geometric median by smoothed Weiszfeld iterations (Pillutla, Kakade, Harchaoui, "Robust
 //! Aggregation for Federated Learning", IEEE TSP 2022).
 
+use super::distance::axpy;
 use super::{
     check_inputs, check_weights, require, sq_distances_to, with_distance_verdicts, AggregateError,
     Aggregation,
@@ -65,9 +66,7 @@ pub fn geometric_median<V: AsRef<[f32]>>(
         for (i, v) in inputs.iter().enumerate() {
             let w = weights.map_or(1.0, |w| w[i]) / dists[i].sqrt().max(params.nu);
             total += w;
-            for (a, &x) in acc.iter_mut().zip(v.as_ref()) {
-                *a += w * f64::from(x);
-            }
+            axpy(&mut acc, w, v.as_ref());
         }
         let mut moved = 0.0f64;
         for (zi, a) in z.iter_mut().zip(&acc) {

@@ -273,15 +273,9 @@ pub(crate) fn require(
 
 /// Squared distance of each input to `center`, in the fixed order of [`distance::dot`].
 pub(crate) fn sq_distances_to<V: AsRef<[f32]>>(inputs: &[V], center: &[f32]) -> Vec<f64> {
-    let mut diff = vec![0.0f32; center.len()];
     inputs
         .iter()
-        .map(|v| {
-            for ((o, a), c) in diff.iter_mut().zip(v.as_ref()).zip(center) {
-                *o = a - c;
-            }
-            distance::dot(&diff, &diff)
-        })
+        .map(|v| distance::sq_dist(v.as_ref(), center))
         .collect()
 }
 
@@ -319,15 +313,15 @@ pub(crate) fn mean_of<V: AsRef<[f32]>>(
     d: usize,
 ) -> Vec<f32> {
     let mut acc = vec![0.0f64; d];
-    let mut total = 0.0f64;
-    for &i in indices {
-        let w = weights.map_or(1.0, |w| w[i]);
-        if w == 0.0 {
-            continue;
-        }
-        total += w;
-        for (a, &x) in acc.iter_mut().zip(inputs[i].as_ref()) {
-            *a += w * f64::from(x);
+    let total: f64 = indices.iter().map(|&i| weights.map_or(1.0, |w| w[i])).sum();
+    // Block by block, so the accumulator stays in L1 while every input streams past it.
+    for (b, block) in acc.chunks_mut(distance::BLOCK).enumerate() {
+        let start = b * distance::BLOCK;
+        for &i in indices {
+            let w = weights.map_or(1.0, |w| w[i]);
+            if w != 0.0 {
+                distance::axpy(block, w, &inputs[i].as_ref()[start..start + block.len()]);
+            }
         }
     }
     if total == 0.0 {

@@ -1,6 +1,6 @@
 //! Nearest-neighbour mixing (Allouah et al., "Fixing by Mixing", AISTATS 2023).
 
-use super::distance::{pairwise_sq_distances, BLOCK};
+use super::distance::{axpy, pairwise_sq_distances, BLOCK};
 use super::{check_inputs, require, AggregateError};
 
 /// NNM pre-aggregation: replaces every input `x_i` by the mean of its `n - f` nearest
@@ -41,9 +41,7 @@ pub fn nnm<V: AsRef<[f32]>>(inputs: &[V], f: usize) -> Result<Vec<Vec<f32>>, Agg
         for (out, nb) in mixed.iter_mut().zip(&neighbours) {
             acc.fill(0.0);
             for &j in nb {
-                for (a, &x) in acc.iter_mut().zip(&inputs[j].as_ref()[start..end]) {
-                    *a += f64::from(x);
-                }
+                axpy(acc, 1.0, &inputs[j].as_ref()[start..end]);
             }
             for (o, a) in out[start..end].iter_mut().zip(acc.iter()) {
                 *o = (a / k as f64) as f32;
