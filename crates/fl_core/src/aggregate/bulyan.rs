@@ -9,13 +9,17 @@ use super::{check_inputs, require, AggregateError, Aggregation};
 /// Bulyan over Krum.
 ///
 /// 1. Selection: `theta = n - 2f` times, run Krum on the inputs not yet selected (with
-///    `k = max(1, remaining - f - 2)` neighbours, the first index on ties) and move the
+///    `k = max(1, remaining - f - 2)` neighbours, ties to the lexicographically smaller
+///    input, so the result does not depend on the order of the inputs) and move the
 ///    winner into the selection set.
 /// 2. Aggregation: for every coordinate, average the `beta = theta - 2f = n - 4f` selected
 ///    values closest to the coordinate median of the selection set.
 ///
 /// This is Flower's `aggregate_bulyan` with `aggregate_krum` (ByzFL has no Bulyan).
 /// Scores are the Krum scores over all inputs; inputs not selected in step 1 are outliers.
+/// In the last rounds of step 1 few inputs remain and Krum counts a single neighbour, so
+/// attackers that collude on one point can be selected (and then are not flagged); step 2
+/// still keeps every coordinate of the aggregate within the honest values' range.
 /// Unweighted. Precondition: `n >= 4f + 3`. Cost: `O(n^2 d + n^3 log n)`.
 pub fn bulyan<V: AsRef<[f32]>>(inputs: &[V], f: usize) -> Result<Aggregation, AggregateError> {
     let (n, d) = check_inputs(inputs)?;
@@ -26,7 +30,7 @@ pub fn bulyan<V: AsRef<[f32]>>(inputs: &[V], f: usize) -> Result<Aggregation, Ag
     let mut selected = Vec::with_capacity(theta);
     while selected.len() < theta {
         let scores = krum_scores_among(&dist, n, &remaining, f);
-        selected.push(remaining.remove(argmin(&scores)));
+        selected.push(remaining.remove(argmin(&scores, &remaining, inputs)));
     }
     let chosen: Vec<&[f32]> = selected.iter().map(|&i| inputs[i].as_ref()).collect();
     let aggregate = closest_to_median_mean(&chosen, d, theta - 2 * f);
@@ -47,20 +51,22 @@ mod tests {
 
     #[test]
     fn matches_flower_on_seven_inputs() {
-        // Flower 1.42.0 aggregate_bulyan(num_malicious=1, aggregate_krum, to_keep=0) on
-        // these inputs selects [4, 5, 0, 1, 2] and returns [2, 2.3333333, 3].
+        // Flower 1.42.0 aggregate_bulyan(num_malicious=1, aggregate_krum, to_keep=0)
+        // selects [4, 1, 2, 3, 0] and returns [1.5, 2.4, 2.9666667]. The last two Krum
+        // rounds count one neighbour and tie; the inputs are in lexicographic order, so
+        // Flower's first-index and fl_core's smallest-input tie-breaks agree.
         let x = [
-            vec![1.0f32, 2.0, 3.0],
+            vec![0.3f32, -0.2, 0.9],
+            vec![1.0, 2.0, 3.0],
+            vec![1.5, 2.7, 3.4],
             vec![2.0, 3.0, 4.0],
+            vec![2.5, 2.5, 2.5],
             vec![3.0, 5.0, 1.0],
             vec![10.0, -4.0, 7.0],
-            vec![2.5, 2.5, 2.5],
-            vec![1.5, 2.5, 3.5],
-            vec![0.0, 0.0, 0.0],
         ];
         let agg = bulyan(&x, 1).unwrap();
-        assert_eq!(agg.outlier_indices(), vec![3, 6]);
-        let want = [2.0, 2.333_333_3, 3.0];
+        assert_eq!(agg.outlier_indices(), vec![5, 6]);
+        let want = [1.5, 2.4, 2.966_666_7];
         for (a, w) in agg.aggregate.iter().zip(want) {
             assert!((a - w).abs() < 1e-6, "{:?}", agg.aggregate);
         }

@@ -49,9 +49,11 @@ pub fn geometric_median<V: AsRef<[f32]>>(
     let (n, d) = check_inputs(inputs)?;
     require(2 * f < n, "geometric_median", "2f < n", n, f)?;
     check_weights(weights, n)?;
-    if !(params.nu.is_finite() && params.nu > 0.0)
-        || !(params.tolerance.is_finite() && params.tolerance >= 0.0)
-    {
+    let usable = params.nu.is_finite()
+        && params.nu > 0.0
+        && params.tolerance.is_finite()
+        && params.tolerance >= 0.0;
+    if !usable {
         return Err(AggregateError::InvalidParameter(format!(
             "geometric_median needs nu > 0 and tolerance >= 0, got nu = {}, tolerance = {}",
             params.nu, params.tolerance

@@ -33,18 +33,39 @@ pub(crate) fn krum_scores_among(dist: &[f64], n: usize, among: &[usize], f: usiz
         .collect()
 }
 
-/// Position of the lowest score, the first one on ties.
-pub(crate) fn argmin(scores: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, s) in scores.iter().enumerate() {
-        if *s < scores[best] {
-            best = i;
-        }
+/// Orders inputs by score, ties by content (lexicographic `total_cmp`), then by index, so
+/// the order does not depend on the order in which the inputs were given.
+pub(crate) fn rank_cmp<'a, V: AsRef<[f32]>>(
+    scores: &'a [f64],
+    inputs: &'a [V],
+) -> impl Fn(&usize, &usize) -> std::cmp::Ordering + 'a {
+    move |&a, &b| {
+        scores[a]
+            .total_cmp(&scores[b])
+            .then_with(|| {
+                let (x, y) = (inputs[a].as_ref(), inputs[b].as_ref());
+                x.iter()
+                    .zip(y)
+                    .map(|(p, q)| p.total_cmp(q))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+            .then(a.cmp(&b))
     }
-    best
 }
 
-/// Krum: returns the input with the lowest [`krum_scores`] (the first one on ties).
+/// Position of the lowest score among `candidates` (indices into `inputs`), ties broken
+/// as in [`rank_cmp`]; `scores[k]` belongs to `candidates[k]`.
+pub(crate) fn argmin<V: AsRef<[f32]>>(scores: &[f64], candidates: &[usize], inputs: &[V]) -> usize {
+    let chosen: Vec<&[f32]> = candidates.iter().map(|&i| inputs[i].as_ref()).collect();
+    let cmp = rank_cmp(scores, &chosen);
+    (0..scores.len())
+        .min_by(|a, b| cmp(a, b))
+        .expect("at least one candidate")
+}
+
+/// Krum: returns the input with the lowest [`krum_scores`] (on ties, the lexicographically
+/// smallest input, so the choice never depends on the order of the inputs).
 ///
 /// Scores are the Krum scores; every input but the chosen one is an outlier.
 /// Precondition: `n > 2f + 2`. Cost: `O(n^2 d)` for the distances, `O(n^2 log n)` for the scores.
@@ -52,7 +73,8 @@ pub fn krum<V: AsRef<[f32]>>(inputs: &[V], f: usize) -> Result<Aggregation, Aggr
     let (n, _) = check_inputs(inputs)?;
     require(n > 2 * f + 2, "krum", KRUM_REQUIREMENT, n, f)?;
     let scores = krum_scores(&pairwise_sq_distances(inputs), n, f);
-    let best = argmin(&scores);
+    let all: Vec<usize> = (0..n).collect();
+    let best = argmin(&scores, &all, inputs);
     Ok(Aggregation {
         aggregate: inputs[best].as_ref().to_vec(),
         outliers: (0..n).map(|i| i != best).collect(),
@@ -62,7 +84,7 @@ pub fn krum<V: AsRef<[f32]>>(inputs: &[V], f: usize) -> Result<Aggregation, Aggr
 
 /// Multi-Krum: the (weighted) mean of the `m` inputs with the lowest [`krum_scores`],
 /// scores computed once (as in the paper, ByzFL and Flower). Ties at the cut-off go to the
-/// lower index. `m = 1` is Krum; ByzFL uses `m = n - f`.
+/// lexicographically smaller input. `m = 1` is Krum; ByzFL uses `m = n - f`.
 ///
 /// Scores are the Krum scores; the `n - m` unselected inputs are outliers.
 /// Precondition: `n > 2f + 2` and `1 <= m <= n - f`. Cost: as [`krum`] plus `O(md)`.
@@ -83,7 +105,7 @@ pub fn multi_krum<V: AsRef<[f32]>>(
     check_weights(weights, n)?;
     let scores = krum_scores(&pairwise_sq_distances(inputs), n, f);
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+    order.sort_by(rank_cmp(&scores, inputs));
     let mut selected = order[..m].to_vec();
     selected.sort_unstable();
     let mut outliers = vec![true; n];
@@ -133,7 +155,7 @@ mod tests {
     }
 
     #[test]
-    fn multi_krum_ties_at_the_cut_go_to_the_lower_index() {
+    fn multi_krum_ties_at_the_cut_go_to_the_smaller_input() {
         let agg = multi_krum(&x(), 1, 2, None).unwrap();
         assert_eq!(agg.outlier_indices(), vec![1, 2, 3]);
     }
