@@ -82,6 +82,7 @@ fn per_coordinate_sorted_portable<V: AsRef<[f32]>, R: SortedReduce>(
 /// Comparators `(a, b)`, `a < b`, of Batcher's odd-even merge sort for `n` elements: the
 /// network for the next power of two with every comparator that touches an index `>= n`
 /// dropped (as if padded with `+inf`, which never moves).
+#[cfg(any(target_arch = "x86_64", test))]
 fn batcher_network(n: usize) -> Vec<(usize, usize)> {
     let size = n.next_power_of_two();
     let mut out = Vec::new();

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The test command of README.md: sets up what a fresh machine lacks, then runs every check
+# CI runs. Safe to re-run; a warm run reuses the shared target directory.
+#
+#   scripts/test.sh
+#
+# Environment: CARGO_TARGET_DIR (default ~/.cache/mycelix-fl/target, shared by all
+# clones on this machine so builds are reused).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mycelix-fl/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n== %s (%ss since start)\n' "$1" "$SECONDS"; }
+
+step "toolchain"
+# rust-toolchain.toml pins the compiler and lists the wasm target; rustup installs a
+# missing target on first use, but an explicit add gives a clear error if it cannot.
+toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup target list --installed --toolchain "$toolchain" | grep -qx wasm32-unknown-unknown; then
+  rustup target add --toolchain "$toolchain" wasm32-unknown-unknown
+fi
+rustup component add --toolchain "$toolchain" rustfmt clippy >/dev/null 2>&1 || true
+rustc --version
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "fl_core for wasm32: clippy and release build"
+cargo clippy --locked -p fl_core --target wasm32-unknown-unknown -- -D warnings
+cargo build --locked --release -p fl_core --target wasm32-unknown-unknown
+ls -l "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/libfl_core.rlib" | awk '{print "libfl_core.rlib (wasm32):", $5, "bytes"}'
+
+step "done"
