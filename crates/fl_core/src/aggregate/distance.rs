@@ -207,17 +207,67 @@ fn dot_block_x4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
 /// fused), so every result equals the portable one to the bit.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{add_tail, axpy_portable, fold_lanes, gram_blocked, sq_dist_portable, LANES};
+    use super::{add_tail, axpy_portable, fold_lanes, gram_blocked, BLOCK, LANES};
     use std::arch::x86_64::*;
 
+    /// [`super::sq_dist`]: lanes `0..8` and `8..16` in two registers, subtract, multiply,
+    /// add (never fused), tail and fold as in the portable code.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn sq_dist(a: &[f32], b: &[f32]) -> f64 {
-        sq_dist_portable(a, b)
+        assert_eq!(a.len(), b.len());
+        let mut total = 0.0f64;
+        for (x, y) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+            let full = x.len() / LANES * LANES;
+            let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut off = 0;
+            while off < full {
+                // SAFETY: off + 16 <= full <= x.len() == y.len().
+                unsafe {
+                    let d0 = _mm256_sub_ps(
+                        _mm256_loadu_ps(x.as_ptr().add(off)),
+                        _mm256_loadu_ps(y.as_ptr().add(off)),
+                    );
+                    let d1 = _mm256_sub_ps(
+                        _mm256_loadu_ps(x.as_ptr().add(off + 8)),
+                        _mm256_loadu_ps(y.as_ptr().add(off + 8)),
+                    );
+                    lo = _mm256_add_ps(lo, _mm256_mul_ps(d0, d0));
+                    hi = _mm256_add_ps(hi, _mm256_mul_ps(d1, d1));
+                }
+                off += LANES;
+            }
+            let mut acc = [0.0f32; LANES];
+            // SAFETY: acc holds 16 floats, two stores of 8.
+            unsafe {
+                _mm256_storeu_ps(acc.as_mut_ptr(), lo);
+                _mm256_storeu_ps(acc.as_mut_ptr().add(8), hi);
+            }
+            for (l, (p, q)) in x[full..].iter().zip(&y[full..]).enumerate() {
+                let t = p - q;
+                acc[l] += t * t;
+            }
+            total += f64::from(fold_lanes(acc));
+        }
+        total
     }
 
+    /// [`super::axpy`]: four `f64` lanes, convert, multiply, add (never fused).
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn axpy(acc: &mut [f64], w: f64, x: &[f32]) {
-        axpy_portable(acc, w, x)
+        assert_eq!(acc.len(), x.len());
+        let full = x.len() / 4 * 4;
+        let wv = _mm256_set1_pd(w);
+        let mut off = 0;
+        while off < full {
+            // SAFETY: off + 4 <= full <= x.len() == acc.len().
+            unsafe {
+                let v = _mm256_cvtps_pd(_mm_loadu_ps(x.as_ptr().add(off)));
+                let p = acc.as_mut_ptr().add(off);
+                _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p), _mm256_mul_pd(wv, v)));
+            }
+            off += 4;
+        }
+        axpy_portable(&mut acc[full..], w, &x[full..]);
     }
 
     #[target_feature(enable = "avx2")]

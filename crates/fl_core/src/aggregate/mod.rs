@@ -314,14 +314,10 @@ pub(crate) fn mean_of<V: AsRef<[f32]>>(
 ) -> Vec<f32> {
     let mut acc = vec![0.0f64; d];
     let total: f64 = indices.iter().map(|&i| weights.map_or(1.0, |w| w[i])).sum();
-    // Block by block, so the accumulator stays in L1 while every input streams past it.
-    for (b, block) in acc.chunks_mut(distance::BLOCK).enumerate() {
-        let start = b * distance::BLOCK;
-        for &i in indices {
-            let w = weights.map_or(1.0, |w| w[i]);
-            if w != 0.0 {
-                distance::axpy(block, w, &inputs[i].as_ref()[start..start + block.len()]);
-            }
+    for &i in indices {
+        let w = weights.map_or(1.0, |w| w[i]);
+        if w != 0.0 {
+            distance::axpy(&mut acc, w, inputs[i].as_ref());
         }
     }
     if total == 0.0 {
