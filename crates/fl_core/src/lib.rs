@@ -11,6 +11,7 @@
 //! - [`pogq`]: Proof of Gradient Quality scoring.
 //! - [`reputation`]: the fixed-point reputation update rule.
 //! - [`committee`]: the reputation-weighted committee draw, seeded by a hash.
+//! - [`round`]: a round's verdicts, next model and reputation table.
 //!
 //! The crate does no I/O and has no Holochain dependency. Results are bit-identical on
 //! every platform: summation orders are fixed, only IEEE-754 correctly rounded operations
@@ -23,10 +24,15 @@ pub mod aggregate;
 pub mod committee;
 pub mod pogq;
 pub mod reputation;
+pub mod round;
 pub mod tensor;
 
 pub use aggregate::{AggregateError, Aggregation, AggregatorConfig, Rule};
 pub use committee::{draw_committee, CommitteeError};
 pub use pogq::{PogqError, PogqMeasurement, PogqParams, PogqVerdict};
 pub use reputation::{Evidence, Reputation, ReputationParams, ReputationParamsError};
+pub use round::{
+    decide_round, Exclusion, RoundError, RoundParams, RoundResult, SubmissionInput,
+    SubmissionOutcome, Verdict,
+};
 pub use tensor::{CodecError, Encoding, Tensor};
