@@ -23,17 +23,24 @@ fi
 rustup component add --toolchain "$toolchain" rustfmt clippy >/dev/null 2>&1 || true
 rustc --version
 
+step "zomes, hc and bundles (scripts/pack.sh)"
+scripts/pack.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --exclude holochain_tools -- -D warnings
 
-step "cargo test"
-cargo test --workspace --locked
+step "cargo test: libraries and zome logic"
+cargo test --workspace --locked --exclude mycelix_fl_tests --exclude holochain_tools
 
-step "fl_core for wasm32: clippy and release build"
-cargo clippy --locked -p fl_core --target wasm32-unknown-unknown -- -D warnings
+step "cargo test: sweettest scenarios (real conductors, one test at a time)"
+cargo test --locked -p mycelix_fl_tests -- --test-threads=1
+
+step "wasm32: clippy of fl_core and the zomes, release build of fl_core"
+cargo clippy --locked --target wasm32-unknown-unknown \
+  -p fl_core -p federated_learning_integrity -p federated_learning -p adversary -- -D warnings
 cargo build --locked --release -p fl_core --target wasm32-unknown-unknown
 ls -l "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/libfl_core.rlib" | awk '{print "libfl_core.rlib (wasm32):", $5, "bytes"}'
 

@@ -1,0 +1,100 @@
+//! A cheating peer's coordinator zome. The DNA hash depends only on the integrity zome, so
+//! a DNA with this coordinator added joins the same network as the production hApp: it is
+//! how the sweettests show that validation, not the honest coordinator, rejects bad
+//! entries. It commits exactly what the caller builds, and can update, delete and link
+//! anything. It is packed only into the test bundle (`tests/workdir/dna.yaml`).
+
+use federated_learning_integrity::{
+    CommitteeVote, DeviceRegistration, EntryTypes, GradientSubmission, LinkTypes, PogqProof,
+    RoundAggregate,
+};
+use hdk::prelude::*;
+
+/// Commits a submission as given (no signing, no checks).
+#[hdk_extern]
+pub fn raw_submission(s: GradientSubmission) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::GradientSubmission(s))
+}
+
+/// Commits a proof as given.
+#[hdk_extern]
+pub fn raw_proof(p: PogqProof) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::PogqProof(p))
+}
+
+/// Commits a vote as given.
+#[hdk_extern]
+pub fn raw_vote(v: CommitteeVote) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::CommitteeVote(v))
+}
+
+/// Commits an aggregate as given.
+#[hdk_extern]
+pub fn raw_aggregate(a: RoundAggregate) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::RoundAggregate(a))
+}
+
+/// Commits a device registration as given.
+#[hdk_extern]
+pub fn raw_device(d: DeviceRegistration) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::DeviceRegistration(d))
+}
+
+/// Input of [`raw_update_submission`].
+#[derive(Serialize, Deserialize, Debug)]
+pub struct UpdateSubmission {
+    /// The submission to replace.
+    pub original: ActionHash,
+    /// The replacement.
+    pub submission: GradientSubmission,
+}
+
+/// Tries to update a submission.
+#[hdk_extern]
+pub fn raw_update_submission(u: UpdateSubmission) -> ExternResult<ActionHash> {
+    update_entry(u.original, EntryTypes::GradientSubmission(u.submission))
+}
+
+/// Tries to delete any entry.
+#[hdk_extern]
+pub fn raw_delete(hash: ActionHash) -> ExternResult<ActionHash> {
+    delete_entry(hash)
+}
+
+/// Input of [`raw_link`].
+#[derive(Serialize, Deserialize, Debug)]
+pub struct RawLink {
+    /// Base.
+    pub base: AnyLinkableHash,
+    /// Target.
+    pub target: AnyLinkableHash,
+    /// Link type by name, e.g. `RoundToSubmissions`.
+    pub link_type: String,
+}
+
+/// Creates any link.
+#[hdk_extern]
+pub fn raw_link(l: RawLink) -> ExternResult<ActionHash> {
+    let link_type = match l.link_type.as_str() {
+        "AllTasks" => LinkTypes::AllTasks,
+        "TaskToAggregates" => LinkTypes::TaskToAggregates,
+        "RoundToSubmissions" => LinkTypes::RoundToSubmissions,
+        "RoundToAggregate" => LinkTypes::RoundToAggregate,
+        "SubmissionToProof" => LinkTypes::SubmissionToProof,
+        "SubmissionToVotes" => LinkTypes::SubmissionToVotes,
+        "AgentToSubmissions" => LinkTypes::AgentToSubmissions,
+        "AgentToDevices" => LinkTypes::AgentToDevices,
+        other => {
+            return Err(wasm_error!(WasmErrorInner::Guest(format!(
+                "unknown link type {other}"
+            ))))
+        }
+    };
+    create_link(l.base, l.target, link_type, ())
+}
+
+/// Tries to delete a link.
+#[hdk_extern]
+pub fn raw_delete_link(create_link_hash: ActionHash) -> ExternResult<ActionHash> {
+    delete_link(create_link_hash, GetOptions::default())
+}

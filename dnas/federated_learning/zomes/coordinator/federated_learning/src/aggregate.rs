@@ -1,0 +1,212 @@
+//! Closing rounds, and what they leave behind: global models, reputation, round summaries.
+
+use federated_learning_integrity::aggregate::{check_aggregator, compute_aggregate};
+use federated_learning_integrity::chain::round_context;
+use federated_learning_integrity::{EntryTypes, LinkTypes, ReputationEntry, RoundAggregate};
+use fl_core::{Exclusion, Reputation, Verdict};
+use hdk::prelude::*;
+
+use crate::round::{canonical_aggregate, participants, round_base, round_evidence, RoundRef};
+use crate::task::get_task_info;
+use crate::{announce, fail, Event};
+
+/// Aggregates a round from the submissions, proofs and votes linked to it and publishes
+/// the result. The caller must be entitled (task author in round 0, else a committee
+/// member whose rank's timeout has passed) and the quorum must be met.
+#[hdk_extern]
+pub fn aggregate_round(r: RoundRef) -> ExternResult<ActionHash> {
+    let (aggregate, base) = prepare(&r, true)?;
+    let hash = create_entry(EntryTypes::RoundAggregate(aggregate))?;
+    create_link(
+        r.task.clone(),
+        hash.clone(),
+        LinkTypes::TaskToAggregates,
+        LinkTag::new(r.round.to_be_bytes().to_vec()),
+    )?;
+    create_link(base.clone(), hash.clone(), LinkTypes::RoundToAggregate, ())?;
+    announce(
+        Event::RoundAggregated {
+            task: r.task.clone(),
+            round: r.round,
+            aggregate: hash.clone(),
+        },
+        participants(&r.task, &base)?,
+    )?;
+    Ok(hash)
+}
+
+/// The aggregate the round would get now, without publishing it (anyone may ask).
+#[hdk_extern]
+pub fn preview_aggregate(r: RoundRef) -> ExternResult<RoundAggregate> {
+    Ok(prepare(&r, false)?.0)
+}
+
+fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, ActionHash)> {
+    let task = get_task_info(&r.task)?.task;
+    let base = round_base(&r.task, r.round)?
+        .ok_or_else(|| fail(format!("round {} is not open", r.round)))?;
+    if let Some((hash, _)) = canonical_aggregate(&r.task, r.round)? {
+        return Err(fail(format!(
+            "round {} is already aggregated ({hash})",
+            r.round
+        )));
+    }
+    let ctx = round_context(&r.task, r.round, &base)?.map_err(fail)?;
+    if publishing {
+        let me = agent_info()?.agent_initial_pubkey;
+        check_aggregator(&ctx, &me, sys_time()?).map_err(fail)?;
+    }
+    let evidence = round_evidence(&r.task, r.round, &base, &ctx.committee)?;
+    if evidence.len() < task.quorum as usize {
+        return Err(fail(format!(
+            "round {} has {} submissions; the quorum is {}",
+            r.round,
+            evidence.len(),
+            task.quorum
+        )));
+    }
+    let aggregate = compute_aggregate(
+        &r.task,
+        &task,
+        r.round,
+        &base,
+        ctx.previous.as_ref(),
+        evidence,
+    )
+    .map_err(fail)?;
+    Ok((aggregate, base))
+}
+
+/// Names a global model: after `round`, or the latest when `None`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ModelRef {
+    /// Task.
+    pub task: ActionHash,
+    /// Round whose aggregate produced the model; `None` for the latest.
+    pub round: Option<u32>,
+}
+
+/// A global model.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct GlobalModel {
+    /// The round that produced it; `None` for the task's initial model.
+    pub round: Option<u32>,
+    /// The aggregate it comes from.
+    pub aggregate: Option<ActionHash>,
+    /// The encoded model.
+    #[serde(with = "serde_bytes")]
+    pub model: Vec<u8>,
+}
+
+/// The latest closed round of a task, with its aggregate.
+pub(crate) fn latest_aggregate(
+    task: &ActionHash,
+) -> ExternResult<Option<(u32, ActionHash, RoundAggregate)>> {
+    let links = get_links(
+        LinkQuery::try_new(task.clone(), LinkTypes::TaskToAggregates)?,
+        GetStrategy::Network,
+    )?;
+    let mut rounds: Vec<u32> = links
+        .iter()
+        .filter_map(|l| l.tag.0.as_slice().try_into().ok().map(u32::from_be_bytes))
+        .collect();
+    rounds.sort_unstable();
+    rounds.dedup();
+    for round in rounds.into_iter().rev() {
+        if let Some((h, a)) = canonical_aggregate(task, round)? {
+            return Ok(Some((round, h, a)));
+        }
+    }
+    Ok(None)
+}
+
+/// The global model after a round (the task's initial model before round 0 closes).
+#[hdk_extern]
+pub fn get_global_model(m: ModelRef) -> ExternResult<GlobalModel> {
+    let found = match m.round {
+        Some(r) => canonical_aggregate(&m.task, r)?.map(|(h, a)| (r, h, a)),
+        None => latest_aggregate(&m.task)?,
+    };
+    match (found, m.round) {
+        (Some((round, hash, agg)), _) => Ok(GlobalModel {
+            round: Some(round),
+            aggregate: Some(hash),
+            model: agg.model,
+        }),
+        (None, Some(r)) => Err(fail(format!("round {r} has no aggregate yet"))),
+        (None, None) => Ok(GlobalModel {
+            round: None,
+            aggregate: None,
+            model: get_task_info(&m.task)?.task.initial_model,
+        }),
+    }
+}
+
+/// An agent of a task.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct AgentReputationRef {
+    /// Task.
+    pub task: ActionHash,
+    /// Agent.
+    pub agent: AgentPubKey,
+}
+
+/// An agent's reputation after the latest closed round (the initial value if it never
+/// took part).
+#[hdk_extern]
+pub fn get_reputation(r: AgentReputationRef) -> ExternResult<Reputation> {
+    let table = get_reputation_table(r.task.clone())?;
+    match table.iter().find(|e| e.agent == r.agent) {
+        Some(e) => Ok(e.reputation),
+        None => Ok(get_task_info(&r.task)?.task.round.reputation.initial),
+    }
+}
+
+/// Every agent's reputation after the latest closed round.
+#[hdk_extern]
+pub fn get_reputation_table(task: ActionHash) -> ExternResult<Vec<ReputationEntry>> {
+    Ok(latest_aggregate(&task)?
+        .map(|(_, _, a)| a.reputation)
+        .unwrap_or_default())
+}
+
+/// A closed round at a glance.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct RoundSummary {
+    /// Round.
+    pub round: u32,
+    /// Its aggregate.
+    pub aggregate: ActionHash,
+    /// Included submissions.
+    pub included: u32,
+    /// Excluded submissions with the reason.
+    pub excluded: Vec<(ActionHash, Exclusion)>,
+}
+
+/// Every closed round of a task, in order (following the canonical aggregate of each).
+#[hdk_extern]
+pub fn list_rounds(task: ActionHash) -> ExternResult<Vec<RoundSummary>> {
+    let mut out = Vec::new();
+    let mut round = 0;
+    while let Some((hash, agg)) = canonical_aggregate(&task, round)? {
+        out.push(RoundSummary {
+            round,
+            aggregate: hash,
+            included: agg
+                .outcomes
+                .iter()
+                .filter(|o| o.verdict == Verdict::Included)
+                .count() as u32,
+            excluded: agg
+                .outcomes
+                .iter()
+                .filter_map(|o| match o.verdict {
+                    Verdict::Excluded(reason) => Some((o.submission.clone(), reason)),
+                    Verdict::Included => None,
+                })
+                .collect(),
+        });
+        round += 1;
+    }
+    Ok(out)
+}

@@ -1,0 +1,118 @@
+//! Publishing updates and their PoGQ proofs.
+
+use federated_learning_integrity::{EntryTypes, GradientSubmission, LinkTypes, PogqProof, Signer};
+use hdk::prelude::*;
+
+use crate::round::{participants, round_base};
+use crate::{announce, fail, Event};
+
+/// An update to sign with the agent key and publish, with its PoGQ measurement.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct SubmitGradient {
+    /// Task.
+    pub task: ActionHash,
+    /// Round (must be the open one).
+    pub round: u32,
+    /// The encoded update (task's encoding).
+    #[serde(with = "serde_bytes")]
+    pub update: Vec<u8>,
+    /// Training examples behind it.
+    pub samples: u32,
+    /// Loss before applying the update (PoGQ).
+    pub loss_before: f64,
+    /// Loss after applying it with the probe learning rate.
+    pub loss_after: f64,
+    /// Examples the losses were measured on.
+    pub proof_samples: u32,
+}
+
+/// An update and proof already signed by a registered device.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct SignedSubmission {
+    /// The submission (signer: the device).
+    pub submission: GradientSubmission,
+    /// Its proof; `submission` is filled in here and need not be set.
+    pub proof: PogqProof,
+}
+
+/// The published entries.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Submitted {
+    /// The submission.
+    pub submission: ActionHash,
+    /// Its proof.
+    pub proof: ActionHash,
+}
+
+/// Signs `input` with the agent key and publishes it with its proof.
+#[hdk_extern]
+pub fn submit_gradient(input: SubmitGradient) -> ExternResult<Submitted> {
+    let me = agent_info()?.agent_initial_pubkey;
+    let base = round_base(&input.task, input.round)?
+        .ok_or_else(|| fail(format!("round {} is not open yet", input.round)))?;
+    let mut submission = GradientSubmission {
+        task: input.task,
+        round: input.round,
+        base,
+        update: input.update,
+        samples: input.samples,
+        signer: Signer::Agent,
+        signature: Vec::new(),
+    };
+    submission.signature = sign_raw(me.clone(), submission.signing_bytes())?.0.to_vec();
+    let mut proof = PogqProof {
+        submission: ActionHash::from_raw_36(vec![0; 36]),
+        loss_before: input.loss_before,
+        loss_after: input.loss_after,
+        samples: input.proof_samples,
+        signature: Vec::new(),
+    };
+    proof.signature = sign_raw(me, proof.signing_bytes(&submission.signature))?
+        .0
+        .to_vec();
+    publish(submission, proof)
+}
+
+/// Publishes an update and proof signed by one of the caller's registered devices.
+#[hdk_extern]
+pub fn submit_signed(input: SignedSubmission) -> ExternResult<Submitted> {
+    publish(input.submission, input.proof)
+}
+
+fn publish(submission: GradientSubmission, mut proof: PogqProof) -> ExternResult<Submitted> {
+    let me = agent_info()?.agent_initial_pubkey;
+    let (task, round, base) = (
+        submission.task.clone(),
+        submission.round,
+        submission.base.clone(),
+    );
+    let hash = create_entry(EntryTypes::GradientSubmission(submission))?;
+    create_link(
+        base.clone(),
+        hash.clone(),
+        LinkTypes::RoundToSubmissions,
+        (),
+    )?;
+    create_link(me.clone(), hash.clone(), LinkTypes::AgentToSubmissions, ())?;
+    proof.submission = hash.clone();
+    let proof_hash = create_entry(EntryTypes::PogqProof(proof))?;
+    create_link(
+        hash.clone(),
+        proof_hash.clone(),
+        LinkTypes::SubmissionToProof,
+        (),
+    )?;
+    announce(
+        Event::SubmissionCreated {
+            task: task.clone(),
+            round,
+            submission: hash.clone(),
+            author: me,
+        },
+        participants(&task, &base)?,
+    )?;
+    Ok(Submitted {
+        submission: hash,
+        proof: proof_hash,
+    })
+}

@@ -1,0 +1,114 @@
+//! Coordinator zome of Mycelix FL: the API that clients and the UI call.
+//!
+//! | function | does |
+//! |---|---|
+//! | `create_task(Task) -> ActionHash` | publishes a task, indexed under `tasks` |
+//! | `list_tasks(()) -> Vec<TaskInfo>` | all tasks |
+//! | `register_device(DeviceRegistration) -> ActionHash` | binds an edge device key to the caller |
+//! | `submit_gradient(SubmitGradient) -> Submitted` | signs (agent key) and publishes an update with its PoGQ proof |
+//! | `submit_signed(SignedSubmission) -> Submitted` | publishes an update and proof a device signed |
+//! | `get_round(RoundRef) -> RoundState` | submissions, proofs, votes, committee, quorum, aggregate |
+//! | `cast_vote(CastVote) -> ActionHash` | a committee member's re-score of a submission |
+//! | `aggregate_round(RoundRef) -> ActionHash` | computes and publishes the round's aggregate |
+//! | `preview_aggregate(RoundRef) -> RoundAggregate` | the aggregate the round would get now |
+//! | `get_global_model(ModelRef) -> GlobalModel` | the model after a round (or the initial one) |
+//! | `get_reputation(AgentReputationRef) -> Reputation` / `get_reputation_table(ActionHash)` | reputation after the latest round |
+//! | `list_rounds(ActionHash) -> Vec<RoundSummary>` | every closed round of a task |
+//! | `get_committee(RoundRef) -> Vec<AgentPubKey>` | a round's ranked committee |
+//!
+//! Every new submission, vote and aggregate is announced with `emit_signal` to the local
+//! UI and with remote signals to the task's known participants (see [`Event`]).
+
+mod aggregate;
+mod device;
+mod gradient;
+mod round;
+mod task;
+mod vote;
+
+pub use aggregate::*;
+pub use device::*;
+pub use gradient::*;
+pub use round::*;
+pub use task::*;
+pub use vote::*;
+
+use hdk::prelude::*;
+
+/// What happened, as the UI and peers hear it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A gradient submission and its proof were published.
+    SubmissionCreated {
+        /// Task.
+        task: ActionHash,
+        /// Round.
+        round: u32,
+        /// Submission.
+        submission: ActionHash,
+        /// Its author.
+        author: AgentPubKey,
+    },
+    /// A committee vote was published.
+    VoteCast {
+        /// Task.
+        task: ActionHash,
+        /// Round.
+        round: u32,
+        /// Submission voted on.
+        submission: ActionHash,
+        /// The vote.
+        vote: ActionHash,
+        /// Member.
+        member: AgentPubKey,
+        /// Accept or reject.
+        accept: bool,
+    },
+    /// A round's aggregate was published.
+    RoundAggregated {
+        /// Task.
+        task: ActionHash,
+        /// Round closed.
+        round: u32,
+        /// The aggregate.
+        aggregate: ActionHash,
+    },
+}
+
+/// Grants everyone the right to send this cell remote signals.
+#[hdk_extern]
+pub fn init() -> ExternResult<InitCallbackResult> {
+    let mut functions = HashSet::new();
+    functions.insert((zome_info()?.name, "recv_remote_signal".into()));
+    create_cap_grant(CapGrantEntry {
+        tag: "remote_signals".into(),
+        access: CapAccess::Unrestricted,
+        functions: GrantedFunctions::Listed(functions),
+    })?;
+    Ok(InitCallbackResult::Pass)
+}
+
+/// A peer's event: passed on to the local UI.
+#[hdk_extern]
+pub fn recv_remote_signal(event: Event) -> ExternResult<()> {
+    emit_signal(event)
+}
+
+/// Emits `event` locally and sends it to `peers` (the caller excluded).
+pub(crate) fn announce(event: Event, peers: Vec<AgentPubKey>) -> ExternResult<()> {
+    emit_signal(event.clone())?;
+    let me = agent_info()?.agent_initial_pubkey;
+    let mut peers: Vec<AgentPubKey> = peers.into_iter().filter(|p| p != &me).collect();
+    peers.sort();
+    peers.dedup();
+    if !peers.is_empty() {
+        send_remote_signal(event, peers)?;
+    }
+    Ok(())
+}
+
+/// An error for the caller, as a zome-call failure with this message.
+pub(crate) fn fail(message: impl Into<String>) -> WasmError {
+    wasm_error!(WasmErrorInner::Guest(message.into()))
+}

@@ -1,0 +1,275 @@
+//! Reading a round's state from the DHT.
+
+use federated_learning_integrity::aggregate::SubmissionEvidence;
+use federated_learning_integrity::chain::round_context;
+use federated_learning_integrity::{
+    CommitteeVote, GradientSubmission, LinkTypes, PogqProof, RoundAggregate, Task,
+};
+use hdk::prelude::*;
+
+use crate::fail;
+use crate::task::get_task_info;
+
+/// Names a round of a task.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct RoundRef {
+    /// Task.
+    pub task: ActionHash,
+    /// Round.
+    pub round: u32,
+}
+
+/// One submission as a round reports it (without the update's bytes).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct SubmissionInfo {
+    /// Submission action.
+    pub hash: ActionHash,
+    /// Author.
+    pub author: AgentPubKey,
+    /// Self-reported training examples.
+    pub samples: u32,
+    /// Size of the encoded update in bytes.
+    pub update_bytes: u32,
+    /// The PoGQ proof, if published.
+    pub proof: Option<(ActionHash, PogqProof)>,
+    /// Committee votes: (vote action, member, vote).
+    pub votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)>,
+}
+
+/// Everything known about a round.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct RoundState {
+    /// Task.
+    pub task: ActionHash,
+    /// Round.
+    pub round: u32,
+    /// The round's base (task or previous aggregate); `None` while the round is not open.
+    pub base: Option<ActionHash>,
+    /// Submissions so far, ordered by hash.
+    pub submissions: Vec<SubmissionInfo>,
+    /// The ranked committee (empty in round 0).
+    pub committee: Vec<AgentPubKey>,
+    /// Submissions needed to aggregate.
+    pub quorum: u32,
+    /// Whether the quorum is met.
+    pub quorum_met: bool,
+    /// The aggregate that closed the round, if any.
+    pub aggregate: Option<(ActionHash, RoundAggregate)>,
+}
+
+/// The canonical aggregate of `round`: of all valid aggregates for it, the one by the
+/// best-ranked committee member (the task author in round 0), ties to the lower hash.
+pub(crate) fn canonical_aggregate(
+    task: &ActionHash,
+    round: u32,
+) -> ExternResult<Option<(ActionHash, RoundAggregate)>> {
+    let links = get_links(
+        LinkQuery::try_new(task.clone(), LinkTypes::TaskToAggregates)?
+            .tag_prefix(LinkTag::new(round.to_be_bytes().to_vec())),
+        GetStrategy::Network,
+    )?;
+    let mut found: Vec<(usize, ActionHash, RoundAggregate)> = Vec::new();
+    let mut committee: Option<Vec<AgentPubKey>> = None;
+    for link in links {
+        let Some(hash) = link.target.into_action_hash() else {
+            continue;
+        };
+        let Some(record) = get(hash.clone(), GetOptions::default())? else {
+            continue;
+        };
+        let Ok(agg) = RoundAggregate::try_from(record.clone()) else {
+            continue;
+        };
+        if agg.round != round || &agg.task != task {
+            continue;
+        }
+        let members = match &committee {
+            Some(c) => c,
+            None => {
+                let ctx = round_context(task, round, &agg.base)?.map_err(fail)?;
+                let members = if round == 0 {
+                    vec![ctx.task_author]
+                } else {
+                    ctx.committee
+                };
+                committee.insert(members)
+            }
+        };
+        let rank = members
+            .iter()
+            .position(|m| m == record.action().author())
+            .unwrap_or(usize::MAX);
+        found.push((rank, hash, agg));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    Ok(found.into_iter().next().map(|(_, h, a)| (h, a)))
+}
+
+/// The base of `round`: the task for round 0, else the canonical aggregate of the round
+/// before; `None` while that round is not closed.
+pub(crate) fn round_base(task: &ActionHash, round: u32) -> ExternResult<Option<ActionHash>> {
+    if round == 0 {
+        return Ok(Some(task.clone()));
+    }
+    Ok(canonical_aggregate(task, round - 1)?.map(|(h, _)| h))
+}
+
+/// The task author, every agent with reputation, and this round's submitters.
+pub(crate) fn participants(task: &ActionHash, base: &ActionHash) -> ExternResult<Vec<AgentPubKey>> {
+    let mut out = vec![get_task_info(task)?.author];
+    if base != task {
+        if let Some(record) = get(base.clone(), GetOptions::default())? {
+            if let Ok(agg) = RoundAggregate::try_from(record) {
+                out.extend(agg.reputation.into_iter().map(|e| e.agent));
+            }
+        }
+    }
+    let links = get_links(
+        LinkQuery::try_new(base.clone(), LinkTypes::RoundToSubmissions)?,
+        GetStrategy::Network,
+    )?;
+    out.extend(links.into_iter().map(|l| l.author));
+    Ok(out)
+}
+
+/// The submissions of the round based on `base`, with their proofs and committee votes
+/// (votes by non-members and second votes left out), ordered by hash.
+pub(crate) fn round_evidence(
+    task: &ActionHash,
+    round: u32,
+    base: &ActionHash,
+    committee: &[AgentPubKey],
+) -> ExternResult<Vec<SubmissionEvidence>> {
+    let links = get_links(
+        LinkQuery::try_new(base.clone(), LinkTypes::RoundToSubmissions)?,
+        GetStrategy::Network,
+    )?;
+    let mut out: Vec<SubmissionEvidence> = Vec::new();
+    for link in links {
+        let Some(hash) = link.target.into_action_hash() else {
+            continue;
+        };
+        if out.iter().any(|e| e.hash == hash) {
+            continue;
+        }
+        let Some(record) = get(hash.clone(), GetOptions::default())? else {
+            continue;
+        };
+        let Ok(submission) = GradientSubmission::try_from(record.clone()) else {
+            continue;
+        };
+        if &submission.task != task || submission.round != round || &submission.base != base {
+            continue;
+        }
+        let author = record.action().author().clone();
+        let mut proof = None;
+        let proof_links = get_links(
+            LinkQuery::try_new(hash.clone(), LinkTypes::SubmissionToProof)?,
+            GetStrategy::Network,
+        )?;
+        let mut proof_targets: Vec<ActionHash> = proof_links
+            .into_iter()
+            .filter_map(|l| l.target.into_action_hash())
+            .collect();
+        proof_targets.sort();
+        for p in proof_targets {
+            let Some(r) = get(p.clone(), GetOptions::default())? else {
+                continue;
+            };
+            if r.action().author() != &author {
+                continue;
+            }
+            if let Ok(pr) = PogqProof::try_from(r) {
+                if pr.submission == hash {
+                    proof = Some((p, pr));
+                    break;
+                }
+            }
+        }
+        let vote_links = get_links(
+            LinkQuery::try_new(hash.clone(), LinkTypes::SubmissionToVotes)?,
+            GetStrategy::Network,
+        )?;
+        let mut vote_targets: Vec<ActionHash> = vote_links
+            .into_iter()
+            .filter_map(|l| l.target.into_action_hash())
+            .collect();
+        vote_targets.sort();
+        let mut votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)> = Vec::new();
+        for v in vote_targets {
+            let Some(r) = get(v.clone(), GetOptions::default())? else {
+                continue;
+            };
+            let member = r.action().author().clone();
+            if !committee.contains(&member) || votes.iter().any(|(_, m, _)| m == &member) {
+                continue;
+            }
+            if let Ok(vote) = CommitteeVote::try_from(r) {
+                if vote.submission == hash {
+                    votes.push((v, member, vote));
+                }
+            }
+        }
+        out.push(SubmissionEvidence {
+            hash,
+            author,
+            submission,
+            proof,
+            votes,
+        });
+    }
+    out.sort_by(|a, b| a.hash.cmp(&b.hash));
+    Ok(out)
+}
+
+/// A round's state: submissions with proofs and votes, committee, quorum and aggregate.
+#[hdk_extern]
+pub fn get_round(r: RoundRef) -> ExternResult<RoundState> {
+    let task: Task = get_task_info(&r.task)?.task;
+    let Some(base) = round_base(&r.task, r.round)? else {
+        return Ok(RoundState {
+            task: r.task,
+            round: r.round,
+            base: None,
+            submissions: Vec::new(),
+            committee: Vec::new(),
+            quorum: task.quorum,
+            quorum_met: false,
+            aggregate: None,
+        });
+    };
+    let ctx = round_context(&r.task, r.round, &base)?.map_err(fail)?;
+    let evidence = round_evidence(&r.task, r.round, &base, &ctx.committee)?;
+    let submissions: Vec<SubmissionInfo> = evidence
+        .into_iter()
+        .map(|e| SubmissionInfo {
+            hash: e.hash,
+            author: e.author,
+            samples: e.submission.samples,
+            update_bytes: e.submission.update.len() as u32,
+            proof: e.proof,
+            votes: e.votes,
+        })
+        .collect();
+    Ok(RoundState {
+        quorum_met: submissions.len() >= task.quorum as usize,
+        aggregate: canonical_aggregate(&r.task, r.round)?,
+        task: r.task,
+        round: r.round,
+        base: Some(base),
+        submissions,
+        committee: ctx.committee,
+        quorum: task.quorum,
+    })
+}
+
+/// A round's ranked committee (empty for round 0 and for rounds not open yet).
+#[hdk_extern]
+pub fn get_committee(r: RoundRef) -> ExternResult<Vec<AgentPubKey>> {
+    let Some(base) = round_base(&r.task, r.round)? else {
+        return Ok(Vec::new());
+    };
+    Ok(round_context(&r.task, r.round, &base)?
+        .map_err(fail)?
+        .committee)
+}

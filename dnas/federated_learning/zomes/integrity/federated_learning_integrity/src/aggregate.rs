@@ -1,0 +1,312 @@
+//! The outcome of a round, recomputed by every validator.
+
+use fl_core::{decide_round, Reputation, SubmissionInput, Verdict};
+use hdi::prelude::*;
+
+use crate::chain::{round_context, typed_record, RoundContext};
+use crate::gradient::GradientSubmission;
+use crate::proof::PogqProof;
+use crate::task::{decode_model, Task};
+use crate::vote::CommitteeVote;
+
+/// What a round decided about one submission, with the entries that decided it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct OutcomeRecord {
+    /// The submission.
+    pub submission: ActionHash,
+    /// Its PoGQ proof, if one was found.
+    pub proof: Option<ActionHash>,
+    /// The committee votes on it that were counted.
+    pub votes: Vec<ActionHash>,
+    /// Included, or excluded with the reason.
+    pub verdict: Verdict,
+}
+
+/// One agent's reputation after the round.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ReputationEntry {
+    /// The agent.
+    pub agent: AgentPubKey,
+    /// Its reputation.
+    pub reputation: Reputation,
+}
+
+/// The outcome of round `round`: verdicts, the next global model and the reputation table.
+/// The next round's committee is drawn from this table, seeded by this entry's hash.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct RoundAggregate {
+    /// The task.
+    pub task: ActionHash,
+    /// The round closed.
+    pub round: u32,
+    /// The round's base (task for round 0, else the previous aggregate).
+    pub base: ActionHash,
+    /// One per submission, ordered by submission hash.
+    pub outcomes: Vec<OutcomeRecord>,
+    /// The next global model, in the task's encoding.
+    #[serde(with = "serde_bytes")]
+    pub model: Vec<u8>,
+    /// Every agent's reputation after the round, ordered by agent key.
+    pub reputation: Vec<ReputationEntry>,
+}
+
+/// One submission with the entries that bear on it.
+#[derive(Debug, Clone)]
+pub struct SubmissionEvidence {
+    /// The submission's action hash.
+    pub hash: ActionHash,
+    /// Its author.
+    pub author: AgentPubKey,
+    /// The submission.
+    pub submission: GradientSubmission,
+    /// Its proof.
+    pub proof: Option<(ActionHash, PogqProof)>,
+    /// Committee votes on it: (vote action, member, vote).
+    pub votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)>,
+}
+
+/// Computes the aggregate of a round from its evidence. The coordinator commits exactly
+/// this and validation recomputes it, so the two can never disagree on honest input.
+pub fn compute_aggregate(
+    task_hash: &ActionHash,
+    task: &Task,
+    round: u32,
+    base: &ActionHash,
+    previous: Option<&RoundAggregate>,
+    mut evidence: Vec<SubmissionEvidence>,
+) -> Result<RoundAggregate, String> {
+    evidence.sort_by(|a, b| a.hash.cmp(&b.hash));
+    let base_bytes = previous.map_or(&task.initial_model, |p| &p.model);
+    let base_model = decode_model(task, base_bytes).map_err(|e| format!("base model: {e}"))?;
+    let updates = evidence
+        .iter()
+        .map(|e| decode_model(task, &e.submission.update).map(|t| t.into_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("update: {e}"))?;
+    let table: Vec<(AgentPubKey, Reputation)> = previous
+        .map(|p| {
+            p.reputation
+                .iter()
+                .map(|e| (e.agent.clone(), e.reputation))
+                .collect()
+        })
+        .unwrap_or_default();
+    let inputs: Vec<SubmissionInput<'_, AgentPubKey>> = evidence
+        .iter()
+        .zip(&updates)
+        .map(|(e, u)| SubmissionInput {
+            agent: e.author.clone(),
+            update: u,
+            proof: e.proof.as_ref().map(|(_, p)| p.measurement()),
+            votes: e.votes.iter().map(|(_, _, v)| v.accept).collect(),
+        })
+        .collect();
+    let result = decide_round(&task.round, base_model.as_slice(), &table, &inputs)
+        .map_err(|e| e.to_string())?;
+    let model = fl_core::Tensor::new(result.model)
+        .and_then(|t| t.encode(task.encoding))
+        .map_err(|e| format!("new model: {e}"))?;
+    Ok(RoundAggregate {
+        task: task_hash.clone(),
+        round,
+        base: base.clone(),
+        outcomes: evidence
+            .iter()
+            .zip(&result.outcomes)
+            .map(|(e, o)| OutcomeRecord {
+                submission: e.hash.clone(),
+                proof: e.proof.as_ref().map(|(h, _)| h.clone()),
+                votes: e.votes.iter().map(|(h, _, _)| h.clone()).collect(),
+                verdict: o.verdict,
+            })
+            .collect(),
+        model,
+        reputation: result
+            .reputation
+            .into_iter()
+            .map(|(agent, reputation)| ReputationEntry { agent, reputation })
+            .collect(),
+    })
+}
+
+/// Who may publish the aggregate: in round 0 the task's author; later a member of the
+/// round's committee, the first-ranked at once and rank `r` after `r` timeouts.
+pub fn check_aggregator(
+    ctx: &RoundContext,
+    author: &AgentPubKey,
+    at: Timestamp,
+) -> Result<(), String> {
+    if ctx.previous.is_none() {
+        return if author == &ctx.task_author {
+            Ok(())
+        } else {
+            Err(format!(
+                "round 0 is aggregated by the task's author, not {author}"
+            ))
+        };
+    }
+    let rank = ctx
+        .committee
+        .iter()
+        .position(|m| m == author)
+        .ok_or_else(|| format!("aggregate by {author}, who is not on the round's committee"))?;
+    let wait_us = (rank as i64).saturating_mul(ctx.task.aggregation_timeout_ms as i64 * 1000);
+    let allowed = Timestamp::from_micros(ctx.opened_at.as_micros().saturating_add(wait_us));
+    if at < allowed {
+        return Err(format!(
+            "committee rank {rank} may aggregate only from {} ms (the round opened at {} ms)",
+            allowed.as_millis(),
+            ctx.opened_at.as_millis()
+        ));
+    }
+    Ok(())
+}
+
+/// An aggregate must be published by an entitled member, reference at least a quorum of
+/// the round's submissions with their own proofs and committee votes, and equal the
+/// recomputation of verdicts, model and reputation from those entries.
+pub fn validate_create_aggregate(
+    a: &RoundAggregate,
+    action: &Create,
+) -> ExternResult<Result<(), String>> {
+    let ctx = match round_context(&a.task, a.round, &a.base)? {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
+    };
+    if let Err(e) = check_aggregator(&ctx, &action.author, action.timestamp) {
+        return Ok(Err(format!("round aggregate: {e}")));
+    }
+    if a.outcomes.len() < ctx.task.quorum as usize {
+        return Ok(Err(format!(
+            "round aggregate: {} submissions referenced but the quorum is {}",
+            a.outcomes.len(),
+            ctx.task.quorum
+        )));
+    }
+    if a.outcomes
+        .windows(2)
+        .any(|w| w[0].submission >= w[1].submission)
+    {
+        return Ok(Err(
+            "round aggregate: outcomes must be ordered by submission hash, each once".into(),
+        ));
+    }
+    let mut evidence = Vec::with_capacity(a.outcomes.len());
+    for o in &a.outcomes {
+        match gather(&ctx, a, o)? {
+            Ok(e) => evidence.push(e),
+            Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
+        }
+    }
+    let expected = match compute_aggregate(
+        &a.task,
+        &ctx.task,
+        a.round,
+        &a.base,
+        ctx.previous.as_ref(),
+        evidence,
+    ) {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(format!("round aggregate: cannot recompute: {e}"))),
+    };
+    Ok(compare(a, &expected)
+        .map_err(|e| format!("round aggregate does not match the recomputation: {e}")))
+}
+
+fn gather(
+    ctx: &RoundContext,
+    a: &RoundAggregate,
+    o: &OutcomeRecord,
+) -> ExternResult<Result<SubmissionEvidence, String>> {
+    let (record, submission) =
+        match typed_record::<GradientSubmission>(&o.submission, "GradientSubmission")? {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+    if submission.task != a.task || submission.round != a.round || submission.base != a.base {
+        return Ok(Err(format!(
+            "submission {} belongs to another round",
+            o.submission
+        )));
+    }
+    let author = record.action().author().clone();
+    let proof = match &o.proof {
+        None => None,
+        Some(h) => match typed_record::<PogqProof>(h, "PogqProof")? {
+            Ok((r, p)) if p.submission == o.submission && r.action().author() == &author => {
+                Some((h.clone(), p))
+            }
+            Ok(_) => {
+                return Ok(Err(format!(
+                    "proof {h} does not belong to submission {}",
+                    o.submission
+                )))
+            }
+            Err(e) => return Ok(Err(e)),
+        },
+    };
+    let mut votes = Vec::with_capacity(o.votes.len());
+    for h in &o.votes {
+        let (r, v) = match typed_record::<CommitteeVote>(h, "CommitteeVote")? {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        let member = r.action().author().clone();
+        if v.submission != o.submission {
+            return Ok(Err(format!("vote {h} is on another submission")));
+        }
+        if !ctx.committee.contains(&member) {
+            return Ok(Err(format!(
+                "vote {h} is by {member}, who is not on the committee"
+            )));
+        }
+        if votes
+            .iter()
+            .any(|(_, m, _): &(ActionHash, AgentPubKey, CommitteeVote)| m == &member)
+        {
+            return Ok(Err(format!(
+                "two votes by {member} on submission {}",
+                o.submission
+            )));
+        }
+        votes.push((h.clone(), member, v));
+    }
+    Ok(Ok(SubmissionEvidence {
+        hash: o.submission.clone(),
+        author,
+        submission,
+        proof,
+        votes,
+    }))
+}
+
+fn compare(got: &RoundAggregate, want: &RoundAggregate) -> Result<(), String> {
+    for (g, w) in got.outcomes.iter().zip(&want.outcomes) {
+        if g.verdict != w.verdict {
+            return Err(format!(
+                "submission {} is marked {:?}, the rules give {:?}",
+                g.submission, g.verdict, w.verdict
+            ));
+        }
+    }
+    if got.model != want.model {
+        return Err("the model differs from the aggregation of the included updates".into());
+    }
+    if got.reputation != want.reputation {
+        let diff = got
+            .reputation
+            .iter()
+            .zip(&want.reputation)
+            .find(|(g, w)| g != w)
+            .map(|(g, w)| {
+                format!(
+                    "{} has {} but the rule gives {}",
+                    g.agent, g.reputation, w.reputation
+                )
+            })
+            .unwrap_or_else(|| "the table lists different agents".into());
+        return Err(format!("reputation: {diff}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Deterministic look-ups that several rules share: typed records, a round's base and
+//! committee, and "no earlier entry like this in the author's chain".
+
+use fl_core::{draw_committee, Reputation};
+use hdi::prelude::*;
+
+use crate::aggregate::RoundAggregate;
+use crate::task::Task;
+use crate::UnitEntryTypes;
+
+/// A rule's outcome: `Err` carries the rejection message; host failures are the outer error.
+pub type Check<T> = ExternResult<Result<T, String>>;
+
+/// Fetches a valid record and decodes its entry as `T`; a record of another type is a
+/// rejection naming `what`.
+pub fn typed_record<T>(hash: &ActionHash, what: &str) -> Check<(Record, T)>
+where
+    T: TryFrom<SerializedBytes, Error = SerializedBytesError>,
+{
+    let record = must_get_valid_record(hash.clone())?;
+    let decoded = match record.entry().as_option() {
+        Some(Entry::App(bytes)) => T::try_from(SerializedBytes::from(bytes.clone())).ok(),
+        _ => None,
+    };
+    Ok(match decoded {
+        Some(t) => Ok((record, t)),
+        None => Err(format!("{hash} is not a {what}")),
+    })
+}
+
+/// Everything a round's entries are checked against: the task, the round's base, the
+/// previous aggregate (none for round 0) and the round's ranked committee.
+pub struct RoundContext {
+    /// The task.
+    pub task: Task,
+    /// Who created the task.
+    pub task_author: AgentPubKey,
+    /// When the round opened (the base's timestamp).
+    pub opened_at: Timestamp,
+    /// The previous round's aggregate, `None` in round 0.
+    pub previous: Option<RoundAggregate>,
+    /// The round's committee, best rank first (empty in round 0).
+    pub committee: Vec<AgentPubKey>,
+}
+
+/// Loads the context of `round` of `task`, whose base must be `base`: the task itself for
+/// round 0, the aggregate of round `round - 1` of the same task otherwise.
+pub fn round_context(task_hash: &ActionHash, round: u32, base: &ActionHash) -> Check<RoundContext> {
+    let (task_record, task) = match typed_record::<Task>(task_hash, "Task")? {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
+    if round == 0 {
+        if base != task_hash {
+            return Ok(Err(format!(
+                "round 0 must name the task as its base model, not {base}"
+            )));
+        }
+        return Ok(Ok(RoundContext {
+            task,
+            task_author: task_record.action().author().clone(),
+            opened_at: task_record.action().timestamp(),
+            previous: None,
+            committee: Vec::new(),
+        }));
+    }
+    let (base_record, previous) = match typed_record::<RoundAggregate>(base, "RoundAggregate")? {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(Err(format!(
+                "round {round} is not open: its base must be the aggregate of round {}: {e}",
+                round - 1
+            )))
+        }
+    };
+    if &previous.task != task_hash || previous.round + 1 != round {
+        return Ok(Err(format!(
+            "wrong base model: {base} is the aggregate of round {} of task {}, but round {round} of task {task_hash} needs the aggregate of round {}",
+            previous.round,
+            previous.task,
+            round - 1
+        )));
+    }
+    let seed = base_record
+        .action()
+        .entry_hash()
+        .map(|h| {
+            let mut s = [0u8; 32];
+            s.copy_from_slice(h.get_raw_32());
+            s
+        })
+        .unwrap_or_default();
+    let committee = committee_from(&task, &previous, seed);
+    Ok(Ok(RoundContext {
+        task,
+        task_author: task_record.action().author().clone(),
+        opened_at: base_record.action().timestamp(),
+        previous: Some(previous),
+        committee,
+    }))
+}
+
+/// The committee drawn from the previous aggregate's reputation table with `seed` (the
+/// previous aggregate's entry hash): as many seats as the task asks, fewer when fewer
+/// agents are eligible.
+pub fn committee_from(task: &Task, previous: &RoundAggregate, seed: [u8; 32]) -> Vec<AgentPubKey> {
+    let threshold = task.round.reputation.committee_threshold;
+    let candidates: Vec<(AgentPubKey, Reputation)> = previous
+        .reputation
+        .iter()
+        .map(|e| (e.agent.clone(), e.reputation))
+        .collect();
+    let eligible = candidates
+        .iter()
+        .filter(|(_, r)| *r >= threshold && r.0 > 0)
+        .count();
+    let size = (task.committee_size as usize).min(eligible);
+    draw_committee(seed, &candidates, size, threshold).unwrap_or_default()
+}
+
+/// The first entry of type `unit` in `author`'s chain, from `chain_top` back to `since`,
+/// for which `matches` holds (used for "one per agent per round" rules).
+pub fn earlier_entry<T>(
+    author: &AgentPubKey,
+    chain_top: &ActionHash,
+    since: Timestamp,
+    unit: UnitEntryTypes,
+    matches: impl Fn(&T) -> bool,
+) -> ExternResult<Option<ActionHash>>
+where
+    T: TryFrom<SerializedBytes, Error = SerializedBytesError>,
+{
+    let wanted = ScopedEntryDefIndex::try_from(unit)?;
+    // Nothing in range when the chain top predates `since`. Checking this first also
+    // avoids a subtraction overflow in holochain 0.6.3's ChainFilter::until_timestamp,
+    // which panics when the first action after the timestamp lies above the chain top.
+    if must_get_action(chain_top.clone())?.action().timestamp() < since {
+        return Ok(None);
+    }
+    let activity = must_get_agent_activity(
+        author.clone(),
+        ChainFilter::new(chain_top.clone())
+            .until_timestamp(since)
+            .include_cached_entries(),
+    )?;
+    for item in activity {
+        let action = item.action.action();
+        if action.timestamp() < since {
+            break;
+        }
+        let Some((entry_hash, EntryType::App(def))) = action.entry_data() else {
+            continue;
+        };
+        if def.zome_index != wanted.zome_index || def.entry_index != wanted.zome_type {
+            continue;
+        }
+        let entry = match item.cached_entry {
+            Some(e) => e,
+            None => must_get_entry(entry_hash.clone())?.into_content(),
+        };
+        if let Entry::App(bytes) = entry {
+            if let Ok(t) = T::try_from(SerializedBytes::from(bytes)) {
+                if matches(&t) {
+                    return Ok(Some(item.action.as_hash().clone()));
+                }
+            }
+        }
+    }
+    Ok(None)
+}

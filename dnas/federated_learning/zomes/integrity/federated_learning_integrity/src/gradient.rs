@@ -1,0 +1,134 @@
+//! Signed model updates.
+
+use hdi::prelude::*;
+
+use crate::chain::{earlier_entry, round_context, typed_record};
+use crate::device::DeviceRegistration;
+use crate::signing::{gradient_message, verify_ed25519, GradientFields};
+use crate::task::decode_model;
+use crate::UnitEntryTypes;
+
+/// Who signed a submission or proof.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Signer {
+    /// The authoring agent's own key.
+    Agent,
+    /// A device key registered to the authoring agent.
+    Device {
+        /// The `DeviceRegistration` action.
+        registration: ActionHash,
+    },
+}
+
+/// A model update for one round of one task: `update = w_local - w_global` on the
+/// submitter's data, encoded with the task's encoding, signed.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct GradientSubmission {
+    /// The task.
+    pub task: ActionHash,
+    /// Round number, from 0.
+    pub round: u32,
+    /// The model the update was computed from: the task (round 0) or the previous
+    /// round's aggregate.
+    pub base: ActionHash,
+    /// The encoded update.
+    #[serde(with = "serde_bytes")]
+    pub update: Vec<u8>,
+    /// Training examples behind the update (self-reported; informational only).
+    pub samples: u32,
+    /// Who signed.
+    pub signer: Signer,
+    /// ed25519 signature over [`gradient_message`].
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+impl GradientSubmission {
+    /// The bytes the signature covers.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        gradient_message(&GradientFields {
+            task: self.task.get_raw_39(),
+            round: self.round,
+            base: self.base.get_raw_39(),
+            update: &self.update,
+            samples: self.samples,
+            device_registration: match &self.signer {
+                Signer::Agent => None,
+                Signer::Device { registration } => Some(registration.get_raw_39()),
+            },
+        })
+    }
+}
+
+/// The public key that must have signed, for a submission or proof authored by `author`.
+pub fn signer_key(signer: &Signer, author: &AgentPubKey) -> ExternResult<Result<Vec<u8>, String>> {
+    match signer {
+        Signer::Agent => Ok(Ok(author.get_raw_32().to_vec())),
+        Signer::Device { registration } => {
+            let (record, device) =
+                match typed_record::<DeviceRegistration>(registration, "DeviceRegistration")? {
+                    Ok(d) => d,
+                    Err(_) => {
+                        return Ok(Err(format!(
+                        "device key is not registered: {registration} is not a device registration"
+                    )))
+                    }
+                };
+            if record.action().author() != author {
+                return Ok(Err(format!(
+                    "device key is not registered to {author}: registration {registration} belongs to {}",
+                    record.action().author()
+                )));
+            }
+            Ok(Ok(device.device_key))
+        }
+    }
+}
+
+/// A submission must decode to the task's model size in the task's encoding with finite
+/// values, carry a valid signature by the author or its registered device, target the open
+/// round with the right base, not predate the round's opening, and be the author's only
+/// one in that round.
+pub fn validate_create_gradient(
+    g: &GradientSubmission,
+    action: &Create,
+) -> ExternResult<Result<(), String>> {
+    let ctx = match round_context(&g.task, g.round, &g.base)? {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(format!("gradient submission: {e}"))),
+    };
+    if let Err(e) = decode_model(&ctx.task, &g.update) {
+        return Ok(Err(format!("gradient submission: update {e}")));
+    }
+    let key = match signer_key(&g.signer, &action.author)? {
+        Ok(k) => k,
+        Err(e) => return Ok(Err(format!("gradient submission: {e}"))),
+    };
+    if let Err(e) = verify_ed25519(&key, &g.signature, &g.signing_bytes()) {
+        return Ok(Err(format!("gradient submission: bad signature: {e}")));
+    }
+    if action.timestamp < ctx.opened_at {
+        return Ok(Err(format!(
+            "gradient submission: dated {} ms, before round {} opened at {} ms",
+            action.timestamp.as_millis(),
+            g.round,
+            ctx.opened_at.as_millis()
+        )));
+    }
+    let earlier = earlier_entry::<GradientSubmission>(
+        &action.author,
+        &action.prev_action,
+        ctx.opened_at,
+        UnitEntryTypes::GradientSubmission,
+        |other| other.task == g.task && other.round == g.round,
+    )?;
+    if let Some(first) = earlier {
+        return Ok(Err(format!(
+            "gradient submission: the agent already submitted for round {} ({first})",
+            g.round
+        )));
+    }
+    Ok(Ok(()))
+}

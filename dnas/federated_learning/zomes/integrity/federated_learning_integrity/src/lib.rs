@@ -1,0 +1,128 @@
+//! Integrity zome of Mycelix FL: the entry and link types of the round protocol and the
+//! validation of every rule in DESIGN.md's "What validation must reject".
+//!
+//! One module per entry type (`task`, `device`, `gradient`, `proof`, `vote`, `aggregate`),
+//! each with the entry struct and its `validate_create_*` function; `links` validates
+//! every link type; this file only dispatches. The rules themselves are pure functions over
+//! the entry and the records it references, so they run natively in tests as well as in
+//! validation. Protocol entries are append-only: every update and delete is invalid.
+
+pub mod aggregate;
+pub mod chain;
+pub mod device;
+pub mod gradient;
+pub mod links;
+pub mod proof;
+pub mod signing;
+pub mod task;
+pub mod vote;
+
+pub use aggregate::{OutcomeRecord, ReputationEntry, RoundAggregate};
+pub use device::DeviceRegistration;
+pub use gradient::{GradientSubmission, Signer};
+pub use proof::PogqProof;
+pub use task::Task;
+pub use vote::CommitteeVote;
+
+use hdi::prelude::*;
+
+/// Every entry type of the DNA.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type")]
+#[hdk_entry_types]
+#[unit_enum(UnitEntryTypes)]
+pub enum EntryTypes {
+    /// A training job.
+    Task(Task),
+    /// An edge device's key bound to an agent.
+    DeviceRegistration(DeviceRegistration),
+    /// A signed model update for one round.
+    GradientSubmission(GradientSubmission),
+    /// The submitter's PoGQ measurement of its update.
+    PogqProof(PogqProof),
+    /// A committee member's re-score of one submission.
+    CommitteeVote(CommitteeVote),
+    /// The outcome of a round.
+    RoundAggregate(RoundAggregate),
+}
+
+/// Every link type of the DNA.
+#[derive(Serialize, Deserialize)]
+#[hdk_link_types]
+pub enum LinkTypes {
+    /// `tasks` path -> task.
+    AllTasks,
+    /// Task -> each round's aggregate (tag: round, big-endian `u32`).
+    TaskToAggregates,
+    /// A round's base (the task for round 0, else the previous aggregate) -> submission.
+    RoundToSubmissions,
+    /// A round's base -> the aggregate that closes it.
+    RoundToAggregate,
+    /// Submission -> its PoGQ proof.
+    SubmissionToProof,
+    /// Submission -> committee votes on it.
+    SubmissionToVotes,
+    /// Agent -> its submissions.
+    AgentToSubmissions,
+    /// Agent -> its device registrations.
+    AgentToDevices,
+}
+
+/// Dispatches every op to the rule of its entry or link type.
+#[hdk_extern]
+pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
+    match op.flattened::<EntryTypes, LinkTypes>()? {
+        FlatOp::StoreEntry(OpEntry::CreateEntry { app_entry, action }) => {
+            validate_create(app_entry, &action)
+        }
+        FlatOp::StoreRecord(OpRecord::CreateEntry { app_entry, action }) => {
+            validate_create(app_entry, &action)
+        }
+        FlatOp::StoreEntry(OpEntry::UpdateEntry { .. })
+        | FlatOp::StoreRecord(OpRecord::UpdateEntry { .. })
+        | FlatOp::RegisterUpdate(_) => Ok(invalid(
+            "protocol entries are append-only: updates are not allowed",
+        )),
+        FlatOp::StoreRecord(OpRecord::DeleteEntry { .. }) | FlatOp::RegisterDelete(_) => Ok(
+            invalid("protocol entries are append-only: deletes are not allowed"),
+        ),
+        FlatOp::RegisterCreateLink {
+            base_address,
+            target_address,
+            tag,
+            link_type,
+            action,
+        } => links::validate_create_link(link_type, &base_address, &target_address, &tag, &action),
+        FlatOp::StoreRecord(OpRecord::CreateLink {
+            base_address,
+            target_address,
+            tag,
+            link_type,
+            action,
+        }) => links::validate_create_link(link_type, &base_address, &target_address, &tag, &action),
+        FlatOp::RegisterDeleteLink { .. } | FlatOp::StoreRecord(OpRecord::DeleteLink { .. }) => Ok(
+            invalid("protocol links are append-only: link deletes are not allowed"),
+        ),
+        _ => Ok(ValidateCallbackResult::Valid),
+    }
+}
+
+fn validate_create(entry: EntryTypes, action: &Create) -> ExternResult<ValidateCallbackResult> {
+    let result = match entry {
+        EntryTypes::Task(t) => task::validate_create_task(&t),
+        EntryTypes::DeviceRegistration(d) => device::validate_create_device(&d, action),
+        EntryTypes::GradientSubmission(g) => gradient::validate_create_gradient(&g, action)?,
+        EntryTypes::PogqProof(p) => proof::validate_create_proof(&p, action)?,
+        EntryTypes::CommitteeVote(v) => vote::validate_create_vote(&v, action)?,
+        EntryTypes::RoundAggregate(a) => aggregate::validate_create_aggregate(&a, action)?,
+    };
+    Ok(match result {
+        Ok(()) => ValidateCallbackResult::Valid,
+        Err(reason) => ValidateCallbackResult::Invalid(reason),
+    })
+}
+
+/// `Invalid` with a message.
+pub(crate) fn invalid(reason: impl Into<String>) -> ValidateCallbackResult {
+    ValidateCallbackResult::Invalid(reason.into())
+}

@@ -1,0 +1,108 @@
+//! Link validation: every link's target must be the entry its type names, related to the
+//! base as the type says, and created by the target's author.
+
+use hdi::prelude::*;
+
+use crate::aggregate::RoundAggregate;
+use crate::chain::typed_record;
+use crate::device::DeviceRegistration;
+use crate::gradient::GradientSubmission;
+use crate::proof::PogqProof;
+use crate::task::Task;
+use crate::vote::CommitteeVote;
+use crate::LinkTypes;
+
+/// Checks a new link of any type.
+pub fn validate_create_link(
+    link_type: LinkTypes,
+    base: &AnyLinkableHash,
+    target: &AnyLinkableHash,
+    _tag: &LinkTag,
+    action: &CreateLink,
+) -> ExternResult<ValidateCallbackResult> {
+    let Some(target_hash) = target.clone().into_action_hash() else {
+        return Ok(ValidateCallbackResult::Invalid(format!(
+            "{link_type:?} link must point to an action hash"
+        )));
+    };
+    let author = &action.author;
+    let base_action = base.clone().into_action_hash();
+    let base_agent = base.clone().into_agent_pub_key();
+    let result: Result<(), String> = match link_type {
+        LinkTypes::AllTasks => target_of::<Task>(&target_hash, "Task", author)?.map(|_| ()),
+        LinkTypes::TaskToAggregates => {
+            match target_of::<RoundAggregate>(&target_hash, "RoundAggregate", author)? {
+                Ok(a) if Some(&a.task) == base_action.as_ref() => Ok(()),
+                Ok(_) => Err("the aggregate belongs to another task".into()),
+                Err(e) => Err(e),
+            }
+        }
+        LinkTypes::RoundToAggregate => {
+            match target_of::<RoundAggregate>(&target_hash, "RoundAggregate", author)? {
+                Ok(a) if Some(&a.base) == base_action.as_ref() => Ok(()),
+                Ok(_) => Err("the aggregate closes another round".into()),
+                Err(e) => Err(e),
+            }
+        }
+        LinkTypes::RoundToSubmissions => {
+            match target_of::<GradientSubmission>(&target_hash, "GradientSubmission", author)? {
+                Ok(s) if Some(&s.base) == base_action.as_ref() => Ok(()),
+                Ok(_) => Err("the submission belongs to another round".into()),
+                Err(e) => Err(e),
+            }
+        }
+        LinkTypes::SubmissionToProof => {
+            match target_of::<PogqProof>(&target_hash, "PogqProof", author)? {
+                Ok(p) if Some(&p.submission) == base_action.as_ref() => Ok(()),
+                Ok(_) => Err("the proof belongs to another submission".into()),
+                Err(e) => Err(e),
+            }
+        }
+        LinkTypes::SubmissionToVotes => {
+            match target_of::<CommitteeVote>(&target_hash, "CommitteeVote", author)? {
+                Ok(v) if Some(&v.submission) == base_action.as_ref() => Ok(()),
+                Ok(_) => Err("the vote is on another submission".into()),
+                Err(e) => Err(e),
+            }
+        }
+        LinkTypes::AgentToSubmissions => {
+            if base_agent.as_ref() != Some(author) {
+                Err("an agent links only its own submissions".into())
+            } else {
+                target_of::<GradientSubmission>(&target_hash, "GradientSubmission", author)?
+                    .map(|_| ())
+            }
+        }
+        LinkTypes::AgentToDevices => {
+            if base_agent.as_ref() != Some(author) {
+                Err("an agent links only its own devices".into())
+            } else {
+                target_of::<DeviceRegistration>(&target_hash, "DeviceRegistration", author)?
+                    .map(|_| ())
+            }
+        }
+    };
+    Ok(match result {
+        Ok(()) => ValidateCallbackResult::Valid,
+        Err(e) => ValidateCallbackResult::Invalid(format!("{link_type:?} link: {e}")),
+    })
+}
+
+/// The link target decoded as `T`, which the link's author must have written.
+fn target_of<T>(
+    hash: &ActionHash,
+    what: &str,
+    author: &AgentPubKey,
+) -> ExternResult<Result<T, String>>
+where
+    T: TryFrom<SerializedBytes, Error = SerializedBytesError>,
+{
+    Ok(match typed_record::<T>(hash, what)? {
+        Ok((record, t)) if record.action().author() == author => Ok(t),
+        Ok((record, _)) => Err(format!(
+            "created by {author} but the target was written by {}",
+            record.action().author()
+        )),
+        Err(e) => Err(format!("target {e}")),
+    })
+}

@@ -1,0 +1,117 @@
+//! The training task: model shape, aggregator, committee, thresholds, initial model.
+
+use fl_core::aggregate::Rule;
+use fl_core::{Encoding, RoundParams, Tensor};
+use hdi::prelude::*;
+
+/// Largest model the hApp accepts. In `f32` an update of this size is 4,000,005 bytes and
+/// does not fit the 4,000,000-byte entry limit; tasks above [`MAX_F32_PARAMS`] must use
+/// the `int8` encoding (about 1,015,630 bytes for 1M parameters).
+pub const MAX_MODEL_PARAMS: u32 = 1_000_000;
+/// Largest model that fits an entry in `f32` (with room for the other fields).
+pub const MAX_F32_PARAMS: u32 = 990_000;
+/// Longest task name, in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// A training job. Immutable: everything a round needs to be decided and validated.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct Task {
+    /// Short human name.
+    pub name: String,
+    /// Free text: data, model, goal.
+    pub description: String,
+    /// Number of model parameters; every update and model has exactly this many.
+    pub model_len: u32,
+    /// How parameters are laid out (free text, e.g. "logreg 64x10 row-major + bias").
+    pub layout: String,
+    /// Encoding every update and global model must use.
+    pub encoding: Encoding,
+    /// Aggregator, PoGQ, reputation and server learning rate.
+    pub round: RoundParams,
+    /// Committee seats per round (from round 1 on; round 0 has no committee).
+    pub committee_size: u32,
+    /// Submissions a round needs before it may be aggregated.
+    pub quorum: u32,
+    /// A committee member of rank `r` may aggregate once `r` times this has passed since
+    /// the round opened (the first-ranked member at once).
+    pub aggregation_timeout_ms: u64,
+    /// The initial global model, encoded with `encoding`.
+    #[serde(with = "serde_bytes")]
+    pub initial_model: Vec<u8>,
+}
+
+/// Every rule a task must satisfy; the error names the first one broken.
+pub fn validate_create_task(task: &Task) -> Result<(), String> {
+    if task.name.trim().is_empty() || task.name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "task name must be 1..={MAX_NAME_LEN} bytes and not blank"
+        ));
+    }
+    if task.model_len == 0 || task.model_len > MAX_MODEL_PARAMS {
+        return Err(format!(
+            "task model_len {} is outside 1..={MAX_MODEL_PARAMS}",
+            task.model_len
+        ));
+    }
+    match task.encoding {
+        Encoding::F32 if task.model_len > MAX_F32_PARAMS => {
+            return Err(format!(
+                "a model of {} parameters does not fit an entry in f32; use int8 (max f32 size is {MAX_F32_PARAMS})",
+                task.model_len
+            ))
+        }
+        Encoding::Int8 { block } if block == 0 || block > fl_core::tensor::MAX_INT8_BLOCK => {
+            return Err(format!("int8 block length {block} is outside 1..=65536"))
+        }
+        _ => {}
+    }
+    decode_model(task, &task.initial_model).map_err(|e| format!("initial model: {e}"))?;
+    task.round.pogq.check().map_err(|e| e.to_string())?;
+    task.round.reputation.check().map_err(|e| e.to_string())?;
+    if !(task.round.server_lr.is_finite() && task.round.server_lr > 0.0) {
+        return Err(format!(
+            "server_lr {} must be finite and > 0",
+            task.round.server_lr
+        ));
+    }
+    if task.quorum == 0 {
+        return Err("quorum must be at least 1".into());
+    }
+    let (n, f) = (task.quorum as usize, task.round.aggregator.f as usize);
+    let (ok, need) = match task.round.aggregator.rule {
+        Rule::Mean => (true, ""),
+        Rule::Krum | Rule::MultiKrum { .. } => (n > 2 * f + 2, "quorum > 2f + 2"),
+        Rule::Median | Rule::TrimmedMean | Rule::GeometricMedian(_) => (2 * f < n, "quorum > 2f"),
+        Rule::Bulyan => (n > 4 * f + 2, "quorum >= 4f + 3"),
+    };
+    if !ok {
+        return Err(format!(
+            "{} with f = {f} needs {need}, but quorum is {n}",
+            task.round.aggregator.rule.name()
+        ));
+    }
+    if let Rule::MultiKrum { m: Some(m) } = task.round.aggregator.rule {
+        if m == 0 || m as usize > n - f {
+            return Err(format!("multi_krum m = {m} must be in 1..=quorum - f"));
+        }
+    }
+    if let Rule::GeometricMedian(p) = task.round.aggregator.rule {
+        if !(p.nu.is_finite() && p.nu > 0.0 && p.tolerance.is_finite() && p.tolerance >= 0.0) {
+            return Err("geometric_median needs nu > 0 and tolerance >= 0".into());
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a model or update of this task: the task's encoding, exactly `model_len` values.
+pub fn decode_model(task: &Task, bytes: &[u8]) -> Result<Tensor, String> {
+    let encoding = fl_core::tensor::peek_encoding(bytes).map_err(|e| e.to_string())?;
+    if encoding != task.encoding {
+        return Err(format!(
+            "tensor is encoded as {encoding:?} but the task requires {:?}",
+            task.encoding
+        ));
+    }
+    Tensor::decode(bytes, task.model_len as usize).map_err(|e| e.to_string())
+}

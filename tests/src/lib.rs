@@ -1,0 +1,1 @@
+//! Sweettest scenarios live in `tests/tests/`; this crate has no library code.
