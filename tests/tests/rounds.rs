@@ -35,6 +35,11 @@ fn entry_hash_of(agg: &RoundAggregate) -> [u8; 32] {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_rounds_with_two_byzantine_peers_of_seven() {
+    // Boxed: the scenario's future is large in debug builds (see RUST_MIN_STACK too).
+    Box::pin(scenario()).await
+}
+
+async fn scenario() {
     let (conductors, cells) = production_network(N).await;
     let index_of = |agent: &AgentPubKey| {
         cells

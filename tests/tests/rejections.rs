@@ -1,0 +1,540 @@
+//! Scenarios 3 and 4: every rejection of DESIGN.md's list, submitted through a real
+//! conductor (the honest coordinator where it lets the bad thing through, the `adversary`
+//! coordinator where it would refuse), each asserting the validation message; and forged
+//! round aggregates.
+
+mod common;
+
+use common::*;
+use ed25519_dalek::{Signer as _, SigningKey};
+use federated_learning_integrity::signing::device_message;
+
+const LEN: usize = 1000;
+
+#[derive(serde::Serialize, Debug)]
+struct RawLink {
+    base: AnyLinkableHash,
+    target: AnyLinkableHash,
+    link_type: String,
+}
+
+#[derive(serde::Serialize, Debug)]
+struct UpdateSubmission {
+    original: ActionHash,
+    submission: GradientSubmission,
+}
+
+/// A device key registered to `agent` through `conductor`.
+async fn register_device(
+    conductor: &SweetConductor,
+    cell: &SweetCell,
+    seed: u8,
+) -> (SigningKey, ActionHash) {
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let registration = DeviceRegistration {
+        device_key: key.verifying_key().to_bytes().to_vec(),
+        label: format!("device {seed}"),
+        possession: key
+            .sign(&device_message(cell.agent_pubkey().get_raw_39()))
+            .to_bytes()
+            .to_vec(),
+    };
+    let hash: ActionHash = conductor
+        .call(&cell.zome(ZOME), "register_device", registration)
+        .await;
+    (key, hash)
+}
+
+/// A submission of `update` bytes signed by a device key.
+fn device_submission(
+    key: &SigningKey,
+    registration: &ActionHash,
+    task: &ActionHash,
+    round: u32,
+    base: &ActionHash,
+    update: Vec<u8>,
+) -> GradientSubmission {
+    let mut s = GradientSubmission {
+        task: task.clone(),
+        round,
+        base: base.clone(),
+        update,
+        samples: 10,
+        signer: Signer::Device {
+            registration: registration.clone(),
+        },
+        signature: Vec::new(),
+    };
+    s.signature = key.sign(&s.signing_bytes()).to_bytes().to_vec();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validation_rejects_every_bad_entry_with_its_reason() {
+    // Boxed: the scenario's future is large in debug builds (see RUST_MIN_STACK too).
+    Box::pin(scenario()).await
+}
+
+async fn scenario() {
+    let (conductors, cells) = adversarial_network(3).await;
+    let (alice, bob, carol) = (&cells[0], &cells[1], &cells[2]);
+    let (ca, cb, cc) = (&conductors[0], &conductors[1], &conductors[2]);
+
+    // A task whose aggregator cannot work at its quorum is rejected.
+    let bad_task = task(LEN as u32, Rule::Krum, 1, 1, 3);
+    assert_rejected(
+        &call_err(ca, alice, ZOME, "create_task", bad_task).await,
+        "krum with f = 1 needs quorum > 2f + 2, but quorum is 3",
+    );
+    let t = task(LEN as u32, Rule::Median, 0, 1, 2);
+    let task_hash: ActionHash = ca.call(&alice.zome(ZOME), "create_task", t.clone()).await;
+    settle(&cells).await;
+    let good = vec![0.1f32; LEN];
+
+    // --- Gradient submissions ---
+    let wrong_length = SubmitGradient {
+        task: task_hash.clone(),
+        round: 0,
+        update: f32_bytes(&good[..LEN - 1]),
+        samples: 1,
+        loss_before: 1.0,
+        loss_after: 0.9,
+        proof_samples: 1,
+    };
+    assert_rejected(
+        &call_err(cb, bob, ZOME, "submit_gradient", wrong_length.clone()).await,
+        "tensor has 999 values but the model has 1000 parameters",
+    );
+    let int8 = Tensor::new(good.clone())
+        .unwrap()
+        .encode(Encoding::int8())
+        .unwrap();
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ZOME,
+            "submit_gradient",
+            SubmitGradient {
+                update: int8,
+                ..wrong_length.clone()
+            },
+        )
+        .await,
+        "but the task requires F32",
+    );
+    let mut nan = f32_bytes(&good);
+    nan[5 + 4 * 7..5 + 4 * 8].copy_from_slice(&f32::NAN.to_le_bytes());
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ZOME,
+            "submit_gradient",
+            SubmitGradient {
+                update: nan,
+                ..wrong_length.clone()
+            },
+        )
+        .await,
+        "tensor value at index 7 is not finite",
+    );
+    let oversized = vec![0u8; 4_100_000];
+    let msg = call_err(
+        cb,
+        bob,
+        ZOME,
+        "submit_gradient",
+        SubmitGradient {
+            update: oversized,
+            ..wrong_length.clone()
+        },
+    )
+    .await;
+    assert_rejected(
+        &msg,
+        "Attempted to create an Entry whose size exceeds the limit",
+    );
+
+    let (bob_key, bob_device) = register_device(cb, bob, 7).await;
+    let (_alice_key, alice_device) = register_device(ca, alice, 8).await;
+    settle(&cells).await;
+    let mut forged = device_submission(
+        &bob_key,
+        &bob_device,
+        &task_hash,
+        0,
+        &task_hash,
+        f32_bytes(&good),
+    );
+    forged.signature[0] ^= 1;
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_submission", forged).await,
+        "gradient submission: bad signature: signature does not verify",
+    );
+    let stranger = SigningKey::from_bytes(&[99; 32]);
+    let mut foreign = device_submission(
+        &stranger,
+        &bob_device,
+        &task_hash,
+        0,
+        &task_hash,
+        f32_bytes(&good),
+    );
+    foreign.signer = Signer::Agent;
+    foreign.signature = stranger.sign(&foreign.signing_bytes()).to_bytes().to_vec();
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_submission", foreign).await,
+        "bad signature: signature does not verify against the signing key",
+    );
+    let unregistered = device_submission(
+        &bob_key,
+        &task_hash,
+        &task_hash,
+        0,
+        &task_hash,
+        f32_bytes(&good),
+    );
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_submission", unregistered).await,
+        "device key is not registered",
+    );
+    let borrowed = device_submission(
+        &bob_key,
+        &alice_device,
+        &task_hash,
+        0,
+        &task_hash,
+        f32_bytes(&good),
+    );
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_submission", borrowed).await,
+        "device key is not registered to",
+    );
+    let not_open = device_submission(
+        &bob_key,
+        &bob_device,
+        &task_hash,
+        1,
+        &task_hash,
+        f32_bytes(&good),
+    );
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_submission", not_open).await,
+        "round 1 is not open",
+    );
+    let wrong_base = device_submission(
+        &bob_key,
+        &bob_device,
+        &task_hash,
+        0,
+        &bob_device,
+        f32_bytes(&good),
+    );
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_submission", wrong_base).await,
+        "round 0 must name the task as its base model",
+    );
+
+    // A device-signed submission and proof go through the honest gateway path.
+    let mut device_sub = device_submission(
+        &bob_key,
+        &bob_device,
+        &task_hash,
+        0,
+        &task_hash,
+        f32_bytes(&good),
+    );
+    device_sub.samples = 11;
+    device_sub.signature = bob_key
+        .sign(&device_sub.signing_bytes())
+        .to_bytes()
+        .to_vec();
+    let mut device_proof = PogqProof {
+        submission: task_hash.clone(),
+        loss_before: 1.0,
+        loss_after: 0.9,
+        samples: 5,
+        signature: Vec::new(),
+    };
+    device_proof.signature = bob_key
+        .sign(&device_proof.signing_bytes(&device_sub.signature))
+        .to_bytes()
+        .to_vec();
+    let bob_sub: Submitted = cb
+        .call(
+            &bob.zome(ZOME),
+            "submit_signed",
+            SignedSubmission {
+                submission: device_sub.clone(),
+                proof: device_proof.clone(),
+            },
+        )
+        .await;
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ZOME,
+            "submit_gradient",
+            SubmitGradient {
+                update: f32_bytes(&good),
+                ..wrong_length.clone()
+            },
+        )
+        .await,
+        "the agent already submitted for round 0",
+    );
+
+    // --- PoGQ proofs ---
+    let mut unbound = device_proof.clone();
+    unbound.submission = task_hash.clone();
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_proof", unbound).await,
+        "PoGQ proof does not bind to a submission",
+    );
+    let mut second = device_proof.clone();
+    second.submission = bob_sub.submission.clone();
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_proof", second.clone()).await,
+        "PoGQ proof: the submission already has a proof",
+    );
+    assert_rejected(
+        &call_err(cc, carol, ADVERSARY, "raw_proof", second.clone()).await,
+        "PoGQ proof is written by",
+    );
+    let mut infinite = second.clone();
+    infinite.loss_after = f64::INFINITY;
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_proof", infinite).await,
+        "loss_after is inf, but a loss must be finite",
+    );
+
+    let carol_sub = submit(cc, carol, &task_hash, 0, &vec![0.2; LEN]).await;
+    settle(&cells).await;
+
+    // --- Votes in round 0 (no committee) ---
+    let vote = CommitteeVote {
+        submission: carol_sub.submission.clone(),
+        round: 0,
+        loss_before: 1.0,
+        loss_after: 0.9,
+        samples: 5,
+        accept: true,
+    };
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_vote", vote.clone()).await,
+        "who is not on the committee of round 0",
+    );
+
+    // --- Forged aggregates of round 0 (scenario 4) ---
+    let r0 = RoundRef {
+        task: task_hash.clone(),
+        round: 0,
+    };
+    let honest: RoundAggregate = ca
+        .call(&alice.zome(ZOME), "preview_aggregate", r0.clone())
+        .await;
+    assert_eq!(honest.outcomes.len(), 2);
+    let mut wrong_model = honest.clone();
+    let last = wrong_model.model.len() - 1;
+    wrong_model.model[last] ^= 0x40;
+    assert_rejected(
+        &call_err(ca, alice, ADVERSARY, "raw_aggregate", wrong_model).await,
+        "round aggregate does not match the recomputation: the model differs",
+    );
+    let mut dropped = honest.clone();
+    dropped.outcomes[0].verdict = Verdict::Excluded(Exclusion::AggregatorOutlier);
+    assert_rejected(
+        &call_err(ca, alice, ADVERSARY, "raw_aggregate", dropped).await,
+        "is marked Excluded(AggregatorOutlier), the rules give Included",
+    );
+    let mut omitted = honest.clone();
+    omitted.outcomes.pop();
+    assert_rejected(
+        &call_err(ca, alice, ADVERSARY, "raw_aggregate", omitted).await,
+        "1 submissions referenced but the quorum is 2",
+    );
+    let mut inflated = honest.clone();
+    inflated.reputation[0].reputation = Reputation::ONE;
+    assert_rejected(
+        &call_err(ca, alice, ADVERSARY, "raw_aggregate", inflated).await,
+        "round aggregate does not match the recomputation: reputation:",
+    );
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_aggregate", honest.clone()).await,
+        "round 0 is aggregated by the task's author",
+    );
+    let agg0: ActionHash = ca
+        .call(&alice.zome(ZOME), "aggregate_round", r0.clone())
+        .await;
+    settle(&cells).await;
+
+    // --- Votes in round 1 ---
+    let r1 = RoundRef {
+        task: task_hash.clone(),
+        round: 1,
+    };
+    let committee: Vec<AgentPubKey> = cb.call(&bob.zome(ZOME), "get_committee", r1.clone()).await;
+    assert_eq!(committee.len(), 1);
+    let member = cells
+        .iter()
+        .position(|c| c.agent_pubkey() == &committee[0])
+        .unwrap();
+    let outsider = (member + 1) % 3;
+    let sub1 = submit(
+        &conductors[outsider],
+        &cells[outsider],
+        &task_hash,
+        1,
+        &good,
+    )
+    .await;
+    settle(&cells).await;
+    let cast = CastVote {
+        submission: sub1.submission.clone(),
+        loss_before: 1.0,
+        loss_after: 0.9,
+        samples: 5,
+    };
+    assert_rejected(
+        &call_err(
+            &conductors[outsider],
+            &cells[outsider],
+            ZOME,
+            "cast_vote",
+            cast.clone(),
+        )
+        .await,
+        "who is not on the committee of round 1",
+    );
+    let _: ActionHash = conductors[member]
+        .call(&cells[member].zome(ZOME), "cast_vote", cast.clone())
+        .await;
+    assert_rejected(
+        &call_err(
+            &conductors[member],
+            &cells[member],
+            ZOME,
+            "cast_vote",
+            cast.clone(),
+        )
+        .await,
+        "the member already voted on this submission",
+    );
+    let other_round = CommitteeVote {
+        submission: carol_sub.submission.clone(),
+        round: 1,
+        ..vote.clone()
+    };
+    assert_rejected(
+        &call_err(
+            &conductors[member],
+            &cells[member],
+            ADVERSARY,
+            "raw_vote",
+            other_round,
+        )
+        .await,
+        "committee vote for round 1 is on a submission of round 0",
+    );
+    let inconsistent = CommitteeVote {
+        submission: sub1.submission.clone(),
+        round: 1,
+        loss_after: 2.0,
+        accept: true,
+        ..vote.clone()
+    };
+    assert_rejected(
+        &call_err(
+            &conductors[member],
+            &cells[member],
+            ADVERSARY,
+            "raw_vote",
+            inconsistent,
+        )
+        .await,
+        "committee vote says accept = true but its measurement scores",
+    );
+
+    // --- Updates and deletes ---
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ADVERSARY,
+            "raw_update_submission",
+            UpdateSubmission {
+                original: bob_sub.submission.clone(),
+                submission: device_sub.clone(),
+            },
+        )
+        .await,
+        "protocol entries are append-only: updates are not allowed",
+    );
+    for (conductor, cell, hash) in [
+        (cb, bob, &bob_sub.submission),
+        (ca, alice, &agg0),
+        (ca, alice, &task_hash),
+    ] {
+        assert_rejected(
+            &call_err(conductor, cell, ADVERSARY, "raw_delete", hash.clone()).await,
+            "protocol entries are append-only: deletes are not allowed",
+        );
+    }
+
+    // --- Links ---
+    let link = |base: &ActionHash, target: &ActionHash, link_type: &str| RawLink {
+        base: base.clone().into(),
+        target: target.clone().into(),
+        link_type: link_type.into(),
+    };
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ADVERSARY,
+            "raw_link",
+            link(&task_hash, &bob_sub.proof, "RoundToSubmissions"),
+        )
+        .await,
+        "RoundToSubmissions link: target",
+    );
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ADVERSARY,
+            "raw_link",
+            link(&task_hash, &carol_sub.submission, "RoundToSubmissions"),
+        )
+        .await,
+        "created by",
+    );
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ADVERSARY,
+            "raw_link",
+            link(&bob_sub.submission, &carol_sub.proof, "SubmissionToProof"),
+        )
+        .await,
+        "SubmissionToProof link",
+    );
+    let own: ActionHash = cb
+        .call(
+            &bob.zome(ADVERSARY),
+            "raw_link",
+            RawLink {
+                base: bob.agent_pubkey().clone().into(),
+                target: bob_sub.submission.clone().into(),
+                link_type: "AgentToSubmissions".into(),
+            },
+        )
+        .await;
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_delete_link", own).await,
+        "protocol links are append-only: link deletes are not allowed",
+    );
+}
