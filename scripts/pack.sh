@@ -7,8 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mycelix-fl/target}"
-scripts/tools.sh >/dev/null
-hc="$HOME/.cache/mycelix-fl/bin/hc"
+hc="$(scripts/tools.sh)/hc"
 
 cargo build --locked --release --target wasm32-unknown-unknown \
   -p federated_learning_integrity -p federated_learning -p adversary
