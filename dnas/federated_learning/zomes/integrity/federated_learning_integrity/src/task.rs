@@ -115,3 +115,78 @@ pub fn decode_model(task: &Task, bytes: &[u8]) -> Result<Tensor, String> {
     }
     Tensor::decode(bytes, task.model_len as usize).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fl_core::aggregate::AggregatorConfig;
+    use fl_core::{PogqParams, ReputationParams};
+
+    fn task(len: u32, rule: Rule, f: u32, quorum: u32) -> Task {
+        Task {
+            name: "t".into(),
+            description: String::new(),
+            model_len: len,
+            layout: String::new(),
+            encoding: Encoding::F32,
+            round: RoundParams {
+                aggregator: AggregatorConfig {
+                    rule,
+                    f,
+                    nnm: false,
+                },
+                pogq: PogqParams::default(),
+                reputation: ReputationParams::default(),
+                server_lr: 1.0,
+            },
+            committee_size: 3,
+            quorum,
+            aggregation_timeout_ms: 0,
+            initial_model: Tensor::new(vec![0.0; len as usize])
+                .unwrap()
+                .canonical_bytes(),
+        }
+    }
+
+    #[test]
+    fn accepts_a_consistent_task() {
+        assert_eq!(
+            validate_create_task(&task(10, Rule::MultiKrum { m: None }, 2, 7)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn rejects_aggregators_that_cannot_run_at_quorum() {
+        let e = validate_create_task(&task(10, Rule::Bulyan, 1, 6)).unwrap_err();
+        assert_eq!(
+            e,
+            "bulyan with f = 1 needs quorum >= 4f + 3, but quorum is 6"
+        );
+        let e = validate_create_task(&task(10, Rule::MultiKrum { m: Some(6) }, 2, 7)).unwrap_err();
+        assert!(e.contains("m = 6"), "{e}");
+    }
+
+    #[test]
+    fn rejects_models_that_do_not_fit_or_do_not_decode() {
+        let mut t = task(10, Rule::Mean, 0, 1);
+        t.model_len = MAX_F32_PARAMS + 1;
+        assert!(validate_create_task(&t).unwrap_err().contains("use int8"));
+        let mut t = task(10, Rule::Mean, 0, 1);
+        t.initial_model.pop();
+        assert!(validate_create_task(&t)
+            .unwrap_err()
+            .starts_with("initial model:"));
+        let mut t = task(10, Rule::Mean, 0, 1);
+        t.initial_model = Tensor::new(vec![0.0; 10])
+            .unwrap()
+            .encode(Encoding::int8())
+            .unwrap();
+        assert!(validate_create_task(&t)
+            .unwrap_err()
+            .contains("requires F32"));
+        let mut t = task(10, Rule::Mean, 0, 1);
+        t.round.server_lr = f32::NAN;
+        assert!(validate_create_task(&t).unwrap_err().contains("server_lr"));
+    }
+}
