@@ -16,6 +16,7 @@ struct RawLink {
     base: AnyLinkableHash,
     target: AnyLinkableHash,
     link_type: String,
+    tag: Vec<u8>,
 }
 
 #[derive(serde::Serialize, Debug)]
@@ -271,6 +272,8 @@ async fn scenario() {
             },
         )
         .await;
+    // Peers must hold the submission before they can reference it.
+    settle(&cells).await;
     assert_rejected(
         &call_err(
             cb,
@@ -488,6 +491,7 @@ async fn scenario() {
         base: base.clone().into(),
         target: target.clone().into(),
         link_type: link_type.into(),
+        tag: Vec::new(),
     };
     assert_rejected(
         &call_err(
@@ -522,6 +526,11 @@ async fn scenario() {
         .await,
         "SubmissionToProof link",
     );
+    let untagged = link(&task_hash, &agg0, "TaskToAggregates");
+    assert_rejected(
+        &call_err(ca, alice, ADVERSARY, "raw_link", untagged).await,
+        "the tag must be the aggregate's round 0 as a big-endian u32",
+    );
     let own: ActionHash = cb
         .call(
             &bob.zome(ADVERSARY),
@@ -530,6 +539,7 @@ async fn scenario() {
                 base: bob.agent_pubkey().clone().into(),
                 target: bob_sub.submission.clone().into(),
                 link_type: "AgentToSubmissions".into(),
+                tag: Vec::new(),
             },
         )
         .await;

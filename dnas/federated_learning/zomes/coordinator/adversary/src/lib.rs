@@ -70,6 +70,9 @@ pub struct RawLink {
     pub target: AnyLinkableHash,
     /// Link type by name, e.g. `RoundToSubmissions`.
     pub link_type: String,
+    /// Tag bytes.
+    #[serde(default)]
+    pub tag: Vec<u8>,
 }
 
 /// Creates any link.
@@ -90,7 +93,7 @@ pub fn raw_link(l: RawLink) -> ExternResult<ActionHash> {
             ))))
         }
     };
-    create_link(l.base, l.target, link_type, ())
+    create_link(l.base, l.target, link_type, LinkTag::new(l.tag))
 }
 
 /// Tries to delete a link.

@@ -17,7 +17,7 @@ pub fn validate_create_link(
     link_type: LinkTypes,
     base: &AnyLinkableHash,
     target: &AnyLinkableHash,
-    _tag: &LinkTag,
+    tag: &LinkTag,
     action: &CreateLink,
 ) -> ExternResult<ValidateCallbackResult> {
     let Some(target_hash) = target.clone().into_action_hash() else {
@@ -32,8 +32,14 @@ pub fn validate_create_link(
         LinkTypes::AllTasks => target_of::<Task>(&target_hash, "Task", author)?.map(|_| ()),
         LinkTypes::TaskToAggregates => {
             match target_of::<RoundAggregate>(&target_hash, "RoundAggregate", author)? {
-                Ok(a) if Some(&a.task) == base_action.as_ref() => Ok(()),
-                Ok(_) => Err("the aggregate belongs to another task".into()),
+                Ok(a) if Some(&a.task) != base_action.as_ref() => {
+                    Err("the aggregate belongs to another task".into())
+                }
+                Ok(a) if tag.0 != a.round.to_be_bytes() => Err(format!(
+                    "the tag must be the aggregate's round {} as a big-endian u32",
+                    a.round
+                )),
+                Ok(_) => Ok(()),
                 Err(e) => Err(e),
             }
         }

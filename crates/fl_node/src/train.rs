@@ -1,0 +1,111 @@
+//! Local training: minibatch SGD from the global model on a peer's own data.
+
+use ndarray::Axis;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use crate::data::Dataset;
+use crate::model::Model;
+
+/// Local optimiser settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sgd {
+    /// Passes over the local data per round.
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Step size.
+    pub lr: f32,
+}
+
+impl Default for Sgd {
+    /// One epoch of batches of 32 at learning rate 0.1.
+    fn default() -> Self {
+        Sgd {
+            epochs: 1,
+            batch_size: 32,
+            lr: 0.1,
+        }
+    }
+}
+
+/// Trains from `global` on `data`; returns the local model.
+pub fn local_train<R: Rng>(
+    model: &Model,
+    global: &[f32],
+    data: &Dataset,
+    sgd: &Sgd,
+    rng: &mut R,
+) -> Vec<f32> {
+    let mut params = global.to_vec();
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    for _ in 0..sgd.epochs {
+        order.shuffle(rng);
+        for batch in order.chunks(sgd.batch_size.max(1)) {
+            let x = data.x.select(Axis(0), batch);
+            let y: Vec<usize> = batch.iter().map(|&i| data.y[i]).collect();
+            let (_, g) = model.loss_and_gradient(&params, x.view(), &y);
+            for (p, g) in params.iter_mut().zip(&g) {
+                *p -= sgd.lr * g;
+            }
+        }
+    }
+    params
+}
+
+/// The update a peer publishes: `local - global`.
+pub fn delta(local: &[f32], global: &[f32]) -> Vec<f32> {
+    local.iter().zip(global).map(|(l, g)| l - g).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::builtin;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn training_on_digits_lowers_the_loss_and_learns() {
+        let (mut train, mut test) = builtin("digits").unwrap().split(0.2, 1);
+        train.standardize(&mut [&mut test]);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for model in [
+            Model::LogReg {
+                inputs: 64,
+                classes: 10,
+            },
+            Model::Mlp {
+                inputs: 64,
+                hidden: 32,
+                classes: 10,
+            },
+        ] {
+            let start = model.init(&mut rng);
+            let before = model.loss(&start, test.x.view(), &test.y);
+            let trained = local_train(
+                &model,
+                &start,
+                &train,
+                &Sgd {
+                    epochs: 3,
+                    ..Sgd::default()
+                },
+                &mut rng,
+            );
+            let after = model.loss(&trained, test.x.view(), &test.y);
+            assert!(
+                after < before * 0.5,
+                "{}: {before} -> {after}",
+                model.describe()
+            );
+            assert!(
+                model.accuracy(&trained, test.x.view(), &test.y) > 0.9,
+                "{}",
+                model.describe()
+            );
+            let u = delta(&trained, &start);
+            assert_eq!(u.len(), model.param_count());
+        }
+    }
+}
