@@ -2,14 +2,17 @@
 //!
 //! The learning side of a Mycelix FL peer: bundled real data sets and a CSV loader
 //! ([`data`]), partitioning across peers ([`partition`]), models whose parameter vectors map
-//! one to one onto fl_core tensors ([`model`]), and local minibatch SGD ([`train`]).
+//! one to one onto fl_core tensors ([`model`]), local minibatch SGD ([`train`]), and the
+//! Byzantine attacks ([`attacks`]).
 //!
-//! Work in progress (issue 4): attacks, the simulation and conductor backends and the
+//! Work in progress (issue 4): the simulation and conductor backends and the
 //! `mycelix-fl` command line build on these modules.
 
 #![deny(missing_docs)]
 
+pub mod attacks;
 pub mod data;
 pub mod model;
 pub mod partition;
+pub mod sim;
 pub mod train;

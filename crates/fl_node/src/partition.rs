@@ -111,6 +111,8 @@ pub fn partition<R: Rng>(
                     }
                 }
                 if shards.iter().all(|s| s.len() >= min) {
+                    // Shards were filled class by class; shuffle so any slice is a sample.
+                    shards.iter_mut().for_each(|s| s.shuffle(rng));
                     return Ok(shards);
                 }
             }

@@ -1,0 +1,336 @@
+//! The simulation backend: the protocol's rules without conductors, for large sweeps.
+//!
+//! Every round, exactly as the hApp decides it: honest peers train on their own shard and
+//! publish `local - global` with a truthful PoGQ proof measured on their own validation
+//! data; attackers train on their own (possibly poisoned) data, craft their update with
+//! the configured attack and publish a proof that claims an improvement. Updates with
+//! non-finite values never reach the round (validation rejects them). From round 1 on a
+//! committee is drawn with fl_core's committee draw from the reputation table; honest
+//! members vote by re-scoring each update on their own validation data, Byzantine members
+//! vote the opposite way. `fl_core::decide_round` then gives verdicts, the next model and
+//! the reputation table.
+//!
+//! Ground truth (who is Byzantine) is used only to compute the metrics afterwards:
+//! TPR = excluded Byzantine submissions / Byzantine submissions, FPR = excluded honest
+//! submissions / honest submissions.
+
+use fl_core::aggregate::AggregatorConfig;
+use fl_core::{
+    decide_round, draw_committee, PogqMeasurement, Reputation, RoundParams, SubmissionInput,
+    Verdict,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::attacks::{Attack, Knowledge};
+use crate::data::Dataset;
+use crate::model::Model;
+use crate::partition::{partition, PartitionError, Scheme};
+use crate::train::{delta, local_train, Sgd};
+
+/// One simulated experiment.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// Peers, honest and Byzantine.
+    pub peers: usize,
+    /// Byzantine peers (the first `byzantine` peers).
+    pub byzantine: usize,
+    /// The attack they run.
+    pub attack: Attack,
+    /// Round parameters (aggregator, PoGQ, reputation, server learning rate).
+    pub round: RoundParams,
+    /// Committee seats from round 1 on.
+    pub committee_size: usize,
+    /// Rounds.
+    pub rounds: usize,
+    /// How the training data is spread.
+    pub scheme: Scheme,
+    /// Model architecture.
+    pub model: Model,
+    /// Local optimiser.
+    pub sgd: Sgd,
+    /// Share of each peer's shard kept for its own validation (PoGQ and committee votes).
+    pub validation_fraction: f64,
+    /// Seed of every random choice.
+    pub seed: u64,
+}
+
+/// What one round did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundReport {
+    /// Round number.
+    pub round: usize,
+    /// Test accuracy of the new global model.
+    pub accuracy: f64,
+    /// Test loss of the new global model.
+    pub loss: f64,
+    /// Excluded Byzantine submissions / Byzantine peers (1 when there are none).
+    pub tpr: f64,
+    /// Excluded honest submissions / honest peers.
+    pub fpr: f64,
+    /// Excluded peers with the reason.
+    pub excluded: Vec<(usize, String)>,
+}
+
+/// Why an experiment cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The data cannot be split as asked.
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+    /// The round could not be decided.
+    #[error(transparent)]
+    Round(#[from] fl_core::RoundError),
+    /// Inconsistent settings.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Runs an experiment on `train` (split across peers) and reports against `test`.
+/// `on_round` sees every round as it finishes (progress output).
+pub fn simulate(
+    exp: &Experiment,
+    train: &Dataset,
+    test: &Dataset,
+    mut on_round: impl FnMut(&RoundReport),
+) -> Result<Vec<RoundReport>, SimError> {
+    if exp.byzantine > exp.peers {
+        return Err(SimError::Invalid(format!(
+            "{} Byzantine of {} peers",
+            exp.byzantine, exp.peers
+        )));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(exp.seed);
+    let shards = partition(&train.y, train.classes, exp.peers, 4, exp.scheme, &mut rng)?;
+    let (data, validation): (Vec<Dataset>, Vec<Dataset>) = shards
+        .iter()
+        .map(|idx| {
+            let cut = ((idx.len() as f64) * (1.0 - exp.validation_fraction))
+                .round()
+                .max(1.0) as usize;
+            let cut = cut.min(idx.len() - 1);
+            (train.subset(&idx[..cut]), train.subset(&idx[cut..]))
+        })
+        .unzip();
+    let is_byzantine = |p: usize| p < exp.byzantine;
+    let mut model = exp.model.init(&mut rng);
+    let mut reputation: Vec<(usize, Reputation)> = Vec::new();
+    let mut reports = Vec::with_capacity(exp.rounds);
+    for round in 0..exp.rounds {
+        // Benign updates of every peer on its own data (attackers on their poisoned data).
+        let benign: Vec<Vec<f32>> = (0..exp.peers)
+            .map(|p| {
+                let d = if is_byzantine(p) {
+                    exp.attack.poison(&data[p])
+                } else {
+                    data[p].clone()
+                };
+                delta(
+                    &local_train(&exp.model, &model, &d, &exp.sgd, &mut rng),
+                    &model,
+                )
+            })
+            .collect();
+        let colluders: Vec<Vec<f32>> = (0..exp.byzantine).map(|p| benign[p].clone()).collect();
+        let updates: Vec<Vec<f32>> = (0..exp.peers)
+            .map(|p| {
+                if is_byzantine(p) {
+                    let k = Knowledge {
+                        own: &benign[p],
+                        colluders: &colluders,
+                        peers: exp.peers,
+                        attackers: exp.byzantine,
+                    };
+                    exp.attack.craft(&k, &mut rng)
+                } else {
+                    benign[p].clone()
+                }
+            })
+            .collect();
+        // Validation rejects non-finite updates before they reach the round.
+        let valid: Vec<usize> = (0..exp.peers)
+            .filter(|&p| updates[p].iter().all(|v| v.is_finite()))
+            .collect();
+        let committee = if round == 0 {
+            Vec::new()
+        } else {
+            let eligible = reputation
+                .iter()
+                .filter(|(_, r)| exp.round.reputation.committee_eligible(*r))
+                .count();
+            draw_committee(
+                rng.random(),
+                &reputation,
+                exp.committee_size.min(eligible),
+                exp.round.reputation.committee_threshold,
+            )
+            .unwrap_or_default()
+        };
+        let probe = |params: &[f32], update: &[f32]| -> Vec<f32> {
+            params
+                .iter()
+                .zip(update)
+                .map(|(w, u)| w + exp.round.pogq.probe_lr * u)
+                .collect()
+        };
+        let measure = |p: usize, update: &[f32]| -> PogqMeasurement {
+            let v = &validation[p];
+            PogqMeasurement {
+                loss_before: exp.model.loss(&model, v.x.view(), &v.y),
+                loss_after: exp.model.loss(&probe(&model, update), v.x.view(), &v.y),
+                samples: v.len() as u32,
+            }
+        };
+        let inputs: Vec<SubmissionInput<'_, usize>> = valid
+            .iter()
+            .map(|&p| {
+                let proof = if is_byzantine(p) {
+                    // Attackers claim a plausible improvement.
+                    PogqMeasurement {
+                        loss_before: 1.0,
+                        loss_after: 0.9,
+                        samples: validation[p].len() as u32,
+                    }
+                } else {
+                    measure(p, &updates[p])
+                };
+                let votes = committee
+                    .iter()
+                    .map(|&m| {
+                        let honest_view = measure(m, &updates[p])
+                            .verdict(&exp.round.pogq)
+                            .map(|v| v.passed())
+                            .unwrap_or(false);
+                        if is_byzantine(m) {
+                            is_byzantine(p)
+                        } else {
+                            honest_view
+                        }
+                    })
+                    .collect();
+                SubmissionInput {
+                    agent: p,
+                    update: &updates[p],
+                    proof: Some(proof),
+                    votes,
+                }
+            })
+            .collect();
+        let result = decide_round(&exp.round, &model, &reputation, &inputs)?;
+        model = result.model;
+        reputation = result.reputation;
+
+        let mut excluded: Vec<(usize, String)> = (0..exp.peers)
+            .filter(|p| !valid.contains(p))
+            .map(|p| (p, "rejected by validation (non-finite values)".to_string()))
+            .collect();
+        for (input, outcome) in inputs.iter().zip(&result.outcomes) {
+            if let Verdict::Excluded(reason) = outcome.verdict {
+                excluded.push((input.agent, reason.describe().to_string()));
+            }
+        }
+        excluded.sort();
+        let caught = excluded.iter().filter(|(p, _)| is_byzantine(*p)).count();
+        let wrong = excluded.len() - caught;
+        let honest = exp.peers - exp.byzantine;
+        let report = RoundReport {
+            round,
+            accuracy: exp.model.accuracy(&model, test.x.view(), &test.y),
+            loss: exp.model.loss(&model, test.x.view(), &test.y),
+            tpr: if exp.byzantine == 0 {
+                1.0
+            } else {
+                caught as f64 / exp.byzantine as f64
+            },
+            fpr: if honest == 0 {
+                0.0
+            } else {
+                wrong as f64 / honest as f64
+            },
+            excluded,
+        };
+        on_round(&report);
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// The default aggregator of the CLI: Multi-Krum with NNM off and `f` the Byzantine count.
+pub fn default_aggregator(byzantine: usize) -> AggregatorConfig {
+    AggregatorConfig {
+        rule: fl_core::aggregate::Rule::MultiKrum { m: None },
+        f: byzantine as u32,
+        nnm: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::builtin;
+    use fl_core::{PogqParams, ReputationParams};
+
+    fn experiment(attack: Attack, byzantine: usize) -> Experiment {
+        Experiment {
+            peers: 10,
+            byzantine,
+            attack,
+            round: RoundParams {
+                aggregator: default_aggregator(3),
+                pogq: PogqParams::default(),
+                reputation: ReputationParams::default(),
+                server_lr: 1.0,
+            },
+            committee_size: 5,
+            rounds: 4,
+            scheme: Scheme::Dirichlet { alpha: 0.5 },
+            model: Model::LogReg {
+                inputs: 64,
+                classes: 10,
+            },
+            sgd: Sgd::default(),
+            validation_fraction: 0.2,
+            seed: 11,
+        }
+    }
+
+    fn digits() -> (Dataset, Dataset) {
+        let (mut train, mut test) = builtin("digits").unwrap().split(0.2, 1);
+        train.standardize(&mut [&mut test]);
+        (train, test)
+    }
+
+    #[test]
+    fn sign_flip_attackers_are_caught_and_the_model_still_learns() {
+        let (train, test) = digits();
+        let clean = simulate(&experiment(Attack::Zero, 0), &train, &test, |_| {}).unwrap();
+        let attacked = simulate(
+            &experiment(Attack::SignFlip { scale: 4.0 }, 3),
+            &train,
+            &test,
+            |_| {},
+        )
+        .unwrap();
+        let last = attacked.last().unwrap();
+        assert!(attacked[1..].iter().all(|r| r.tpr == 1.0), "{attacked:?}");
+        assert!(
+            last.accuracy > clean.last().unwrap().accuracy - 0.05,
+            "{} vs {}",
+            last.accuracy,
+            clean.last().unwrap().accuracy
+        );
+        assert!(last.accuracy > 0.8);
+    }
+
+    #[test]
+    fn non_finite_updates_never_reach_the_round() {
+        let (train, test) = digits();
+        let r = simulate(&experiment(Attack::NonFinite, 3), &train, &test, |_| {}).unwrap();
+        assert!(r.iter().all(|x| x.tpr == 1.0));
+        assert!(r[0]
+            .excluded
+            .iter()
+            .filter(|(p, _)| *p < 3)
+            .all(|(_, why)| why.contains("non-finite")));
+    }
+}
