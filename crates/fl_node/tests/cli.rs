@@ -1,0 +1,70 @@
+//! The `mycelix-fl` command line: a short run works and writes JSON; bad input gets one
+//! clear line and a non-zero exit, never a panic.
+
+use std::process::Command;
+
+fn mycelix_fl(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mycelix-fl"))
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_short_simulated_run_reports_rounds_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let (ok, stdout, stderr) = mycelix_fl(&[
+        "run",
+        "--rounds",
+        "3",
+        "--nodes",
+        "6",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("backend: simulation"), "{stdout}");
+    assert_eq!(stdout.matches("round ").count(), 3, "{stdout}");
+    assert!(stdout.contains("summary: final accuracy"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    assert_eq!(json["rounds"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_a_non_zero_exit() {
+    for (args, expected) in [
+        (
+            vec!["run", "--dataset", "mnist"],
+            "unknown dataset \"mnist\"",
+        ),
+        (vec!["run", "--attack", "boost"], "unknown attack \"boost\""),
+        (
+            vec!["run", "--aggregator", "krum", "--nodes", "6", "--f", "2"],
+            "krum with f = 2 needs n > 2f + 2, but there are 6 nodes",
+        ),
+        (
+            vec!["run", "--dataset", "/no/such.csv"],
+            "cannot read /no/such.csv",
+        ),
+        (
+            vec!["run", "--byzantine-fraction", "1.5"],
+            "--byzantine-fraction must be in [0, 1)",
+        ),
+    ] {
+        let (ok, _, stderr) = mycelix_fl(&args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(expected),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+}
