@@ -10,6 +10,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use fl_core::aggregate::distance::{dot, sq_dist};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
@@ -223,8 +224,8 @@ impl Attack {
                         k.colluders.iter().all(|u| sq_dist(candidate, u) <= bound)
                     } else {
                         let sum =
-                            |x: &[f32]| k.colluders.iter().map(|u| sq_dist(x, u)).sum::<f32>();
-                        let bound = k.colluders.iter().map(|u| sum(u)).fold(0.0, f32::max);
+                            |x: &[f32]| k.colluders.iter().map(|u| sq_dist(x, u)).sum::<f64>();
+                        let bound = k.colluders.iter().map(|u| sum(u)).fold(0.0, f64::max);
                         sum(candidate) <= bound
                     }
                 };
@@ -316,7 +317,7 @@ fn inverse_normal_cdf(p: f64) -> f64 {
 }
 
 fn norm(v: &[f32]) -> f32 {
-    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+    dot(v, v).sqrt() as f32
 }
 
 fn rescale(v: &[f32], target: f32) -> Vec<f32> {
@@ -350,12 +351,8 @@ fn mean_std(updates: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
     (mu, var.into_iter().map(f32::sqrt).collect())
 }
 
-fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
-}
-
-fn max_pairwise(updates: &[Vec<f32>]) -> f32 {
-    let mut m = 0.0f32;
+fn max_pairwise(updates: &[Vec<f32>]) -> f64 {
+    let mut m = 0.0f64;
     for (i, a) in updates.iter().enumerate() {
         for b in &updates[i + 1..] {
             m = m.max(sq_dist(a, b));
@@ -437,8 +434,8 @@ mod tests {
             "gamma is the largest that fits"
         );
         let ms = Attack::MinSum.craft(&k(&c[0], &c), &mut rng);
-        let sum = |x: &[f32]| c.iter().map(|u| sq_dist(x, u)).sum::<f32>();
-        let limit = c.iter().map(|u| sum(u)).fold(0.0, f32::max);
+        let sum = |x: &[f32]| c.iter().map(|u| sq_dist(x, u)).sum::<f64>();
+        let limit = c.iter().map(|u| sum(u)).fold(0.0, f64::max);
         assert!(sum(&ms) <= limit * 1.0001 && sum(&ms) > limit * 0.99);
     }
 

@@ -68,10 +68,15 @@ impl Model {
 
     /// Logits, `examples x classes`.
     pub fn logits(&self, params: &[f32], x: ArrayView2<f32>) -> Array2<f32> {
+        self.forward(params, x).1
+    }
+
+    /// The hidden activations (MLP only) and the logits.
+    fn forward(&self, params: &[f32], x: ArrayView2<f32>) -> (Option<Array2<f32>>, Array2<f32>) {
         match *self {
             Model::LogReg { inputs, classes } => {
                 let (w, b) = split(params, inputs, classes);
-                x.dot(&w) + b
+                (None, x.dot(&w) + b)
             }
             Model::Mlp {
                 inputs,
@@ -81,7 +86,8 @@ impl Model {
                 let (w1, b1) = split(params, inputs, hidden);
                 let (w2, b2) = split(&params[inputs * hidden + hidden..], hidden, classes);
                 let h = (x.dot(&w1) + b1).mapv(|v| v.max(0.0));
-                h.dot(&w2) + b2
+                let logits = h.dot(&w2) + b2;
+                (Some(h), logits)
             }
         }
     }
@@ -110,36 +116,33 @@ impl Model {
         x: ArrayView2<f32>,
         y: &[usize],
     ) -> (f64, Vec<f32>) {
-        match *self {
-            Model::LogReg { inputs, classes } => {
-                let (w, b) = split(params, inputs, classes);
-                let (loss, dlogits) = softmax_ce(x.dot(&w) + b, y);
-                let mut g = x.t().dot(&dlogits).into_raw_vec_and_offset().0;
-                g.extend(dlogits.sum_axis(Axis(0)));
-                (loss, g)
-            }
-            Model::Mlp {
-                inputs,
-                hidden,
-                classes,
-            } => {
-                let (w1, b1) = split(params, inputs, hidden);
-                let (w2, b2) = split(&params[inputs * hidden + hidden..], hidden, classes);
-                let h = (x.dot(&w1) + b1).mapv(|v| v.max(0.0));
-                let (loss, dlogits) = softmax_ce(h.dot(&w2) + b2, y);
+        let (h, logits) = self.forward(params, x);
+        let (loss, dlogits) = softmax_ce(logits, y);
+        let mut g;
+        match (*self, h) {
+            (
+                Model::Mlp {
+                    inputs,
+                    hidden,
+                    classes,
+                },
+                Some(h),
+            ) => {
+                let (w2, _) = split(&params[inputs * hidden + hidden..], hidden, classes);
                 let mut dh = dlogits.dot(&w2.t());
                 dh.zip_mut_with(&h, |d, &a| {
                     if a <= 0.0 {
                         *d = 0.0
                     }
                 });
-                let mut g = x.t().dot(&dh).into_raw_vec_and_offset().0;
+                g = x.t().dot(&dh).into_raw_vec_and_offset().0;
                 g.extend(dh.sum_axis(Axis(0)));
                 g.extend(h.t().dot(&dlogits).into_raw_vec_and_offset().0);
-                g.extend(dlogits.sum_axis(Axis(0)));
-                (loss, g)
             }
+            _ => g = x.t().dot(&dlogits).into_raw_vec_and_offset().0,
         }
+        g.extend(dlogits.sum_axis(Axis(0)));
+        (loss, g)
     }
 
     /// Human description, e.g. `logreg 64x10`.
