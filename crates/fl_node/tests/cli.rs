@@ -68,3 +68,39 @@ fn bad_input_is_one_clear_line_and_a_non_zero_exit() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
 }
+
+#[test]
+fn matrix_writes_a_table_and_json_per_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m");
+    let (ok, stdout, stderr) = mycelix_fl(&[
+        "matrix",
+        "--attacks",
+        "sign_flip,zero",
+        "--fractions",
+        "0.2,0.4",
+        "--aggregators",
+        "median",
+        "--rounds",
+        "2",
+        "--nodes",
+        "6",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("| sign_flip |") && stdout.contains("| 20 % Byzantine | 40 % Byzantine |"),
+        "{stdout}"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("matrix.json")).unwrap()).unwrap();
+    // One clean run plus 2 attacks x 2 fractions.
+    assert_eq!(rows.as_array().unwrap().len(), 5);
+    assert!(out.join("matrix.md").exists());
+    let (ok, _, stderr) = mycelix_fl(&["matrix", "--attacks", "boost"]);
+    assert!(
+        !ok && stderr.starts_with("error: unknown attack \"boost\""),
+        "{stderr}"
+    );
+}

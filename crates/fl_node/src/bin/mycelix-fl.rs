@@ -30,6 +30,37 @@ struct Cli {
 enum Command {
     /// Train one model across peers, some of them attacking, and report every round.
     Run(RunArgs),
+    /// Sweep attacks x Byzantine fractions x aggregators x partitions; write JSON and a
+    /// markdown table of accuracy (against a clean run) and detection.
+    Matrix(MatrixArgs),
+}
+
+#[derive(clap::Args)]
+struct MatrixArgs {
+    /// Attacks to sweep, comma-separated, or `all`.
+    #[arg(long, default_value = "all")]
+    attacks: String,
+    /// Byzantine fractions, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.3,0.45")]
+    fractions: Vec<f64>,
+    /// Aggregators, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "multi-krum,median"
+    )]
+    aggregators: Vec<AggregatorName>,
+    /// Partitions, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "dirichlet")]
+    partitions: Vec<PartitionName>,
+    /// Directory for matrix.json and matrix.md.
+    #[arg(long, default_value = "mycelix-fl-matrix")]
+    output_dir: PathBuf,
+    /// Everything else, as for `run` (its --attack, --aggregator, --partition and
+    /// --byzantine-fraction are replaced by the lists above).
+    #[command(flatten)]
+    base: RunArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -38,7 +69,7 @@ enum Backend {
     Sim,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Debug, ValueEnum)]
 enum AggregatorName {
     Mean,
     Krum,
@@ -49,7 +80,7 @@ enum AggregatorName {
     Bulyan,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Debug, ValueEnum)]
 enum PartitionName {
     Iid,
     Dirichlet,
@@ -61,7 +92,7 @@ enum ModelName {
     Mlp,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct RunArgs {
     /// Peers taking part.
     #[arg(long, default_value_t = 10)]
@@ -123,6 +154,7 @@ struct RunArgs {
 fn main() {
     if let Err(e) = match Cli::parse().command {
         Command::Run(args) => run(args),
+        Command::Matrix(args) => matrix(args),
     } {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -179,7 +211,8 @@ fn aggregator(args: &RunArgs, byzantine: usize) -> Result<AggregatorConfig> {
     })
 }
 
-fn run(args: RunArgs) -> Result<()> {
+/// The experiment `args` describe, on `train`.
+fn experiment(args: &RunArgs, train: &Dataset) -> Result<Experiment> {
     if args.nodes < 2 {
         bail!("--nodes must be at least 2");
     }
@@ -191,7 +224,6 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let attack: Attack = args.attack.parse().map_err(anyhow::Error::msg)?;
     let byzantine = (args.nodes as f64 * args.byzantine_fraction).floor() as usize;
-    let (train, test) = load(&args).context("loading the data set")?;
     let model = match args.model {
         ModelName::Logreg => Model::LogReg {
             inputs: train.features(),
@@ -203,12 +235,12 @@ fn run(args: RunArgs) -> Result<()> {
             classes: train.classes,
         },
     };
-    let exp = Experiment {
+    Ok(Experiment {
         peers: args.nodes,
         byzantine,
         attack,
         round: RoundParams {
-            aggregator: aggregator(&args, byzantine)?,
+            aggregator: aggregator(args, byzantine)?,
             pogq: PogqParams::default(),
             reputation: ReputationParams::default(),
             server_lr: 1.0,
@@ -223,7 +255,25 @@ fn run(args: RunArgs) -> Result<()> {
         sgd: Sgd::default(),
         validation_fraction: 0.2,
         seed: args.seed,
+    })
+}
+
+/// Final accuracy, and TPR and FPR averaged after the warm-up (over every round when there
+/// are fewer); returns the warm-up used too.
+fn summarize(reports: &[RoundReport], warmup: usize) -> (f64, f64, f64, usize) {
+    let warmup = warmup.min(reports.len().saturating_sub(1));
+    let after: Vec<&RoundReport> = reports.iter().skip(warmup).collect();
+    let avg = |f: fn(&RoundReport) -> f64| {
+        after.iter().map(|r| f(r)).fold(0.0, |a, b| a + b) / after.len().max(1) as f64
     };
+    let final_acc = reports.last().map_or(0.0, |r| r.accuracy);
+    (final_acc, avg(|r| r.tpr), avg(|r| r.fpr), warmup)
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let (train, test) = load(&args).context("loading the data set")?;
+    let exp = experiment(&args, &train)?;
+    let (attack, byzantine, model) = (exp.attack, exp.byzantine, exp.model);
     let backend = match args.backend {
         Backend::Sim => "simulation (no conductors; fl_core decides every round)",
     };
@@ -274,19 +324,13 @@ fn run(args: RunArgs) -> Result<()> {
         bar.inc(1);
     })?;
     bar.finish_and_clear();
-    // With fewer rounds than the warm-up, average over all of them.
-    let warmup = args.warmup.min(reports.len().saturating_sub(1));
-    let after: Vec<&RoundReport> = reports.iter().skip(warmup).collect();
-    let avg = |f: fn(&RoundReport) -> f64| {
-        after.iter().map(|r| f(r)).sum::<f64>() / after.len().max(1) as f64
-    };
-    let final_acc = reports.last().map_or(0.0, |r| r.accuracy);
+    let (final_acc, tpr, fpr, warmup) = summarize(&reports, args.warmup);
     println!(
         "summary: final accuracy {:.3}; after {} warm-up rounds TPR {:.3}, FPR {:.3}; {:.1} s",
         final_acc,
         warmup,
-        avg(|r| r.tpr),
-        avg(|r| r.fpr),
+        tpr,
+        fpr,
         started.elapsed().as_secs_f64()
     );
     let json = serde_json::json!({
@@ -301,10 +345,123 @@ fn run(args: RunArgs) -> Result<()> {
             "round": r.round, "accuracy": r.accuracy, "loss": r.loss, "tpr": r.tpr, "fpr": r.fpr,
             "excluded": r.excluded.iter().map(|(p, why)| serde_json::json!({"peer": p, "reason": why})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
-        "summary": { "final_accuracy": final_acc, "warmup": warmup, "tpr": avg(|r| r.tpr), "fpr": avg(|r| r.fpr) },
+        "summary": { "final_accuracy": final_acc, "warmup": warmup, "tpr": tpr, "fpr": fpr },
     });
     std::fs::write(&args.output, serde_json::to_string_pretty(&json)?)
         .with_context(|| format!("writing {}", args.output.display()))?;
     println!("results: {}", args.output.display());
     Ok(())
+}
+
+fn matrix(args: MatrixArgs) -> Result<()> {
+    let attacks: Vec<String> = if args.attacks == "all" {
+        fl_node::attacks::ALL
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    } else {
+        args.attacks
+            .split(',')
+            .map(|a| a.trim().to_string())
+            .collect()
+    };
+    for a in &attacks {
+        a.parse::<Attack>().map_err(anyhow::Error::msg)?;
+    }
+    let (train, test) = load(&args.base).context("loading the data set")?;
+    let cells =
+        args.aggregators.len() * args.partitions.len() * (1 + attacks.len() * args.fractions.len());
+    println!("backend: simulation (no conductors; fl_core decides every round)");
+    println!(
+        "{cells} runs of {} rounds on {}",
+        args.base.rounds, train.name
+    );
+    let bar = ProgressBar::new(cells as u64).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} runs {elapsed} (eta {eta}) {msg}")
+            .expect("valid template"),
+    );
+    let mut rows = Vec::new();
+    let mut md = String::from("# mycelix-fl matrix (simulation backend)\n\n");
+    md += &format!(
+        "{} peers, {} rounds, {} on {}, seed {}; TPR/FPR averaged after {} warm-up rounds; \
+         each cell: final accuracy (change against the clean run) / TPR / FPR\n",
+        args.base.nodes,
+        args.base.rounds,
+        args.base.model_name(),
+        train.name,
+        args.base.seed,
+        args.base.warmup
+    );
+    for &aggregator in &args.aggregators {
+        for &partition in &args.partitions {
+            let mut base = args.base.clone();
+            base.aggregator = aggregator;
+            base.partition = partition;
+            base.byzantine_fraction = 0.0;
+            base.attack = "zero".into();
+            bar.set_message(format!("{aggregator:?} {partition:?} clean"));
+            // The clean run bounds f by the largest fraction, as the attacked runs do.
+            let f = (base.nodes as f64 * args.fractions.iter().copied().fold(0.0, f64::max)).floor()
+                as u32;
+            base.f = Some(base.f.unwrap_or(f));
+            let clean = simulate(&experiment(&base, &train)?, &train, &test, |_| {})?;
+            let (clean_acc, _, clean_fpr, _) = summarize(&clean, base.warmup);
+            bar.inc(1);
+            md += &format!(
+                "\n## {aggregator:?}, {partition:?} partition (clean accuracy {clean_acc:.3}, clean FPR {clean_fpr:.2})\n\n| attack |"
+            );
+            for fr in &args.fractions {
+                md += &format!(" {:.0} % Byzantine |", fr * 100.0);
+            }
+            md += "\n|---|";
+            md += &"---|".repeat(args.fractions.len());
+            md += "\n";
+            rows.push(serde_json::json!({"aggregator": format!("{aggregator:?}"), "partition": format!("{partition:?}"),
+                "attack": "none", "fraction": 0.0, "final_accuracy": clean_acc, "fpr": clean_fpr}));
+            for attack in &attacks {
+                md += &format!("| {attack} |");
+                for &fraction in &args.fractions {
+                    let mut cell = base.clone();
+                    cell.attack = attack.clone();
+                    cell.byzantine_fraction = fraction;
+                    bar.set_message(format!("{aggregator:?} {partition:?} {attack} {fraction}"));
+                    let reports = simulate(&experiment(&cell, &train)?, &train, &test, |_| {})?;
+                    let (acc, tpr, fpr, _) = summarize(&reports, cell.warmup);
+                    md += &format!(
+                        " {acc:.3} ({:+.3}) / {tpr:.2} / {fpr:.2} |",
+                        acc - clean_acc
+                    );
+                    rows.push(serde_json::json!({"aggregator": format!("{aggregator:?}"), "partition": format!("{partition:?}"),
+                        "attack": attack, "fraction": fraction, "final_accuracy": acc, "accuracy_change": acc - clean_acc,
+                        "tpr": tpr, "fpr": fpr}));
+                    bar.inc(1);
+                }
+                md += "\n";
+            }
+        }
+    }
+    bar.finish_and_clear();
+    std::fs::create_dir_all(&args.output_dir)
+        .with_context(|| format!("creating {}", args.output_dir.display()))?;
+    let json_path = args.output_dir.join("matrix.json");
+    let md_path = args.output_dir.join("matrix.md");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&rows)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    print!("{md}");
+    println!(
+        "\nresults: {} and {}",
+        json_path.display(),
+        md_path.display()
+    );
+    Ok(())
+}
+
+impl RunArgs {
+    fn model_name(&self) -> &'static str {
+        match self.model {
+            ModelName::Logreg => "logreg",
+            ModelName::Mlp => "mlp",
+        }
+    }
 }
