@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod attacks;
+pub mod cohort;
 pub mod data;
 pub mod model;
 pub mod partition;

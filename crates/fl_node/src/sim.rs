@@ -15,18 +15,16 @@
 //! submissions / honest submissions.
 
 use fl_core::aggregate::AggregatorConfig;
-use fl_core::{
-    decide_round, draw_committee, PogqMeasurement, Reputation, RoundParams, SubmissionInput,
-    Verdict,
-};
+use fl_core::{decide_round, draw_committee, Reputation, RoundParams, SubmissionInput, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::attacks::{Attack, Knowledge};
+use crate::attacks::Attack;
+use crate::cohort::Cohort;
 use crate::data::Dataset;
 use crate::model::Model;
-use crate::partition::{partition, PartitionError, Scheme};
-use crate::train::{delta, local_train, Sgd};
+use crate::partition::{PartitionError, Scheme};
+use crate::train::Sgd;
 
 /// One simulated experiment.
 #[derive(Debug, Clone)]
@@ -72,6 +70,41 @@ pub struct RoundReport {
     pub excluded: Vec<(usize, String)>,
 }
 
+impl RoundReport {
+    /// The report of a round that excluded `excluded` (peer, reason), with the new global
+    /// model's test `(accuracy, loss)`; TPR and FPR come from the cohort's ground truth.
+    pub fn new(
+        round: usize,
+        cohort: &Cohort,
+        (accuracy, loss): (f64, f64),
+        mut excluded: Vec<(usize, String)>,
+    ) -> Self {
+        excluded.sort();
+        let caught = excluded
+            .iter()
+            .filter(|(p, _)| cohort.is_byzantine(*p))
+            .count();
+        let wrong = excluded.len() - caught;
+        let honest = cohort.peers() - cohort.byzantine;
+        RoundReport {
+            round,
+            accuracy,
+            loss,
+            tpr: if cohort.byzantine == 0 {
+                1.0
+            } else {
+                caught as f64 / cohort.byzantine as f64
+            },
+            fpr: if honest == 0 {
+                0.0
+            } else {
+                wrong as f64 / honest as f64
+            },
+            excluded,
+        }
+    }
+}
+
 /// Why an experiment cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -94,59 +127,13 @@ pub fn simulate(
     test: &Dataset,
     mut on_round: impl FnMut(&RoundReport),
 ) -> Result<Vec<RoundReport>, SimError> {
-    if exp.byzantine > exp.peers {
-        return Err(SimError::Invalid(format!(
-            "{} Byzantine of {} peers",
-            exp.byzantine, exp.peers
-        )));
-    }
     let mut rng = ChaCha8Rng::seed_from_u64(exp.seed);
-    let shards = partition(&train.y, train.classes, exp.peers, 4, exp.scheme, &mut rng)?;
-    let (data, validation): (Vec<Dataset>, Vec<Dataset>) = shards
-        .iter()
-        .map(|idx| {
-            let cut = ((idx.len() as f64) * (1.0 - exp.validation_fraction))
-                .round()
-                .max(1.0) as usize;
-            let cut = cut.min(idx.len() - 1);
-            (train.subset(&idx[..cut]), train.subset(&idx[cut..]))
-        })
-        .unzip();
-    let is_byzantine = |p: usize| p < exp.byzantine;
+    let cohort = Cohort::new(exp, train, &mut rng)?;
     let mut model = exp.model.init(&mut rng);
     let mut reputation: Vec<(usize, Reputation)> = Vec::new();
     let mut reports = Vec::with_capacity(exp.rounds);
     for round in 0..exp.rounds {
-        // Benign updates of every peer on its own data (attackers on their poisoned data).
-        let benign: Vec<Vec<f32>> = (0..exp.peers)
-            .map(|p| {
-                let d = if is_byzantine(p) {
-                    exp.attack.poison(&data[p])
-                } else {
-                    data[p].clone()
-                };
-                delta(
-                    &local_train(&exp.model, &model, &d, &exp.sgd, &mut rng),
-                    &model,
-                )
-            })
-            .collect();
-        let colluders: Vec<Vec<f32>> = (0..exp.byzantine).map(|p| benign[p].clone()).collect();
-        let updates: Vec<Vec<f32>> = (0..exp.peers)
-            .map(|p| {
-                if is_byzantine(p) {
-                    let k = Knowledge {
-                        own: &benign[p],
-                        colluders: &colluders,
-                        peers: exp.peers,
-                        attackers: exp.byzantine,
-                    };
-                    exp.attack.craft(&k, &mut rng)
-                } else {
-                    benign[p].clone()
-                }
-            })
-            .collect();
+        let updates = cohort.updates(exp, &model, &mut rng);
         // Validation rejects non-finite updates before they reach the round.
         let valid: Vec<usize> = (0..exp.peers)
             .filter(|&p| updates[p].iter().all(|v| v.is_finite()))
@@ -166,54 +153,21 @@ pub fn simulate(
             )
             .unwrap_or_default()
         };
-        let probe = |params: &[f32], update: &[f32]| -> Vec<f32> {
-            params
-                .iter()
-                .zip(update)
-                .map(|(w, u)| w + exp.round.pogq.probe_lr * u)
-                .collect()
-        };
-        let measure = |p: usize, update: &[f32]| -> PogqMeasurement {
-            let v = &validation[p];
-            PogqMeasurement {
-                loss_before: exp.model.loss(&model, v.x.view(), &v.y),
-                loss_after: exp.model.loss(&probe(&model, update), v.x.view(), &v.y),
-                samples: v.len() as u32,
-            }
-        };
         let inputs: Vec<SubmissionInput<'_, usize>> = valid
             .iter()
-            .map(|&p| {
-                let proof = if is_byzantine(p) {
-                    // Attackers claim a plausible improvement.
-                    PogqMeasurement {
-                        loss_before: 1.0,
-                        loss_after: 0.9,
-                        samples: validation[p].len() as u32,
-                    }
-                } else {
-                    measure(p, &updates[p])
-                };
-                let votes = committee
+            .map(|&p| SubmissionInput {
+                agent: p,
+                update: &updates[p],
+                proof: Some(cohort.proof(exp, p, &model, &updates[p])),
+                votes: committee
                     .iter()
                     .map(|&m| {
-                        let honest_view = measure(m, &updates[p])
+                        cohort
+                            .vote(exp, m, p, &model, &updates[p])
                             .verdict(&exp.round.pogq)
-                            .map(|v| v.passed())
-                            .unwrap_or(false);
-                        if is_byzantine(m) {
-                            is_byzantine(p)
-                        } else {
-                            honest_view
-                        }
+                            .is_ok_and(|v| v.passed())
                     })
-                    .collect();
-                SubmissionInput {
-                    agent: p,
-                    update: &updates[p],
-                    proof: Some(proof),
-                    votes,
-                }
+                    .collect(),
             })
             .collect();
         let result = decide_round(&exp.round, &model, &reputation, &inputs)?;
@@ -229,26 +183,15 @@ pub fn simulate(
                 excluded.push((input.agent, reason.describe().to_string()));
             }
         }
-        excluded.sort();
-        let caught = excluded.iter().filter(|(p, _)| is_byzantine(*p)).count();
-        let wrong = excluded.len() - caught;
-        let honest = exp.peers - exp.byzantine;
-        let report = RoundReport {
+        let report = RoundReport::new(
             round,
-            accuracy: exp.model.accuracy(&model, test.x.view(), &test.y),
-            loss: exp.model.loss(&model, test.x.view(), &test.y),
-            tpr: if exp.byzantine == 0 {
-                1.0
-            } else {
-                caught as f64 / exp.byzantine as f64
-            },
-            fpr: if honest == 0 {
-                0.0
-            } else {
-                wrong as f64 / honest as f64
-            },
+            &cohort,
+            (
+                exp.model.accuracy(&model, test.x.view(), &test.y),
+                exp.model.loss(&model, test.x.view(), &test.y),
+            ),
             excluded,
-        };
+        );
         on_round(&report);
         reports.push(report);
     }

@@ -1,0 +1,184 @@
+//! The peers of an experiment and what each of them does in a round, shared by every
+//! backend: local training, attacks, PoGQ proofs and committee re-scoring.
+//!
+//! Peers `0..byzantine` attack; the rest are honest. Which peer is Byzantine is used here
+//! only to decide what a peer *does* (train honestly or attack, vote truthfully or lie);
+//! detection is left to the protocol, and ground truth is read again only when the
+//! metrics are computed after a round.
+
+use fl_core::PogqMeasurement;
+use rand::Rng;
+
+use crate::attacks::Knowledge;
+use crate::data::Dataset;
+use crate::partition::partition;
+use crate::sim::{Experiment, SimError};
+use crate::train::{delta, local_train};
+
+/// The PoGQ measurement an attacker publishes for its own update, and a lying committee
+/// member's "accept": a plausible 10 % loss improvement.
+pub const CLAIMED_IMPROVEMENT: PogqMeasurement = PogqMeasurement {
+    loss_before: 1.0,
+    loss_after: 0.9,
+    samples: 0,
+};
+
+/// A lying committee member's "reject": a 50 % loss increase.
+pub const CLAIMED_HARM: PogqMeasurement = PogqMeasurement {
+    loss_before: 1.0,
+    loss_after: 1.5,
+    samples: 0,
+};
+
+/// Every peer's private training and validation data.
+#[derive(Debug, Clone)]
+pub struct Cohort {
+    /// Training shard of each peer.
+    pub data: Vec<Dataset>,
+    /// Held-out validation shard of each peer (PoGQ proofs and committee votes).
+    pub validation: Vec<Dataset>,
+    /// Peers `0..byzantine` attack.
+    pub byzantine: usize,
+}
+
+impl Cohort {
+    /// Splits `train` across the experiment's peers, keeping a validation share of each
+    /// shard.
+    pub fn new<R: Rng>(exp: &Experiment, train: &Dataset, rng: &mut R) -> Result<Self, SimError> {
+        if exp.byzantine > exp.peers {
+            return Err(SimError::Invalid(format!(
+                "{} Byzantine of {} peers",
+                exp.byzantine, exp.peers
+            )));
+        }
+        let shards = partition(&train.y, train.classes, exp.peers, 4, exp.scheme, rng)?;
+        let (data, validation) = shards
+            .iter()
+            .map(|idx| {
+                let cut = ((idx.len() as f64) * (1.0 - exp.validation_fraction))
+                    .round()
+                    .max(1.0) as usize;
+                let cut = cut.min(idx.len() - 1);
+                (train.subset(&idx[..cut]), train.subset(&idx[cut..]))
+            })
+            .unzip();
+        Ok(Cohort {
+            data,
+            validation,
+            byzantine: exp.byzantine,
+        })
+    }
+
+    /// Number of peers.
+    pub fn peers(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether peer `p` attacks.
+    pub fn is_byzantine(&self, p: usize) -> bool {
+        p < self.byzantine
+    }
+
+    /// Every peer's update from the global `model`: honest peers publish `local - global`
+    /// after training on their shard; attackers train on their own (possibly poisoned)
+    /// shard and craft their update with the attack, sharing their benign updates with
+    /// each other where the attack assumes collusion.
+    pub fn updates<R: Rng>(&self, exp: &Experiment, model: &[f32], rng: &mut R) -> Vec<Vec<f32>> {
+        let benign: Vec<Vec<f32>> = (0..self.peers())
+            .map(|p| {
+                let d = if self.is_byzantine(p) {
+                    exp.attack.poison(&self.data[p])
+                } else {
+                    self.data[p].clone()
+                };
+                delta(&local_train(&exp.model, model, &d, &exp.sgd, rng), model)
+            })
+            .collect();
+        let colluders: Vec<Vec<f32>> = benign[..self.byzantine].to_vec();
+        (0..self.peers())
+            .map(|p| {
+                if self.is_byzantine(p) {
+                    let k = Knowledge {
+                        own: &benign[p],
+                        colluders: &colluders,
+                        peers: self.peers(),
+                        attackers: self.byzantine,
+                    };
+                    exp.attack.craft(&k, rng)
+                } else {
+                    benign[p].clone()
+                }
+            })
+            .collect()
+    }
+
+    /// Peer `p`'s truthful PoGQ measurement of `update` against `model` on its own
+    /// validation data: the loss before and after a probe step of `update`.
+    pub fn measure(
+        &self,
+        exp: &Experiment,
+        p: usize,
+        model: &[f32],
+        update: &[f32],
+    ) -> PogqMeasurement {
+        let v = &self.validation[p];
+        let probe: Vec<f32> = model
+            .iter()
+            .zip(update)
+            .map(|(w, u)| w + exp.round.pogq.probe_lr * u)
+            .collect();
+        // An update that overflows the loss is as harmful as a loss can say; the largest
+        // finite value keeps the measurement publishable.
+        let finite = |l: f64| if l.is_finite() { l } else { f64::MAX };
+        PogqMeasurement {
+            loss_before: finite(exp.model.loss(model, v.x.view(), &v.y)),
+            loss_after: finite(exp.model.loss(&probe, v.x.view(), &v.y)),
+            samples: v.len() as u32,
+        }
+    }
+
+    /// The proof peer `p` publishes with its own `update`: truthful for honest peers, a
+    /// claimed improvement for attackers.
+    pub fn proof(
+        &self,
+        exp: &Experiment,
+        p: usize,
+        model: &[f32],
+        update: &[f32],
+    ) -> PogqMeasurement {
+        if self.is_byzantine(p) {
+            PogqMeasurement {
+                samples: self.validation[p].len() as u32,
+                ..CLAIMED_IMPROVEMENT
+            }
+        } else {
+            self.measure(exp, p, model, update)
+        }
+    }
+
+    /// Committee member `member`'s vote on `submitter`'s `update`, as the measurement it
+    /// publishes: honest members re-score on their own validation data; Byzantine members
+    /// accept their colluders and reject everyone else.
+    pub fn vote(
+        &self,
+        exp: &Experiment,
+        member: usize,
+        submitter: usize,
+        model: &[f32],
+        update: &[f32],
+    ) -> PogqMeasurement {
+        if self.is_byzantine(member) {
+            let claim = if self.is_byzantine(submitter) {
+                CLAIMED_IMPROVEMENT
+            } else {
+                CLAIMED_HARM
+            };
+            PogqMeasurement {
+                samples: self.validation[member].len() as u32,
+                ..claim
+            }
+        } else {
+            self.measure(exp, member, model, update)
+        }
+    }
+}
