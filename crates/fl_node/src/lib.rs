@@ -12,7 +12,9 @@
 
 pub mod attacks;
 pub mod cohort;
+pub mod conductor;
 pub mod data;
+pub mod driver;
 pub mod model;
 pub mod partition;
 pub mod sim;

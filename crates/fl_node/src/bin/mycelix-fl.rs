@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fl_core::aggregate::{AggregatorConfig, Rule, WeiszfeldParams};
 use fl_core::{PogqParams, ReputationParams, RoundParams};
 use fl_node::attacks::Attack;
+use fl_node::conductor::EmbeddedNetwork;
 use fl_node::data::{builtin, load_csv, Dataset};
+use fl_node::driver::run_rounds;
 use fl_node::model::Model;
 use fl_node::partition::Scheme;
 use fl_node::sim::{simulate, Experiment, RoundReport};
@@ -63,10 +65,21 @@ struct MatrixArgs {
     base: RunArgs,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum Backend {
+    /// Real Holochain conductors in this process, one per peer, on a local bootstrap/relay.
+    Embedded,
     /// The protocol's rules without conductors (fl_core decides every round).
     Sim,
+}
+
+impl Backend {
+    fn describe(self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded (one real Holochain conductor per peer in this process)",
+            Backend::Sim => "simulation (no conductors; fl_core decides every round)",
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Debug, ValueEnum)]
@@ -139,10 +152,12 @@ struct RunArgs {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Where rounds are decided. Only the simulation exists so far; the embedded and
-    /// remote conductor backends are being built.
-    #[arg(long, value_enum, default_value_t = Backend::Sim)]
+    /// Where rounds are decided.
+    #[arg(long, value_enum, default_value_t = Backend::Embedded)]
     backend: Backend,
+    /// The hApp bundle the embedded conductors install (built by scripts/pack.sh).
+    #[arg(long, default_value_os_t = fl_node::conductor::default_happ())]
+    happ: PathBuf,
     /// Write every round and the summary as JSON here.
     #[arg(long, default_value = "mycelix-fl-results.json")]
     output: PathBuf,
@@ -274,9 +289,7 @@ fn run(args: RunArgs) -> Result<()> {
     let (train, test) = load(&args).context("loading the data set")?;
     let exp = experiment(&args, &train)?;
     let (attack, byzantine, model) = (exp.attack, exp.byzantine, exp.model);
-    let backend = match args.backend {
-        Backend::Sim => "simulation (no conductors; fl_core decides every round)",
-    };
+    let backend = args.backend.describe();
     println!("backend: {backend}");
     println!(
         "{} peers ({} Byzantine, attack {}), {} on {} ({} train / {} test, {}), {}, {} rounds, seed {}",
@@ -296,41 +309,83 @@ fn run(args: RunArgs) -> Result<()> {
         args.seed
     );
     let bar = ProgressBar::new(exp.rounds as u64).with_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} rounds {elapsed} (eta {eta})")
+        ProgressStyle::with_template("{bar:30} {pos}/{len} rounds {elapsed} (eta {eta}) {msg}")
             .expect("valid template"),
     );
     let started = Instant::now();
     let mut last = Instant::now();
-    let reports = simulate(&exp, &train, &test, |r: &RoundReport| {
+    let mut round_ms: Vec<f64> = Vec::new();
+    let print_round = |r: &RoundReport, ms: f64, detail: String| {
         let excluded: Vec<String> = r
             .excluded
             .iter()
             .map(|(p, why)| format!("{p} ({why})"))
             .collect();
-        let line =
-            format!(
-            "round {:>3}  acc {:.3}  loss {:.3}  TPR {:.2}  FPR {:.2}  {:>6.0} ms  excluded: {}",
+        let line = format!(
+            "round {:>3}  acc {:.3}  loss {:.3}  TPR {:.2}  FPR {:.2}  {:>6.0} ms{detail}  excluded: {}",
             r.round,
             r.accuracy,
             r.loss,
             r.tpr,
             r.fpr,
-            last.elapsed().as_secs_f64() * 1e3,
+            ms,
             if excluded.is_empty() { "none".into() } else { excluded.join(", ") }
         );
         // Printed above the bar on a terminal, plainly when stdout is a file or pipe.
         bar.suspend(|| println!("{line}"));
-        last = Instant::now();
         bar.inc(1);
-    })?;
+    };
+    let reports = match args.backend {
+        Backend::Sim => simulate(&exp, &train, &test, |r: &RoundReport| {
+            let ms = last.elapsed().as_secs_f64() * 1e3;
+            round_ms.push(ms);
+            print_round(r, ms, String::new());
+            last = Instant::now();
+        })?,
+        Backend::Embedded => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(async {
+                bar.set_message("starting conductors");
+                let network = EmbeddedNetwork::start(exp.peers, &args.happ, |step| {
+                    bar.suspend(|| println!("conductors: {step}"))
+                })
+                .await?;
+                bar.set_message("");
+                let reports = run_rounds(&exp, &network.clients, &train, &test, |r, t| {
+                    let ms = t.total.as_secs_f64() * 1e3;
+                    round_ms.push(ms);
+                    let part = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                    print_round(
+                        r,
+                        ms,
+                        format!(
+                            " (train {:.0}, submit {:.0}, vote {:.0}, aggregate {:.0}, propagate {:.0})",
+                            part(t.train),
+                            part(t.submit),
+                            part(t.vote),
+                            part(t.aggregate),
+                            part(t.propagate)
+                        ),
+                    )
+                })
+                .await;
+                network.shutdown().await;
+                reports
+            })?
+        }
+    };
     bar.finish_and_clear();
+    let mut sorted = round_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median_ms = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
     let (final_acc, tpr, fpr, warmup) = summarize(&reports, args.warmup);
     println!(
-        "summary: final accuracy {:.3}; after {} warm-up rounds TPR {:.3}, FPR {:.3}; {:.1} s",
+        "summary: final accuracy {:.3}; after {} warm-up rounds TPR {:.3}, FPR {:.3}; median round {:.0} ms; {:.1} s in all",
         final_acc,
         warmup,
         tpr,
         fpr,
+        median_ms,
         started.elapsed().as_secs_f64()
     );
     let json = serde_json::json!({
@@ -342,10 +397,10 @@ fn run(args: RunArgs) -> Result<()> {
             "partition": match exp.scheme { Scheme::Iid => "iid".to_string(), Scheme::Dirichlet { alpha } => format!("dirichlet:{alpha}") },
         },
         "rounds": reports.iter().map(|r| serde_json::json!({
-            "round": r.round, "accuracy": r.accuracy, "loss": r.loss, "tpr": r.tpr, "fpr": r.fpr,
+            "round": r.round, "ms": round_ms.get(r.round), "accuracy": r.accuracy, "loss": r.loss, "tpr": r.tpr, "fpr": r.fpr,
             "excluded": r.excluded.iter().map(|(p, why)| serde_json::json!({"peer": p, "reason": why})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
-        "summary": { "final_accuracy": final_acc, "warmup": warmup, "tpr": tpr, "fpr": fpr },
+        "summary": { "final_accuracy": final_acc, "warmup": warmup, "tpr": tpr, "fpr": fpr, "median_round_ms": median_ms },
     });
     std::fs::write(&args.output, serde_json::to_string_pretty(&json)?)
         .with_context(|| format!("writing {}", args.output.display()))?;

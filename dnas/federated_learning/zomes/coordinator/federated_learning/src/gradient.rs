@@ -73,6 +73,15 @@ pub fn submit_gradient(input: SubmitGradient) -> ExternResult<Submitted> {
     publish(submission, proof)
 }
 
+/// A published submission, update bytes included (committee members re-score it).
+#[hdk_extern]
+pub fn get_submission(hash: ActionHash) -> ExternResult<GradientSubmission> {
+    let record = get(hash.clone(), GetOptions::default())?
+        .ok_or_else(|| fail(format!("submission {hash} not found")))?;
+    GradientSubmission::try_from(record)
+        .map_err(|_| fail(format!("{hash} is not a gradient submission")))
+}
+
 /// Publishes an update and proof signed by one of the caller's registered devices.
 #[hdk_extern]
 pub fn submit_signed(input: SignedSubmission) -> ExternResult<Submitted> {

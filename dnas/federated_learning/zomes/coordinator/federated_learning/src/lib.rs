@@ -7,6 +7,7 @@
 //! | `register_device(DeviceRegistration) -> ActionHash` | binds an edge device key to the caller |
 //! | `submit_gradient(SubmitGradient) -> Submitted` | signs (agent key) and publishes an update with its PoGQ proof |
 //! | `submit_signed(SignedSubmission) -> Submitted` | publishes an update and proof a device signed |
+//! | `get_submission(ActionHash) -> GradientSubmission` | a submission with its update bytes |
 //! | `get_round(RoundRef) -> RoundState` | submissions, proofs, votes, committee, quorum, aggregate |
 //! | `cast_vote(CastVote) -> ActionHash` | a committee member's re-score of a submission |
 //! | `aggregate_round(RoundRef) -> ActionHash` | computes and publishes the round's aggregate |

@@ -1,0 +1,280 @@
+//! Real Holochain conductors, and the client that calls a peer's cell on one.
+//!
+//! [`EmbeddedNetwork::start`] runs N conductors inside this process: the holochain crate as
+//! a library, an in-process kitsune2 bootstrap server (which also serves the iroh relay)
+//! on 127.0.0.1, each conductor with its own data directory, in-process lair keystore and
+//! the packed hApp installed. Nothing outside the process is needed.
+//!
+//! [`Client`] is what the round driver talks to. Every zome call of every backend goes
+//! through [`Client::call`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use holochain::conductor::api::error::ConductorApiError;
+use holochain::conductor::config::{ConductorConfig, KeystoreConfig};
+use holochain::conductor::{Conductor, ConductorHandle};
+use holochain::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The coordinator zome every client calls.
+pub const ZOME: &str = "federated_learning";
+
+/// The installed app id on every conductor.
+pub const APP_ID: &str = "mycelix_fl";
+
+/// A peer's handle on its own cell.
+#[derive(Clone)]
+pub enum Client {
+    /// A conductor in this process.
+    Embedded {
+        /// The conductor.
+        handle: ConductorHandle,
+        /// The peer's cell.
+        cell: CellId,
+    },
+}
+
+/// A failed zome call: the zome's own message (validation rejections included) or a
+/// transport failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{function}: {message}")]
+pub struct CallError {
+    /// The zome function.
+    pub function: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Client {
+    /// The peer's agent key.
+    pub fn agent(&self) -> &AgentPubKey {
+        match self {
+            Client::Embedded { cell, .. } => cell.agent_pubkey(),
+        }
+    }
+
+    /// Calls `function` of the coordinator zome on the peer's cell.
+    pub async fn call<I, O>(&self, function: &str, input: I) -> Result<O, CallError>
+    where
+        I: Serialize + std::fmt::Debug,
+        O: DeserializeOwned + std::fmt::Debug,
+    {
+        let failed = |message: String| CallError {
+            function: function.to_string(),
+            message,
+        };
+        match self {
+            Client::Embedded { handle, cell } => handle
+                .easy_call_zome(
+                    cell.agent_pubkey(),
+                    None,
+                    cell.clone(),
+                    ZOME,
+                    function,
+                    input,
+                )
+                .await
+                .map_err(|e| failed(zome_message(e))),
+        }
+    }
+}
+
+/// The zome's message of a failed call, without the layers of wrapping around it.
+fn zome_message(e: ConductorApiError) -> String {
+    let text = e.to_string();
+    // Guest errors and validation failures carry the zome's words inside debug wrappers;
+    // keep them readable for the per-round output.
+    for marker in ["Guest(\"", "InvalidCommit(\"", "Invalid(\""] {
+        if let Some(start) = text.find(marker) {
+            let rest = &text[start + marker.len()..];
+            if let Some(end) = rest.find("\")") {
+                return rest[..end].replace("\\\"", "\"");
+            }
+        }
+    }
+    text
+}
+
+const GOSSIP_MS: u32 = 200;
+
+/// N conductors in this process, sharing an in-process bootstrap server and relay.
+pub struct EmbeddedNetwork {
+    /// One client per conductor, in start order.
+    pub clients: Vec<Client>,
+    conductors: Vec<ConductorHandle>,
+    _bootstrap: kitsune2_bootstrap_srv::BootstrapSrv,
+    _dir: tempfile::TempDir,
+}
+
+/// The default hApp bundle: `workdir/mycelix_fl.happ` of this repository, packed by
+/// `scripts/pack.sh`.
+pub fn default_happ() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workdir/mycelix_fl.happ")
+}
+
+impl EmbeddedNetwork {
+    /// Starts `n` conductors with `happ` installed and enabled on each, and waits until
+    /// every conductor knows every peer. `progress` hears each step.
+    pub async fn start(n: usize, happ: &Path, progress: impl Fn(String)) -> Result<Self> {
+        if !happ.exists() {
+            bail!(
+                "the hApp bundle {} is missing: run scripts/pack.sh first",
+                happ.display()
+            );
+        }
+        let started = Instant::now();
+        let bootstrap = tokio::task::spawn_blocking(|| {
+            kitsune2_bootstrap_srv::BootstrapSrv::new(kitsune2_bootstrap_srv::Config::testing())
+        })
+        .await?
+        .context("starting the local bootstrap server")?;
+        let url = format!("http://{}/", bootstrap.listen_addrs()[0]);
+        let dir = tempfile::Builder::new()
+            .prefix("mycelix-fl-conductors-")
+            .tempdir()
+            .context("creating the conductors' data directory")?;
+        progress(format!(
+            "bootstrap and relay on {url}; data in {}",
+            dir.path().display()
+        ));
+        // Built concurrently: each spends most of its start-up in key derivation.
+        let builds = (0..n).map(|i| {
+            let root = dir.path().join(format!("conductor-{i}"));
+            let url = url.clone();
+            async move {
+                std::fs::create_dir_all(&root)?;
+                let handle = Conductor::builder()
+                    .config(config(&root, &url)?)
+                    .passphrase(Some(Arc::new(std::sync::Mutex::new(
+                        sodoken::LockedArray::from(b"mycelix-fl".to_vec()),
+                    ))))
+                    .no_print_setup()
+                    .build()
+                    .await
+                    .with_context(|| format!("starting conductor {i}"))?;
+                anyhow::Ok(handle)
+            }
+        });
+        let conductors = futures::future::try_join_all(builds).await?;
+        progress(format!(
+            "{n} conductors started in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        let installs = conductors.iter().enumerate().map(|(i, h)| async move {
+            let app = h
+                .clone()
+                .install_app_bundle(InstallAppPayload {
+                    source: AppBundleSource::Path(happ.to_path_buf()),
+                    agent_key: None,
+                    installed_app_id: Some(APP_ID.to_string()),
+                    network_seed: None,
+                    roles_settings: None,
+                    ignore_genesis_failure: false,
+                })
+                .await
+                .with_context(|| format!("installing {} on conductor {i}", happ.display()))?;
+            h.clone()
+                .enable_app(APP_ID.to_string())
+                .await
+                .with_context(|| format!("enabling the app on conductor {i}"))?;
+            let cell = app
+                .all_cells()
+                .next()
+                .context("the hApp has no cell")?
+                .clone();
+            anyhow::Ok(Client::Embedded {
+                handle: h.clone(),
+                cell,
+            })
+        });
+        let clients = futures::future::try_join_all(installs).await?;
+        progress(format!(
+            "hApp installed on {n} conductors after {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        let network = EmbeddedNetwork {
+            clients,
+            conductors,
+            _bootstrap: bootstrap,
+            _dir: dir,
+        };
+        network.await_peers(Duration::from_secs(60)).await?;
+        progress(format!(
+            "every conductor sees {n} peers after {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(network)
+    }
+
+    /// Waits until every conductor's peer store holds every agent, each claiming the full
+    /// storage arc: from then on a publish reaches every peer directly instead of waiting
+    /// for gossip.
+    async fn await_peers(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let n = self.conductors.len();
+        loop {
+            let mut least = usize::MAX;
+            let mut full = usize::MAX;
+            for h in &self.conductors {
+                let infos = h.get_agent_infos(None).await?;
+                least = least.min(infos.len());
+                full = full.min(
+                    infos
+                        .iter()
+                        .filter(|i| i.get_agent_info().storage_arc == kitsune2_api::DhtArc::FULL)
+                        .count(),
+                );
+            }
+            if least >= n && full >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the conductors did not find each other within {} s (one of them knows {least} of {n} peers)",
+                    timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Shuts every conductor down.
+    pub async fn shutdown(self) {
+        for h in &self.conductors {
+            let _ = h.shutdown().await;
+        }
+    }
+}
+
+/// A conductor configuration on `root` that uses only the local bootstrap server and
+/// relay at `url`.
+fn config(root: &Path, url: &str) -> Result<ConductorConfig> {
+    let mut cfg = ConductorConfig::default();
+    cfg.data_root_path = Some(root.to_path_buf().into());
+    cfg.keystore = KeystoreConfig::LairServerInProc { lair_root: None };
+    cfg.network.bootstrap_url = url2::Url2::parse(url);
+    cfg.network.relay_url = url2::Url2::parse(url);
+    cfg.network.advanced = Some(serde_json::json!({
+        // Required for a plain-http relay on 127.0.0.1.
+        "irohTransport": { "relayAllowPlainText": true },
+        "k2Gossip": {
+            "initiateIntervalMs": GOSSIP_MS,
+            "initiateJitterMs": 10,
+            "minInitiateIntervalMs": GOSSIP_MS
+        }
+    }));
+    // A build with holochain's test_utils feature (cargo unifies it in when the workspace's
+    // sweettests are compiled in the same invocation) defaults to a private in-memory
+    // bootstrap; the field only exists in such builds, so it is set through serde.
+    let mut value = serde_json::to_value(&cfg)?;
+    if let Some(net) = value.get_mut("network").and_then(|v| v.as_object_mut()) {
+        if net.contains_key("mem_bootstrap") {
+            net.insert("mem_bootstrap".into(), serde_json::Value::Bool(false));
+        }
+    }
+    Ok(serde_json::from_value(value)?)
+}

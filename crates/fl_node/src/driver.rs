@@ -1,0 +1,372 @@
+//! Rounds on real conductors: every peer's client trains, signs and submits through its own
+//! cell, committee members re-score what they read from the DHT and vote, the entitled
+//! member aggregates, and every peer reads the next global model back from the DHT.
+//!
+//! The same [`Cohort`] as the simulation decides what each peer *does*; what happens to
+//! it is decided by the hApp: validation on every conductor, the committee drawn by the
+//! network from the previous aggregate, and the aggregate recomputed by every validator.
+//! The report of a round is read from the published aggregate's verdicts.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use federated_learning::{
+    CastVote, GlobalModel, ModelRef, RoundRef, RoundState, SubmitGradient, Submitted, TaskInfo,
+};
+use federated_learning_integrity::{GradientSubmission, Task};
+use fl_core::aggregate::Rule;
+use fl_core::{Encoding, Tensor, Verdict};
+use holochain::prelude::{ActionHash, AgentPubKey};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::cohort::Cohort;
+use crate::conductor::{CallError, Client};
+use crate::data::Dataset;
+use crate::sim::{Experiment, RoundReport};
+
+/// How long any one wait for the network may take before the run fails.
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// Pause between two reads while waiting for the network.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Where a round's time went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoundTiming {
+    /// Reading the global model, training and crafting updates.
+    pub train: Duration,
+    /// Submitting every update (signing, validation, publishing).
+    pub submit: Duration,
+    /// Committee members reading the submissions and voting.
+    pub vote: Duration,
+    /// The aggregator reading the round and publishing the aggregate.
+    pub aggregate: Duration,
+    /// Until every peer reads the new global model.
+    pub propagate: Duration,
+    /// The whole round.
+    pub total: Duration,
+}
+
+/// The smallest quorum `rule` can run at with `f` Byzantine inputs (the task's rule).
+pub fn minimum_quorum(rule: &Rule, f: u32) -> u32 {
+    match rule {
+        Rule::Mean => 1,
+        Rule::Krum | Rule::MultiKrum { .. } => 2 * f + 3,
+        Rule::Median | Rule::TrimmedMean | Rule::GeometricMedian(_) => 2 * f + 1,
+        Rule::Bulyan => 4 * f + 3,
+    }
+}
+
+/// Canonical `f32` bytes of `values`, non-finite values included (validation, not the
+/// client, rejects those).
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + 4 * values.len());
+    out.push(fl_core::tensor::TAG_F32);
+    out.extend_from_slice(&(values.len() as u32).to_le_bytes());
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Polls `f` every [`POLL`] until it returns `Some`, failing after [`WAIT`] with `what`.
+async fn until<T, F, Fut>(what: impl Fn() -> String, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(t) = f().await? {
+            return Ok(t);
+        }
+        if Instant::now() > deadline {
+            bail!("{} within {} s", what(), WAIT.as_secs());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Calls `function` on `client`, retrying for up to [`WAIT`] while the conductor reports
+/// that a commit may be retried (its validation needs entries it cannot fetch yet).
+async fn commit<I, O>(client: &Client, function: &str, input: I) -> Result<O, CallError>
+where
+    I: serde::Serialize + std::fmt::Debug + Clone,
+    O: serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match client.call(function, input.clone()).await {
+            Err(e) if e.message.contains("may be retried") && Instant::now() < deadline => {
+                tokio::time::sleep(POLL).await
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs `exp` with one peer per client: creates the task (the last peer, honest whenever
+/// any peer is, authors it), then plays every round. `on_round` sees each round's report
+/// and timings as it closes.
+pub async fn run_rounds(
+    exp: &Experiment,
+    clients: &[Client],
+    train: &Dataset,
+    test: &Dataset,
+    mut on_round: impl FnMut(&RoundReport, &RoundTiming),
+) -> Result<Vec<RoundReport>> {
+    if clients.len() != exp.peers {
+        bail!(
+            "{} peers need {} conductors, got {}",
+            exp.peers,
+            exp.peers,
+            clients.len()
+        );
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(exp.seed);
+    let cohort = Cohort::new(exp, train, &mut rng)?;
+    let params = exp.model.param_count();
+    let initial = exp.model.init(&mut rng);
+    let author = exp.peers - 1;
+    let task = Task {
+        name: format!("mycelix-fl {}", train.name),
+        description: format!("{} on {}", exp.model.describe(), train.name),
+        model_len: params as u32,
+        layout: exp.model.describe(),
+        encoding: Encoding::F32,
+        round: exp.round.clone(),
+        committee_size: exp.committee_size as u32,
+        quorum: minimum_quorum(&exp.round.aggregator.rule, exp.round.aggregator.f),
+        aggregation_timeout_ms: 10_000,
+        initial_model: f32_bytes(&initial),
+    };
+    let task_hash: ActionHash = clients[author]
+        .call("create_task", task.clone())
+        .await
+        .context("creating the task")?;
+    for (p, c) in clients.iter().enumerate() {
+        until(
+            || format!("peer {p} did not see the task"),
+            || async {
+                Ok(c.call::<_, TaskInfo>("get_task", task_hash.clone())
+                    .await
+                    .ok())
+            },
+        )
+        .await?;
+    }
+    let index: HashMap<AgentPubKey, usize> = clients
+        .iter()
+        .enumerate()
+        .map(|(p, c)| (c.agent().clone(), p))
+        .collect();
+
+    let mut reports = Vec::with_capacity(exp.rounds);
+    for round in 0..exp.rounds as u32 {
+        let started = Instant::now();
+        let mut timing = RoundTiming::default();
+        let previous = round.checked_sub(1);
+        // Every peer reads the global model from its own conductor.
+        let models = futures::future::try_join_all(clients.iter().map(|c| async {
+            let m: GlobalModel = c
+                .call(
+                    "get_global_model",
+                    ModelRef {
+                        task: task_hash.clone(),
+                        round: previous,
+                    },
+                )
+                .await?;
+            Ok::<_, anyhow::Error>(Tensor::decode(&m.model, params)?.into_vec())
+        }))
+        .await
+        .with_context(|| format!("round {round}: reading the global model"))?;
+        if models.windows(2).any(|w| w[0] != w[1]) {
+            bail!("round {round}: peers read different global models");
+        }
+        let model = models.into_iter().next().unwrap_or_default();
+        let updates = cohort.updates(exp, &model, &mut rng);
+        timing.train = started.elapsed();
+
+        let at = Instant::now();
+        let submitted = futures::future::join_all(clients.iter().enumerate().map(|(p, c)| {
+            let proof = cohort.proof(exp, p, &model, &updates[p]);
+            let input = SubmitGradient {
+                task: task_hash.clone(),
+                round,
+                update: f32_bytes(&updates[p]),
+                samples: cohort.data[p].len() as u32,
+                loss_before: proof.loss_before,
+                loss_after: proof.loss_after,
+                proof_samples: proof.samples,
+            };
+            async move { commit::<_, Submitted>(c, "submit_gradient", input).await }
+        }))
+        .await;
+        let mut excluded: Vec<(usize, String)> = Vec::new();
+        let mut by_submission: HashMap<ActionHash, usize> = HashMap::new();
+        for (p, s) in submitted.into_iter().enumerate() {
+            match s {
+                Ok(s) => {
+                    by_submission.insert(s.submission, p);
+                }
+                Err(e) => excluded.push((p, format!("rejected: {}", e.message))),
+            }
+        }
+        timing.submit = at.elapsed();
+        if by_submission.len() < task.quorum as usize {
+            bail!(
+                "round {round}: only {} updates were accepted, the task's quorum is {} ({})",
+                by_submission.len(),
+                task.quorum,
+                excluded
+                    .iter()
+                    .map(|(p, why)| format!("peer {p}: {why}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+        let r = RoundRef {
+            task: task_hash.clone(),
+            round,
+        };
+
+        // The committee, as the network drew it; its members re-score and vote.
+        let at = Instant::now();
+        let committee: Vec<AgentPubKey> = clients[author].call("get_committee", r.clone()).await?;
+        let members: Vec<usize> = committee
+            .iter()
+            .map(|a| {
+                index
+                    .get(a)
+                    .copied()
+                    .ok_or_else(|| anyhow!("round {round}: committee member {a} is not a peer"))
+            })
+            .collect::<Result<_>>()?;
+        let expected = by_submission.len();
+        futures::future::try_join_all(members.iter().map(|&m| {
+            let (c, r, by_submission) = (&clients[m], r.clone(), &by_submission);
+            let (cohort, model) = (&cohort, &model);
+            async move {
+                let state = until(
+                    || format!("round {round}: member {m} did not see {expected} submissions"),
+                    || async {
+                        let s: RoundState = c.call("get_round", r.clone()).await?;
+                        Ok((s.submissions.len() >= expected).then_some(s))
+                    },
+                )
+                .await?;
+                // One commit per vote: the "one vote per member and submission" rule walks
+                // the member's chain, which must hold the previous vote already.
+                for s in &state.submissions {
+                    let full: GradientSubmission = c.call("get_submission", s.hash.clone()).await?;
+                    let update = Tensor::decode(&full.update, params)?.into_vec();
+                    let submitter = by_submission.get(&s.hash).copied().unwrap_or(usize::MAX);
+                    let v = cohort.vote(exp, m, submitter, model, &update);
+                    let vote = CastVote {
+                        submission: s.hash.clone(),
+                        loss_before: v.loss_before,
+                        loss_after: v.loss_after,
+                        samples: v.samples,
+                    };
+                    let _: ActionHash = commit(c, "cast_vote", vote).await?;
+                }
+                anyhow::Ok(())
+            }
+        }))
+        .await?;
+        timing.vote = at.elapsed();
+
+        // The entitled peer aggregates once it sees every submission with every vote.
+        let at = Instant::now();
+        let aggregator = members.first().copied().unwrap_or(author);
+        let c = &clients[aggregator];
+        until(
+            || format!("round {round}: the aggregator (peer {aggregator}) did not see every vote"),
+            || async {
+                let s: RoundState = c.call("get_round", r.clone()).await?;
+                Ok((s.submissions.len() >= expected
+                    && s.submissions
+                        .iter()
+                        .all(|x| x.votes.len() >= committee.len()))
+                .then_some(()))
+            },
+        )
+        .await?;
+        let aggregate: ActionHash = commit(c, "aggregate_round", r.clone())
+            .await
+            .with_context(|| format!("round {round}: aggregating"))?;
+        timing.aggregate = at.elapsed();
+
+        // Every peer reads the new model.
+        let at = Instant::now();
+        let models = futures::future::try_join_all(clients.iter().enumerate().map(|(p, c)| {
+            let m = ModelRef {
+                task: task_hash.clone(),
+                round: Some(round),
+            };
+            let aggregate = &aggregate;
+            until(
+                move || format!("round {round}: peer {p} did not read the new model"),
+                move || {
+                    let m = m.clone();
+                    async move {
+                        Ok(
+                            match c.call::<_, GlobalModel>("get_global_model", m).await {
+                                Ok(g) if g.aggregate.as_ref() == Some(aggregate) => Some(g.model),
+                                _ => None,
+                            },
+                        )
+                    }
+                },
+            )
+        }))
+        .await?;
+        if models.windows(2).any(|w| w[0] != w[1]) {
+            bail!("round {round}: peers read different new models");
+        }
+        timing.propagate = at.elapsed();
+        timing.total = started.elapsed();
+
+        let state: RoundState = c.call("get_round", r.clone()).await?;
+        let (_, agg) = state
+            .aggregate
+            .ok_or_else(|| anyhow!("round {round}: the aggregate is not readable"))?;
+        let mut counted = 0;
+        for o in &agg.outcomes {
+            let Some(&p) = by_submission.get(&o.submission) else {
+                bail!(
+                    "round {round}: the aggregate lists an unknown submission {}",
+                    o.submission
+                );
+            };
+            counted += 1;
+            if let Verdict::Excluded(reason) = o.verdict {
+                excluded.push((p, reason.describe().to_string()));
+            }
+        }
+        if counted < by_submission.len() {
+            for (h, &p) in &by_submission {
+                if !agg.outcomes.iter().any(|o| &o.submission == h) {
+                    excluded.push((p, "left out of the aggregate".into()));
+                }
+            }
+        }
+        let new_model = Tensor::decode(&agg.model, params)?.into_vec();
+        let report = RoundReport::new(
+            round as usize,
+            &cohort,
+            (
+                exp.model.accuracy(&new_model, test.x.view(), &test.y),
+                exp.model.loss(&new_model, test.x.view(), &test.y),
+            ),
+            excluded,
+        );
+        on_round(&report, &timing);
+        reports.push(report);
+    }
+    Ok(reports)
+}
