@@ -253,9 +253,11 @@ impl EmbeddedNetwork {
 /// A conductor configuration on `root` that uses only the local bootstrap server and
 /// relay at `url`.
 fn config(root: &Path, url: &str) -> Result<ConductorConfig> {
-    let mut cfg = ConductorConfig::default();
-    cfg.data_root_path = Some(root.to_path_buf().into());
-    cfg.keystore = KeystoreConfig::LairServerInProc { lair_root: None };
+    let mut cfg = ConductorConfig {
+        data_root_path: Some(root.to_path_buf().into()),
+        keystore: KeystoreConfig::LairServerInProc { lair_root: None },
+        ..Default::default()
+    };
     cfg.network.bootstrap_url = url2::Url2::parse(url);
     cfg.network.relay_url = url2::Url2::parse(url);
     cfg.network.advanced = Some(serde_json::json!({
@@ -267,6 +269,12 @@ fn config(root: &Path, url: &str) -> Result<ConductorConfig> {
             "minInitiateIntervalMs": GOSSIP_MS
         }
     }));
+    // Ops often arrive before the ops they depend on (a vote before its submission).
+    // Sys validation retries those after 10 s by default; on a local network the missing
+    // op is milliseconds away.
+    let mut tuning = holochain::conductor::config::ConductorTuningParams::new();
+    tuning.sys_validation_retry_delay = Some(Duration::from_millis(50));
+    cfg.tuning_params = Some(tuning);
     // A build with holochain's test_utils feature (cargo unifies it in when the workspace's
     // sweettests are compiled in the same invocation) defaults to a private in-memory
     // bootstrap; the field only exists in such builds, so it is set through serde.

@@ -137,7 +137,7 @@ pub async fn run_rounds(
         model_len: params as u32,
         layout: exp.model.describe(),
         encoding: Encoding::F32,
-        round: exp.round.clone(),
+        round: exp.round,
         committee_size: exp.committee_size as u32,
         quorum: minimum_quorum(&exp.round.aggregator.rule, exp.round.aggregator.f),
         aggregation_timeout_ms: 10_000,
@@ -255,7 +255,9 @@ pub async fn run_rounds(
                     || format!("round {round}: member {m} did not see {expected} submissions"),
                     || async {
                         let s: RoundState = c.call("get_round", r.clone()).await?;
-                        Ok((s.submissions.len() >= expected).then_some(s))
+                        Ok((s.submissions.len() >= expected
+                            && s.submissions.iter().all(|x| x.proof.is_some()))
+                        .then_some(s))
                     },
                 )
                 .await?;
@@ -291,7 +293,7 @@ pub async fn run_rounds(
                 Ok((s.submissions.len() >= expected
                     && s.submissions
                         .iter()
-                        .all(|x| x.votes.len() >= committee.len()))
+                        .all(|x| x.proof.is_some() && x.votes.len() >= committee.len()))
                 .then_some(()))
             },
         )

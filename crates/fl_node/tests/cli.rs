@@ -21,6 +21,8 @@ fn a_short_simulated_run_reports_rounds_and_writes_json() {
     let out = dir.path().join("r.json");
     let (ok, stdout, stderr) = mycelix_fl(&[
         "run",
+        "--backend",
+        "sim",
         "--rounds",
         "3",
         "--nodes",
@@ -30,11 +32,57 @@ fn a_short_simulated_run_reports_rounds_and_writes_json() {
     ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("backend: simulation"), "{stdout}");
-    assert_eq!(stdout.matches("round ").count(), 3, "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("round ")).count(),
+        3,
+        "{stdout}"
+    );
     assert!(stdout.contains("summary: final accuracy"));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
     assert_eq!(json["rounds"].as_array().unwrap().len(), 3);
+}
+
+/// The end-to-end run CI makes on real conductors: 4 conductors in this process, 2 rounds,
+/// one of them flipping and scaling its update; needs `scripts/pack.sh` to have run.
+#[test]
+fn an_embedded_run_on_four_conductors_excludes_the_attacker_in_both_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("e.json");
+    let (ok, stdout, stderr) = mycelix_fl(&[
+        "run",
+        "--nodes",
+        "4",
+        "--rounds",
+        "2",
+        "--byzantine-fraction",
+        "0.25",
+        "--aggregator",
+        "median",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("backend: embedded"), "{stdout}");
+    assert!(stdout.contains("every conductor sees 4 peers"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    let rounds = json["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{json}");
+    for r in rounds {
+        // Peer 0 is the attacker: excluded by the network's verdict every round.
+        let excluded = r["excluded"].as_array().unwrap();
+        assert!(
+            excluded.iter().any(|e| e["peer"] == 0),
+            "attacker not excluded: {r}"
+        );
+        assert_eq!(r["tpr"], 1.0, "{r}");
+    }
+    // The model learned from the honest updates.
+    assert!(
+        json["summary"]["final_accuracy"].as_f64().unwrap() > 0.5,
+        "{json}"
+    );
 }
 
 #[test]
@@ -56,6 +104,10 @@ fn bad_input_is_one_clear_line_and_a_non_zero_exit() {
         (
             vec!["run", "--byzantine-fraction", "1.5"],
             "--byzantine-fraction must be in [0, 1)",
+        ),
+        (
+            vec!["run", "--happ", "/no/such.happ", "--nodes", "4", "--f", "0"],
+            "the hApp bundle /no/such.happ is missing: run scripts/pack.sh first",
         ),
     ] {
         let (ok, _, stderr) = mycelix_fl(&args);
