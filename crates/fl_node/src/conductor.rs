@@ -5,15 +5,16 @@
 //! on 127.0.0.1, each conductor with its own data directory, in-process lair keystore and
 //! the packed hApp installed. Nothing outside the process is needed.
 //!
-//! [`Client`] is what the round driver talks to. Every zome call of every backend goes
-//! through [`Client::call`].
+//! [`connect_remote`] reaches conductors that run elsewhere (an `hc sandbox` network, for
+//! one) through their admin websockets with holochain_client, and returns the same
+//! [`Client`]s. [`Client`] is what the round driver talks to: every zome call of every
+//! backend goes through [`Client::call`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use holochain::conductor::api::error::ConductorApiError;
 use holochain::conductor::config::{ConductorConfig, KeystoreConfig};
 use holochain::conductor::{Conductor, ConductorHandle};
 use holochain::prelude::*;
@@ -36,6 +37,13 @@ pub enum Client {
         /// The peer's cell.
         cell: CellId,
     },
+    /// A conductor behind an app websocket.
+    Remote {
+        /// The authenticated app connection (signs zome calls with authorised credentials).
+        app: Arc<holochain_client::AppWebsocket>,
+        /// The peer's cell.
+        cell: CellId,
+    },
 }
 
 /// A failed zome call: the zome's own message (validation rejections included) or a
@@ -53,7 +61,7 @@ impl Client {
     /// The peer's agent key.
     pub fn agent(&self) -> &AgentPubKey {
         match self {
-            Client::Embedded { cell, .. } => cell.agent_pubkey(),
+            Client::Embedded { cell, .. } | Client::Remote { cell, .. } => cell.agent_pubkey(),
         }
     }
 
@@ -78,14 +86,103 @@ impl Client {
                     input,
                 )
                 .await
-                .map_err(|e| failed(zome_message(e))),
+                .map_err(|e| failed(zome_message(e.to_string()))),
+            Client::Remote { app, cell } => {
+                let payload = ExternIO::encode(input).map_err(|e| failed(e.to_string()))?;
+                let out = app
+                    .call_zome(
+                        holochain_client::ZomeCallTarget::CellId(cell.clone()),
+                        ZOME.into(),
+                        function.into(),
+                        payload,
+                    )
+                    .await
+                    .map_err(|e| failed(zome_message(e.to_string())))?;
+                out.decode().map_err(|e| failed(e.to_string()))
+            }
         }
     }
 }
 
+/// Connects to running conductors, one peer per admin port on 127.0.0.1: finds the app
+/// `app_id` on each, attaches an app interface, authorises signing credentials for its
+/// cell and opens an authenticated app websocket.
+pub async fn connect_remote(admin_ports: &[u16], app_id: &str) -> Result<Vec<Client>> {
+    let mut clients = Vec::with_capacity(admin_ports.len());
+    for &port in admin_ports {
+        let admin = holochain_client::AdminWebsocket::connect(
+            (std::net::Ipv4Addr::LOCALHOST, port),
+            Some("mycelix-fl".into()),
+        )
+        .await
+        .with_context(|| {
+            format!("cannot reach a conductor's admin interface on 127.0.0.1:{port}")
+        })?;
+        let apps = admin
+            .list_apps(None)
+            .await
+            .with_context(|| format!("listing the apps of the conductor on port {port}"))?;
+        let app = apps
+            .iter()
+            .find(|a| a.installed_app_id == app_id)
+            .with_context(|| {
+                format!(
+                    "the conductor on port {port} has no app {app_id:?} (it has: {})",
+                    apps.iter()
+                        .map(|a| a.installed_app_id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+        let cell = app
+            .cell_info
+            .values()
+            .flatten()
+            .find_map(|c| match c {
+                holochain_client::CellInfo::Provisioned(p) => Some(p.cell_id.clone()),
+                _ => None,
+            })
+            .with_context(|| format!("app {app_id:?} on port {port} has no provisioned cell"))?;
+        let app_port = admin
+            .attach_app_interface(
+                0,
+                None,
+                holochain_client::AllowedOrigins::Any,
+                Some(app_id.to_string()),
+            )
+            .await
+            .with_context(|| format!("attaching an app interface on port {port}"))?;
+        let token = admin
+            .issue_app_auth_token(app_id.to_string().into())
+            .await
+            .with_context(|| format!("issuing an app token on port {port}"))?;
+        let credentials = admin
+            .authorize_signing_credentials(holochain_client::AuthorizeSigningCredentialsPayload {
+                cell_id: cell.clone(),
+                functions: None,
+            })
+            .await
+            .with_context(|| format!("authorising zome-call signing on port {port}"))?;
+        let signer = holochain_client::ClientAgentSigner::default();
+        signer.add_credentials(cell.clone(), credentials);
+        let app = holochain_client::AppWebsocket::connect(
+            (std::net::Ipv4Addr::LOCALHOST, app_port),
+            token.token,
+            signer.into(),
+            Some("mycelix-fl".into()),
+        )
+        .await
+        .with_context(|| format!("connecting to the app interface on port {app_port}"))?;
+        clients.push(Client::Remote {
+            app: Arc::new(app),
+            cell,
+        });
+    }
+    Ok(clients)
+}
+
 /// The zome's message of a failed call, without the layers of wrapping around it.
-fn zome_message(e: ConductorApiError) -> String {
-    let text = e.to_string();
+fn zome_message(text: String) -> String {
     // Guest errors and validation failures carry the zome's words inside debug wrappers;
     // keep them readable for the per-round output.
     for marker in ["Guest(\"", "InvalidCommit(\"", "Invalid(\""] {
@@ -240,6 +337,26 @@ impl EmbeddedNetwork {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Opens an admin websocket on a free 127.0.0.1 port of every conductor and returns
+    /// the ports (what a remote client, or `hc s call`, connects to).
+    pub async fn open_admin_ports(&self) -> Result<Vec<u16>> {
+        let mut ports = Vec::with_capacity(self.conductors.len());
+        for h in &self.conductors {
+            let p = h
+                .clone()
+                .add_admin_interfaces(vec![holochain::conductor::config::AdminInterfaceConfig {
+                    driver: holochain::conductor::interface::InterfaceDriver::Websocket {
+                        port: 0,
+                        danger_bind_addr: None,
+                        allowed_origins: holochain_client::AllowedOrigins::Any,
+                    },
+                }])
+                .await?;
+            ports.extend(p);
+        }
+        Ok(ports)
     }
 
     /// Shuts every conductor down.

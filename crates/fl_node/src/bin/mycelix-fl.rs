@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fl_core::aggregate::{AggregatorConfig, Rule, WeiszfeldParams};
 use fl_core::{PogqParams, ReputationParams, RoundParams};
 use fl_node::attacks::Attack;
-use fl_node::conductor::EmbeddedNetwork;
+use fl_node::conductor::{connect_remote, EmbeddedNetwork};
 use fl_node::data::{builtin, load_csv, Dataset};
 use fl_node::driver::run_rounds;
 use fl_node::model::Model;
@@ -69,6 +69,8 @@ struct MatrixArgs {
 enum Backend {
     /// Real Holochain conductors in this process, one per peer, on a local bootstrap/relay.
     Embedded,
+    /// Running conductors reached through their admin websockets (--admin-ports).
+    Remote,
     /// The protocol's rules without conductors (fl_core decides every round).
     Sim,
 }
@@ -77,6 +79,7 @@ impl Backend {
     fn describe(self) -> &'static str {
         match self {
             Backend::Embedded => "embedded (one real Holochain conductor per peer in this process)",
+            Backend::Remote => "remote (running conductors through their admin websockets)",
             Backend::Sim => "simulation (no conductors; fl_core decides every round)",
         }
     }
@@ -158,6 +161,13 @@ struct RunArgs {
     /// The hApp bundle the embedded conductors install (built by scripts/pack.sh).
     #[arg(long, default_value_os_t = fl_node::conductor::default_happ())]
     happ: PathBuf,
+    /// Remote backend: the admin websocket port of every conductor on 127.0.0.1, one peer
+    /// each, comma-separated (sets --nodes).
+    #[arg(long, value_delimiter = ',')]
+    admin_ports: Vec<u16>,
+    /// Remote backend: the installed app id on those conductors.
+    #[arg(long, default_value = fl_node::conductor::APP_ID)]
+    app_id: String,
     /// Write every round and the summary as JSON here.
     #[arg(long, default_value = "mycelix-fl-results.json")]
     output: PathBuf,
@@ -285,7 +295,13 @@ fn summarize(reports: &[RoundReport], warmup: usize) -> (f64, f64, f64, usize) {
     (final_acc, avg(|r| r.tpr), avg(|r| r.fpr), warmup)
 }
 
-fn run(args: RunArgs) -> Result<()> {
+fn run(mut args: RunArgs) -> Result<()> {
+    if args.backend == Backend::Remote {
+        if args.admin_ports.is_empty() {
+            bail!("--backend remote needs --admin-ports, one per conductor");
+        }
+        args.nodes = args.admin_ports.len();
+    }
     let (train, test) = load(&args).context("loading the data set")?;
     let exp = experiment(&args, &train)?;
     let (attack, byzantine, model) = (exp.attack, exp.byzantine, exp.model);
@@ -342,16 +358,24 @@ fn run(args: RunArgs) -> Result<()> {
             print_round(r, ms, String::new());
             last = Instant::now();
         })?,
-        Backend::Embedded => {
+        Backend::Embedded | Backend::Remote => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(async {
                 bar.set_message("starting conductors");
-                let network = EmbeddedNetwork::start(exp.peers, &args.happ, |step| {
-                    bar.suspend(|| println!("conductors: {step}"))
-                })
-                .await?;
+                let (network, clients) = if args.backend == Backend::Embedded {
+                    let network = EmbeddedNetwork::start(exp.peers, &args.happ, |step| {
+                        bar.suspend(|| println!("conductors: {step}"))
+                    })
+                    .await?;
+                    let clients = network.clients.clone();
+                    (Some(network), clients)
+                } else {
+                    let clients = connect_remote(&args.admin_ports, &args.app_id).await?;
+                    bar.suspend(|| println!("conductors: connected to {} conductors", clients.len()));
+                    (None, clients)
+                };
                 bar.set_message("");
-                let reports = run_rounds(&exp, &network.clients, &train, &test, |r, t| {
+                let reports = run_rounds(&exp, &clients, &train, &test, |r, t| {
                     let ms = t.total.as_secs_f64() * 1e3;
                     round_ms.push(ms);
                     let part = |d: std::time::Duration| d.as_secs_f64() * 1e3;
@@ -369,7 +393,9 @@ fn run(args: RunArgs) -> Result<()> {
                     )
                 })
                 .await;
-                network.shutdown().await;
+                if let Some(network) = network {
+                    network.shutdown().await;
+                }
                 reports
             })?
         }

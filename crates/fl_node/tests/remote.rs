@@ -1,0 +1,67 @@
+//! The remote backend's client path: conductors reached only through admin and app
+//! websockets (holochain_client), here four embedded conductors with admin ports opened,
+//! play a full round. Needs `scripts/pack.sh` to have run.
+
+use fl_core::aggregate::Rule;
+use fl_core::{PogqParams, ReputationParams, RoundParams};
+use fl_node::attacks::Attack;
+use fl_node::conductor::{connect_remote, default_happ, Client, EmbeddedNetwork, APP_ID};
+use fl_node::data::builtin;
+use fl_node::driver::run_rounds;
+use fl_node::model::Model;
+use fl_node::partition::Scheme;
+use fl_node::sim::Experiment;
+use fl_node::train::Sgd;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_over_websockets_excludes_the_attacker() {
+    let network = EmbeddedNetwork::start(4, &default_happ(), |_| {})
+        .await
+        .expect("conductors start");
+    let ports = network.open_admin_ports().await.expect("admin ports");
+    let clients = connect_remote(&ports, APP_ID)
+        .await
+        .expect("clients connect");
+    assert!(clients.iter().all(|c| matches!(c, Client::Remote { .. })));
+    // The remote clients are the embedded conductors' own agents.
+    for (remote, local) in clients.iter().zip(&network.clients) {
+        assert_eq!(remote.agent(), local.agent());
+    }
+    let (mut train, mut test) = builtin("digits").unwrap().split(0.2, 1);
+    train.standardize(&mut [&mut test]);
+    let exp = Experiment {
+        peers: 4,
+        byzantine: 1,
+        attack: Attack::SignFlip { scale: 4.0 },
+        round: RoundParams {
+            aggregator: fl_core::aggregate::AggregatorConfig {
+                rule: Rule::Median,
+                f: 1,
+                nnm: false,
+            },
+            pogq: PogqParams::default(),
+            reputation: ReputationParams::default(),
+            server_lr: 1.0,
+        },
+        committee_size: 4,
+        rounds: 1,
+        scheme: Scheme::Iid,
+        model: Model::LogReg {
+            inputs: 64,
+            classes: 10,
+        },
+        sgd: Sgd::default(),
+        validation_fraction: 0.2,
+        seed: 3,
+    };
+    let reports = run_rounds(&exp, &clients, &train, &test, |_, _| {})
+        .await
+        .expect("the round closes");
+    network.shutdown().await;
+    assert_eq!(reports.len(), 1);
+    assert!(
+        reports[0].excluded.iter().any(|(p, _)| *p == 0),
+        "{reports:?}"
+    );
+    assert_eq!(reports[0].fpr, 0.0, "{reports:?}");
+}
