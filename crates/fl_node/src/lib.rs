@@ -17,5 +17,6 @@ pub mod data;
 pub mod driver;
 pub mod model;
 pub mod partition;
+pub mod plot;
 pub mod sim;
 pub mod train;

@@ -150,6 +150,8 @@ fn matrix_writes_a_table_and_json_per_cell() {
     // One clean run plus 2 attacks x 2 fractions.
     assert_eq!(rows.as_array().unwrap().len(), 5);
     assert!(out.join("matrix.md").exists());
+    let png = std::fs::read(out.join("matrix-median-dirichlet.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
     let (ok, _, stderr) = mycelix_fl(&["matrix", "--attacks", "boost"]);
     assert!(
         !ok && stderr.starts_with("error: unknown attack \"boost\""),

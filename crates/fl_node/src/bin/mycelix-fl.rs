@@ -461,6 +461,9 @@ fn matrix(args: MatrixArgs) -> Result<()> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} runs {elapsed} (eta {eta}) {msg}")
             .expect("valid template"),
     );
+    std::fs::create_dir_all(&args.output_dir)
+        .with_context(|| format!("creating {}", args.output_dir.display()))?;
+    let mut pngs = Vec::new();
     let mut rows = Vec::new();
     let mut md = String::from("# mycelix-fl matrix (simulation backend)\n\n");
     md += &format!(
@@ -499,6 +502,7 @@ fn matrix(args: MatrixArgs) -> Result<()> {
             md += "\n";
             rows.push(serde_json::json!({"aggregator": format!("{aggregator:?}"), "partition": format!("{partition:?}"),
                 "attack": "none", "fraction": 0.0, "final_accuracy": clean_acc, "fpr": clean_fpr}));
+            let mut cells = Vec::new();
             for attack in &attacks {
                 md += &format!("| {attack} |");
                 for &fraction in &args.fractions {
@@ -515,15 +519,36 @@ fn matrix(args: MatrixArgs) -> Result<()> {
                     rows.push(serde_json::json!({"aggregator": format!("{aggregator:?}"), "partition": format!("{partition:?}"),
                         "attack": attack, "fraction": fraction, "final_accuracy": acc, "accuracy_change": acc - clean_acc,
                         "tpr": tpr, "fpr": fpr}));
+                    cells.push(fl_node::plot::Cell {
+                        attack: attack.clone(),
+                        fraction,
+                        accuracy: acc,
+                        tpr,
+                        fpr,
+                    });
                     bar.inc(1);
                 }
                 md += "\n";
             }
+            let file = format!("matrix-{aggregator:?}-{partition:?}").to_lowercase();
+            let png = fl_node::plot::matrix_png(
+                &args.output_dir,
+                &file,
+                &format!(
+                    "{aggregator:?}, {partition:?} partition: {} peers, {} rounds, {} on {} (simulation backend)",
+                    args.base.nodes,
+                    args.base.rounds,
+                    args.base.model_name(),
+                    train.name
+                ),
+                clean_acc,
+                &cells,
+            )?;
+            md += &format!("\n![{aggregator:?}, {partition:?}]({file}.png)\n");
+            pngs.push(png);
         }
     }
     bar.finish_and_clear();
-    std::fs::create_dir_all(&args.output_dir)
-        .with_context(|| format!("creating {}", args.output_dir.display()))?;
     let json_path = args.output_dir.join("matrix.json");
     let md_path = args.output_dir.join("matrix.md");
     std::fs::write(&json_path, serde_json::to_string_pretty(&rows)?)
@@ -531,9 +556,13 @@ fn matrix(args: MatrixArgs) -> Result<()> {
     std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
     print!("{md}");
     println!(
-        "\nresults: {} and {}",
+        "\nresults: {}, {} and {}",
         json_path.display(),
-        md_path.display()
+        md_path.display(),
+        pngs.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }
