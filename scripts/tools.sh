@@ -2,6 +2,10 @@
 # Installs the pinned Holochain tools into $MYCELIX_FL_BIN (default ~/.cache/mycelix-fl/bin)
 # when missing:
 #   hc 0.6.3 (holochain_cli), built from this workspace's Cargo.lock (crates/holochain_tools)
+#   with --sandbox also: holochain 0.6.3 (the conductor `hc sandbox` runs) and
+#   kitsune2-bootstrap-srv 0.4.1 (local bootstrap + iroh relay), from tools/conductor: a
+#   workspace of its own, so holochain's test_utils (turned on in this workspace by the
+#   sweettests) stays out, with crates/fl_node's features so the compiled tree is reused
 # Prints the directory; add it to PATH to use the tools by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +19,17 @@ if ! "$bin/hc" --version 2>/dev/null | grep -q "$want"; then
   cp "$CARGO_TARGET_DIR/debug/hc" "$bin/hc.tmp" && mv "$bin/hc.tmp" "$bin/hc"
 fi
 "$bin/hc" --version >&2
+if [ "${1:-}" = "--sandbox" ]; then
+  if ! "$bin/holochain" --version 2>/dev/null | grep -q "$want"; then
+    echo "building holochain $want" >&2
+    cargo build --locked --manifest-path tools/conductor/Cargo.toml -p holochain --bin holochain >&2
+    cp "$CARGO_TARGET_DIR/debug/holochain" "$bin/holochain.tmp" && mv "$bin/holochain.tmp" "$bin/holochain"
+  fi
+  if [ ! -x "$bin/kitsune2-bootstrap-srv" ]; then
+    echo "building kitsune2-bootstrap-srv 0.4.1" >&2
+    cargo build --locked --manifest-path tools/conductor/Cargo.toml -p kitsune2_bootstrap_srv --bin kitsune2-bootstrap-srv >&2
+    cp "$CARGO_TARGET_DIR/debug/kitsune2-bootstrap-srv" "$bin/k2.tmp" && mv "$bin/k2.tmp" "$bin/kitsune2-bootstrap-srv"
+  fi
+  "$bin/holochain" --version >&2
+fi
 echo "$bin"

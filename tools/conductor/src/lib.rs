@@ -1,0 +1,1 @@
+//! Nothing: this crate only pins the conductor and bootstrap binaries' dependencies.
