@@ -38,6 +38,12 @@ cargo test --workspace --locked --exclude mycelix_fl_tests --exclude holochain_t
 step "cargo test: sweettest scenarios (real conductors, one test at a time)"
 cargo test --locked -p mycelix_fl_tests -- --test-threads=1
 
+step "hc sandbox network: 3 conductor processes, 2 rounds through the remote backend"
+sandbox_out="$(mktemp -d)"
+scripts/sandbox.sh 3 -- --rounds 2 --byzantine-fraction 0.34 --aggregator median --output "$sandbox_out/sandbox.json"
+grep -q '"tpr": 1.0' "$sandbox_out/sandbox.json"
+rm -rf "$sandbox_out"
+
 step "wasm32: clippy of fl_core and the zomes, release build of fl_core"
 cargo clippy --locked --target wasm32-unknown-unknown \
   -p fl_core -p federated_learning_integrity -p federated_learning -p adversary -- -D warnings
