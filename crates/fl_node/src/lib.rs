@@ -3,10 +3,10 @@
 //! The learning side of a Mycelix FL peer: bundled real data sets and a CSV loader
 //! ([`data`]), partitioning across peers ([`partition`]), models whose parameter vectors map
 //! one to one onto fl_core tensors ([`model`]), local minibatch SGD ([`train`]), and the
-//! Byzantine attacks ([`attacks`]).
-//!
-//! Work in progress (issue 4): the simulation and conductor backends and the
-//! `mycelix-fl` command line build on these modules.
+//! Byzantine attacks ([`attacks`]); what each peer does in a round ([`cohort`]); the three
+//! backends that decide rounds: real conductors in this process or elsewhere
+//! ([`conductor`], driven by [`driver`]) and the simulation ([`sim`]); plots ([`plot`]).
+//! The `mycelix-fl` binary is the command line over all of it.
 
 #![deny(missing_docs)]
 
