@@ -52,6 +52,23 @@ pub struct RoundParams {
     pub server_lr: f32,
 }
 
+impl RoundParams {
+    /// `rule` with Byzantine bound `f` (no NNM), the default PoGQ and reputation rules and
+    /// a server learning rate of 1.
+    pub fn new(rule: Rule, f: u32) -> Self {
+        RoundParams {
+            aggregator: AggregatorConfig {
+                rule,
+                f,
+                nnm: false,
+            },
+            pogq: PogqParams::default(),
+            reputation: ReputationParams::default(),
+            server_lr: 1.0,
+        }
+    }
+}
+
 /// One submission as the round sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubmissionInput<'a, K> {
@@ -374,16 +391,7 @@ mod tests {
     use super::*;
 
     fn params(rule: Rule, f: u32) -> RoundParams {
-        RoundParams {
-            aggregator: AggregatorConfig {
-                rule,
-                f,
-                nnm: false,
-            },
-            pogq: PogqParams::default(),
-            reputation: ReputationParams::default(),
-            server_lr: 1.0,
-        }
+        RoundParams::new(rule, f)
     }
 
     fn proof(before: f64, after: f64) -> Option<PogqMeasurement> {

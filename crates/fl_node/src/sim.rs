@@ -14,7 +14,6 @@
 //! TPR = excluded Byzantine submissions / Byzantine submissions, FPR = excluded honest
 //! submissions / honest submissions.
 
-use fl_core::aggregate::AggregatorConfig;
 use fl_core::{decide_round, draw_committee, Reputation, RoundParams, SubmissionInput, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -198,32 +197,17 @@ pub fn simulate(
     Ok(reports)
 }
 
-/// The default aggregator of the CLI: Multi-Krum with NNM off and `f` the Byzantine count.
-pub fn default_aggregator(byzantine: usize) -> AggregatorConfig {
-    AggregatorConfig {
-        rule: fl_core::aggregate::Rule::MultiKrum { m: None },
-        f: byzantine as u32,
-        nnm: false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::builtin;
-    use fl_core::{PogqParams, ReputationParams};
 
     fn experiment(attack: Attack, byzantine: usize) -> Experiment {
         Experiment {
             peers: 10,
             byzantine,
             attack,
-            round: RoundParams {
-                aggregator: default_aggregator(3),
-                pogq: PogqParams::default(),
-                reputation: ReputationParams::default(),
-                server_lr: 1.0,
-            },
+            round: RoundParams::new(fl_core::aggregate::Rule::MultiKrum { m: None }, 3),
             committee_size: 5,
             rounds: 4,
             scheme: Scheme::Dirichlet { alpha: 0.5 },

@@ -3,7 +3,7 @@
 //! play a full round. Needs `scripts/pack.sh` to have run.
 
 use fl_core::aggregate::Rule;
-use fl_core::{PogqParams, ReputationParams, RoundParams};
+use fl_core::RoundParams;
 use fl_node::attacks::Attack;
 use fl_node::conductor::{connect_remote, default_happ, Client, EmbeddedNetwork, APP_ID};
 use fl_node::data::builtin;
@@ -33,16 +33,7 @@ async fn a_round_over_websockets_excludes_the_attacker() {
         peers: 4,
         byzantine: 1,
         attack: Attack::SignFlip { scale: 4.0 },
-        round: RoundParams {
-            aggregator: fl_core::aggregate::AggregatorConfig {
-                rule: Rule::Median,
-                f: 1,
-                nnm: false,
-            },
-            pogq: PogqParams::default(),
-            reputation: ReputationParams::default(),
-            server_lr: 1.0,
-        },
+        round: RoundParams::new(Rule::Median, 1),
         committee_size: 4,
         rounds: 1,
         scheme: Scheme::Iid,

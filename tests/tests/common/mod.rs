@@ -87,16 +87,7 @@ pub fn task(model_len: u32, rule: Rule, f: u32, committee_size: u32, quorum: u32
         model_len,
         layout: format!("{model_len} weights"),
         encoding: Encoding::F32,
-        round: RoundParams {
-            aggregator: AggregatorConfig {
-                rule,
-                f,
-                nnm: false,
-            },
-            pogq: PogqParams::default(),
-            reputation: ReputationParams::default(),
-            server_lr: 1.0,
-        },
+        round: RoundParams::new(rule, f),
         committee_size,
         quorum,
         aggregation_timeout_ms: 0,

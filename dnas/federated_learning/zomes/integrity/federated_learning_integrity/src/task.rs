@@ -119,8 +119,6 @@ pub fn decode_model(task: &Task, bytes: &[u8]) -> Result<Tensor, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fl_core::aggregate::AggregatorConfig;
-    use fl_core::{PogqParams, ReputationParams};
 
     fn task(len: u32, rule: Rule, f: u32, quorum: u32) -> Task {
         Task {
@@ -129,16 +127,7 @@ mod tests {
             model_len: len,
             layout: String::new(),
             encoding: Encoding::F32,
-            round: RoundParams {
-                aggregator: AggregatorConfig {
-                    rule,
-                    f,
-                    nnm: false,
-                },
-                pogq: PogqParams::default(),
-                reputation: ReputationParams::default(),
-                server_lr: 1.0,
-            },
+            round: RoundParams::new(rule, f),
             committee_size: 3,
             quorum,
             aggregation_timeout_ms: 0,
