@@ -373,6 +373,76 @@ async fn scenario() {
         .await;
     settle(&cells).await;
 
+    // --- Model evaluations ---
+    let evaluation = ModelEvaluation {
+        aggregate: agg0.clone(),
+        round: 0,
+        loss: 0.5,
+        accuracy: 0.8,
+        samples: 10,
+    };
+    for (bad, reason) in [
+        (
+            ModelEvaluation {
+                accuracy: 1.5,
+                ..evaluation.clone()
+            },
+            "model evaluation: accuracy must lie in [0, 1], got 1.5",
+        ),
+        (
+            ModelEvaluation {
+                loss: f64::NAN,
+                ..evaluation.clone()
+            },
+            "model evaluation: loss must be finite and non-negative, got NaN",
+        ),
+        (
+            ModelEvaluation {
+                samples: 0,
+                ..evaluation.clone()
+            },
+            "model evaluation: samples must be at least 1",
+        ),
+        (
+            ModelEvaluation {
+                round: 3,
+                ..evaluation.clone()
+            },
+            "model evaluation names round 3 but the aggregate closed round 0",
+        ),
+        (
+            ModelEvaluation {
+                aggregate: task_hash.clone(),
+                ..evaluation.clone()
+            },
+            "is not a RoundAggregate",
+        ),
+    ] {
+        assert_rejected(
+            &call_err(cb, bob, ADVERSARY, "raw_evaluation", bad).await,
+            reason,
+        );
+    }
+    let eval_hash: ActionHash = cb
+        .call(&bob.zome(ZOME), "publish_evaluation", evaluation.clone())
+        .await;
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ADVERSARY,
+            "raw_link",
+            RawLink {
+                base: task_hash.clone().into(),
+                target: eval_hash.clone().into(),
+                link_type: "AggregateToEvaluations".into(),
+                tag: Vec::new(),
+            },
+        )
+        .await,
+        "AggregateToEvaluations link: the evaluation is of another aggregate's model",
+    );
+
     // --- Votes in round 1 ---
     let r1 = RoundRef {
         task: task_hash.clone(),

@@ -137,6 +137,21 @@ impl Cohort {
         }
     }
 
+    /// Peer `p`'s evaluation of a global model on its own validation data: (loss,
+    /// accuracy, examples). Byzantine peers claim a perfect model; readers take the median.
+    pub fn evaluation(&self, exp: &Experiment, p: usize, model: &[f32]) -> (f64, f64, u32) {
+        let v = &self.validation[p];
+        if self.is_byzantine(p) {
+            return (0.0, 1.0, v.len() as u32);
+        }
+        let loss = exp.model.loss(model, v.x.view(), &v.y);
+        (
+            if loss.is_finite() { loss } else { f64::MAX },
+            exp.model.accuracy(model, v.x.view(), &v.y),
+            v.len() as u32,
+        )
+    }
+
     /// The proof peer `p` publishes with its own `update`: truthful for honest peers, a
     /// claimed improvement for attackers.
     pub fn proof(

@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use federated_learning::{
     CastVote, GlobalModel, ModelRef, RoundRef, RoundState, SubmitGradient, Submitted, TaskInfo,
 };
-use federated_learning_integrity::{GradientSubmission, Task};
+use federated_learning_integrity::{GradientSubmission, ModelEvaluation, Task};
 use fl_core::aggregate::Rule;
 use fl_core::{Encoding, Tensor, Verdict};
 use holochain::prelude::{ActionHash, AgentPubKey};
@@ -46,6 +46,8 @@ pub struct RoundTiming {
     pub aggregate: Duration,
     /// Until every peer reads the new global model.
     pub propagate: Duration,
+    /// Every peer publishing its evaluation of the new model.
+    pub evaluate: Duration,
     /// The whole round.
     pub total: Duration,
 }
@@ -331,6 +333,28 @@ pub async fn run_rounds(
             bail!("round {round}: peers read different new models");
         }
         timing.propagate = at.elapsed();
+
+        // Every peer publishes its evaluation of the new model on its own data (what the
+        // dashboard charts).
+        let at = Instant::now();
+        let new_model = Tensor::decode(&models[0], params)?.into_vec();
+        futures::future::try_join_all(clients.iter().enumerate().map(|(p, c)| {
+            let (loss, accuracy, samples) = cohort.evaluation(exp, p, &new_model);
+            let evaluation = ModelEvaluation {
+                aggregate: aggregate.clone(),
+                round,
+                loss,
+                accuracy,
+                samples,
+            };
+            async move {
+                commit::<_, ActionHash>(c, "publish_evaluation", evaluation)
+                    .await
+                    .with_context(|| format!("round {round}: peer {p} publishing its evaluation"))
+            }
+        }))
+        .await?;
+        timing.evaluate = at.elapsed();
         timing.total = started.elapsed();
 
         let state: RoundState = c.call("get_round", r.clone()).await?;
@@ -357,7 +381,6 @@ pub async fn run_rounds(
                 }
             }
         }
-        let new_model = Tensor::decode(&agg.model, params)?.into_vec();
         let report = RoundReport::new(
             round as usize,
             &cohort,

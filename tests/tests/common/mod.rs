@@ -11,8 +11,8 @@ pub use federated_learning::{
     SignedSubmission, SubmitGradient, Submitted,
 };
 pub use federated_learning_integrity::{
-    CommitteeVote, DeviceRegistration, GradientSubmission, PogqProof, ReputationEntry,
-    RoundAggregate, Signer, Task,
+    CommitteeVote, DeviceRegistration, GradientSubmission, ModelEvaluation, PogqProof,
+    ReputationEntry, RoundAggregate, Signer, Task,
 };
 pub use fl_core::aggregate::{AggregatorConfig, Rule};
 pub use fl_core::{

@@ -383,12 +383,13 @@ fn run(mut args: RunArgs) -> Result<()> {
                         r,
                         ms,
                         format!(
-                            " (train {:.0}, submit {:.0}, vote {:.0}, aggregate {:.0}, propagate {:.0})",
+                            " (train {:.0}, submit {:.0}, vote {:.0}, aggregate {:.0}, propagate {:.0}, evaluate {:.0})",
                             part(t.train),
                             part(t.submit),
                             part(t.vote),
                             part(t.aggregate),
-                            part(t.propagate)
+                            part(t.propagate),
+                            part(t.evaluate)
                         ),
                     )
                 })

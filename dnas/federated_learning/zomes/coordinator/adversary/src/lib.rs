@@ -5,8 +5,8 @@
 //! anything. It is packed only into the test bundle (`tests/workdir/dna.yaml`).
 
 use federated_learning_integrity::{
-    CommitteeVote, DeviceRegistration, EntryTypes, GradientSubmission, LinkTypes, PogqProof,
-    RoundAggregate,
+    CommitteeVote, DeviceRegistration, EntryTypes, GradientSubmission, LinkTypes, ModelEvaluation,
+    PogqProof, RoundAggregate,
 };
 use hdk::prelude::*;
 
@@ -32,6 +32,12 @@ pub fn raw_vote(v: CommitteeVote) -> ExternResult<ActionHash> {
 #[hdk_extern]
 pub fn raw_aggregate(a: RoundAggregate) -> ExternResult<ActionHash> {
     create_entry(EntryTypes::RoundAggregate(a))
+}
+
+/// Commits a model evaluation as given.
+#[hdk_extern]
+pub fn raw_evaluation(e: ModelEvaluation) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::ModelEvaluation(e))
 }
 
 /// Commits a device registration as given.
@@ -87,6 +93,7 @@ pub fn raw_link(l: RawLink) -> ExternResult<ActionHash> {
         "SubmissionToVotes" => LinkTypes::SubmissionToVotes,
         "AgentToSubmissions" => LinkTypes::AgentToSubmissions,
         "AgentToDevices" => LinkTypes::AgentToDevices,
+        "AggregateToEvaluations" => LinkTypes::AggregateToEvaluations,
         other => {
             return Err(wasm_error!(WasmErrorInner::Guest(format!(
                 "unknown link type {other}"

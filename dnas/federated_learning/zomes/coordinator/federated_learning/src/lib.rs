@@ -16,12 +16,15 @@
 //! | `get_reputation(AgentReputationRef) -> Reputation` / `get_reputation_table(ActionHash)` | reputation after the latest round |
 //! | `list_rounds(ActionHash) -> Vec<RoundSummary>` | every closed round of a task |
 //! | `get_committee(RoundRef) -> Vec<AgentPubKey>` | a round's ranked committee |
+//! | `publish_evaluation(ModelEvaluation) -> ActionHash` | the caller's loss and accuracy of a round's model |
+//! | `get_evaluations(ActionHash) -> Vec<EvaluationInfo>` | evaluations of an aggregate's model, one per author |
 //!
-//! Every new submission, vote and aggregate is announced with `emit_signal` to the local
+//! Every new submission, vote, aggregate and evaluation is announced with `emit_signal` to the local
 //! UI and with remote signals to the task's known participants (see [`Event`]).
 
 mod aggregate;
 mod device;
+mod evaluation;
 mod gradient;
 mod round;
 mod task;
@@ -29,6 +32,7 @@ mod vote;
 
 pub use aggregate::*;
 pub use device::*;
+pub use evaluation::*;
 pub use gradient::*;
 pub use round::*;
 pub use task::*;
@@ -74,6 +78,17 @@ pub enum Event {
         round: u32,
         /// The aggregate.
         aggregate: ActionHash,
+    },
+    /// A participant published an evaluation of a round's model.
+    ModelEvaluated {
+        /// Task.
+        task: ActionHash,
+        /// Round whose model was evaluated.
+        round: u32,
+        /// The evaluation.
+        evaluation: ActionHash,
+        /// Who measured.
+        author: AgentPubKey,
     },
 }
 

@@ -1,15 +1,16 @@
 //! Integrity zome of Mycelix FL: the entry and link types of the round protocol and the
 //! validation of every rule in DESIGN.md's "What validation must reject".
 //!
-//! One module per entry type (`task`, `device`, `gradient`, `proof`, `vote`, `aggregate`),
-//! each with the entry struct and its `validate_create_*` function; `links` validates
-//! every link type; this file only dispatches. The rules themselves are pure functions over
+//! One module per entry type (`task`, `device`, `gradient`, `proof`, `vote`, `aggregate`,
+//! `evaluation`), each with the entry struct and its `validate_create_*` function; `links`
+//! validates every link type; this file only dispatches. The rules themselves are pure functions over
 //! the entry and the records it references, so they run natively in tests as well as in
 //! validation. Protocol entries are append-only: every update and delete is invalid.
 
 pub mod aggregate;
 pub mod chain;
 pub mod device;
+pub mod evaluation;
 pub mod gradient;
 pub mod links;
 pub mod proof;
@@ -19,6 +20,7 @@ pub mod vote;
 
 pub use aggregate::{OutcomeRecord, ReputationEntry, RoundAggregate};
 pub use device::DeviceRegistration;
+pub use evaluation::ModelEvaluation;
 pub use gradient::{GradientSubmission, Signer};
 pub use proof::PogqProof;
 pub use task::Task;
@@ -44,6 +46,8 @@ pub enum EntryTypes {
     CommitteeVote(CommitteeVote),
     /// The outcome of a round.
     RoundAggregate(RoundAggregate),
+    /// A participant's measurement of a round's resulting model.
+    ModelEvaluation(ModelEvaluation),
 }
 
 /// Every link type of the DNA.
@@ -66,6 +70,8 @@ pub enum LinkTypes {
     AgentToSubmissions,
     /// Agent -> its device registrations.
     AgentToDevices,
+    /// A round's aggregate -> evaluations of its model.
+    AggregateToEvaluations,
 }
 
 /// Dispatches every op to the rule of its entry or link type.
@@ -115,6 +121,7 @@ fn validate_create(entry: EntryTypes, action: &Create) -> ExternResult<ValidateC
         EntryTypes::PogqProof(p) => proof::validate_create_proof(&p, action)?,
         EntryTypes::CommitteeVote(v) => vote::validate_create_vote(&v, action)?,
         EntryTypes::RoundAggregate(a) => aggregate::validate_create_aggregate(&a, action)?,
+        EntryTypes::ModelEvaluation(e) => evaluation::validate_create_evaluation(&e, action)?,
     };
     Ok(match result {
         Ok(()) => ValidateCallbackResult::Valid,

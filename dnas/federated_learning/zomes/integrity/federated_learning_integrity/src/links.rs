@@ -6,6 +6,7 @@ use hdi::prelude::*;
 use crate::aggregate::RoundAggregate;
 use crate::chain::typed_record;
 use crate::device::DeviceRegistration;
+use crate::evaluation::ModelEvaluation;
 use crate::gradient::GradientSubmission;
 use crate::proof::PogqProof;
 use crate::task::Task;
@@ -85,6 +86,13 @@ pub fn validate_create_link(
             } else {
                 target_of::<DeviceRegistration>(&target_hash, "DeviceRegistration", author)?
                     .map(|_| ())
+            }
+        }
+        LinkTypes::AggregateToEvaluations => {
+            match target_of::<ModelEvaluation>(&target_hash, "ModelEvaluation", author)? {
+                Ok(e) if Some(&e.aggregate) == base_action.as_ref() => Ok(()),
+                Ok(_) => Err("the evaluation is of another aggregate's model".into()),
+                Err(e) => Err(e),
             }
         }
     };

@@ -1,0 +1,73 @@
+//! Evaluations of each round's global model, published by participants.
+
+use federated_learning_integrity::{EntryTypes, LinkTypes, ModelEvaluation, RoundAggregate};
+use hdk::prelude::*;
+
+use crate::round::participants;
+use crate::{announce, fail, Event};
+
+/// One participant's evaluation of a round's model.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct EvaluationInfo {
+    /// The evaluation's action.
+    pub hash: ActionHash,
+    /// Who measured.
+    pub author: AgentPubKey,
+    /// The measurement.
+    pub evaluation: ModelEvaluation,
+}
+
+/// Publishes the caller's evaluation of a round's model on its own held-out data.
+#[hdk_extern]
+pub fn publish_evaluation(evaluation: ModelEvaluation) -> ExternResult<ActionHash> {
+    let record = get(evaluation.aggregate.clone(), GetOptions::default())?
+        .ok_or_else(|| fail(format!("aggregate {} not found", evaluation.aggregate)))?;
+    let aggregate = RoundAggregate::try_from(record)
+        .map_err(|_| fail(format!("{} is not a round aggregate", evaluation.aggregate)))?;
+    let hash = create_entry(EntryTypes::ModelEvaluation(evaluation.clone()))?;
+    create_link(
+        evaluation.aggregate.clone(),
+        hash.clone(),
+        LinkTypes::AggregateToEvaluations,
+        (),
+    )?;
+    announce(
+        Event::ModelEvaluated {
+            task: aggregate.task.clone(),
+            round: evaluation.round,
+            evaluation: hash.clone(),
+            author: agent_info()?.agent_initial_pubkey,
+        },
+        participants(&aggregate.task, &evaluation.aggregate)?,
+    )?;
+    Ok(hash)
+}
+
+/// The evaluations of an aggregate's model, one per author (its first), ordered by author.
+#[hdk_extern]
+pub fn get_evaluations(aggregate: ActionHash) -> ExternResult<Vec<EvaluationInfo>> {
+    let mut links = get_links(
+        LinkQuery::try_new(aggregate, LinkTypes::AggregateToEvaluations)?,
+        GetStrategy::Network,
+    )?;
+    links.sort_by_key(|l| (l.author.clone(), l.timestamp));
+    links.dedup_by(|b, a| a.author == b.author);
+    let mut out = Vec::new();
+    for link in links {
+        let Some(hash) = link.target.into_action_hash() else {
+            continue;
+        };
+        let Some(record) = get(hash.clone(), GetOptions::default())? else {
+            continue;
+        };
+        let author = record.action().author().clone();
+        if let Ok(evaluation) = ModelEvaluation::try_from(record) {
+            out.push(EvaluationInfo {
+                hash,
+                author,
+                evaluation,
+            });
+        }
+    }
+    Ok(out)
+}

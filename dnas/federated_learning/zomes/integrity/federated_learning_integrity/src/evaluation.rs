@@ -1,0 +1,107 @@
+//! A participant's evaluation of a round's global model on its own held-out data: what the
+//! dashboard charts as the model's accuracy and loss over rounds.
+
+use hdi::prelude::*;
+
+use crate::aggregate::RoundAggregate;
+use crate::chain::typed_record;
+
+/// The loss and accuracy of the model a round's aggregate produced, measured by the author
+/// on data it holds. Self-reported: readers take the median over authors, one per author.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct ModelEvaluation {
+    /// The aggregate whose model was evaluated.
+    pub aggregate: ActionHash,
+    /// The round that aggregate closed.
+    pub round: u32,
+    /// Mean cross-entropy loss.
+    pub loss: f64,
+    /// Fraction of examples classified correctly.
+    pub accuracy: f64,
+    /// Examples evaluated on.
+    pub samples: u32,
+}
+
+/// The measurement alone must be sane: a finite non-negative loss, an accuracy in [0, 1]
+/// and at least one example.
+pub fn check_measurement(e: &ModelEvaluation) -> Result<(), String> {
+    if !e.loss.is_finite() || e.loss < 0.0 {
+        return Err(format!(
+            "model evaluation: loss must be finite and non-negative, got {}",
+            e.loss
+        ));
+    }
+    if !(0.0..=1.0).contains(&e.accuracy) {
+        return Err(format!(
+            "model evaluation: accuracy must lie in [0, 1], got {}",
+            e.accuracy
+        ));
+    }
+    if e.samples == 0 {
+        return Err("model evaluation: samples must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// An evaluation must carry a sane measurement and name a round aggregate and that
+/// aggregate's round, and be dated after it.
+pub fn validate_create_evaluation(
+    e: &ModelEvaluation,
+    action: &Create,
+) -> ExternResult<Result<(), String>> {
+    if let Err(reason) = check_measurement(e) {
+        return Ok(Err(reason));
+    }
+    let (record, aggregate) = match typed_record::<RoundAggregate>(&e.aggregate, "RoundAggregate")?
+    {
+        Ok(a) => a,
+        Err(reason) => return Ok(Err(format!("model evaluation: {reason}"))),
+    };
+    if aggregate.round != e.round {
+        return Ok(Err(format!(
+            "model evaluation names round {} but the aggregate closed round {}",
+            e.round, aggregate.round
+        )));
+    }
+    if action.timestamp < record.action().timestamp() {
+        return Ok(Err("model evaluation is dated before the aggregate".into()));
+    }
+    Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(loss: f64, accuracy: f64, samples: u32) -> ModelEvaluation {
+        ModelEvaluation {
+            aggregate: ActionHash::from_raw_36(vec![0; 36]),
+            round: 0,
+            loss,
+            accuracy,
+            samples,
+        }
+    }
+
+    #[test]
+    fn measurement_rules() {
+        assert_eq!(check_measurement(&eval(0.3, 0.9, 10)), Ok(()));
+        assert_eq!(check_measurement(&eval(0.0, 0.0, 1)), Ok(()));
+        assert!(check_measurement(&eval(f64::NAN, 0.9, 10))
+            .unwrap_err()
+            .contains("loss must be finite"));
+        assert!(check_measurement(&eval(-1.0, 0.9, 10))
+            .unwrap_err()
+            .contains("non-negative"));
+        assert!(check_measurement(&eval(0.3, 1.5, 10))
+            .unwrap_err()
+            .contains("accuracy must lie in [0, 1]"));
+        assert!(check_measurement(&eval(0.3, f64::NAN, 10))
+            .unwrap_err()
+            .contains("accuracy"));
+        assert!(check_measurement(&eval(0.3, 0.5, 0))
+            .unwrap_err()
+            .contains("samples"));
+    }
+}
