@@ -26,6 +26,9 @@ rustc --version
 step "zomes, hc and bundles (scripts/pack.sh)"
 scripts/pack.sh
 
+step "dashboard: npm packages, vitest, build, web-happ (scripts/ui.sh)"
+scripts/ui.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -38,10 +41,19 @@ cargo test --workspace --locked --exclude mycelix_fl_tests --exclude holochain_t
 step "cargo test: sweettest scenarios (real conductors, one test at a time)"
 cargo test --locked -p mycelix_fl_tests -- --test-threads=1
 
-step "hc sandbox network: 3 conductor processes, 2 rounds through the remote backend"
+step "hc sandbox network: 3 conductor processes, 2 rounds, 1 attacker, the dashboard in headless Chromium"
+# Debian's chromium, for the browser test; playwright-core drives it (ui/e2e).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing Debian's chromium (for the dashboard's browser test)"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 sandbox_out="$(mktemp -d)"
-scripts/sandbox.sh 3 -- --rounds 2 --byzantine-fraction 0.34 --aggregator median --output "$sandbox_out/sandbox.json"
+scripts/sandbox.sh 3 --e2e "cd ui && ROUNDS=2 SCREENSHOT='$sandbox_out/dashboard.png' node e2e/dashboard.mjs" \
+  -- --rounds 2 --byzantine-fraction 0.34 --aggregator median --output "$sandbox_out/sandbox.json"
 grep -q '"tpr": 1.0' "$sandbox_out/sandbox.json"
+mkdir -p "$CARGO_TARGET_DIR/../e2e" && cp "$sandbox_out/dashboard.png" "$CARGO_TARGET_DIR/../e2e/dashboard.png"
+echo "dashboard screenshot: $(cd "$CARGO_TARGET_DIR/../e2e" && pwd)/dashboard.png"
 rm -rf "$sandbox_out"
 
 step "wasm32: clippy of fl_core and the zomes, release build of fl_core"

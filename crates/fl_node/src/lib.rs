@@ -5,7 +5,8 @@
 //! one to one onto fl_core tensors ([`model`]), local minibatch SGD ([`train`]), and the
 //! Byzantine attacks ([`attacks`]); what each peer does in a round ([`cohort`]); the three
 //! backends that decide rounds: real conductors in this process or elsewhere
-//! ([`conductor`], driven by [`driver`]) and the simulation ([`sim`]); plots ([`plot`]).
+//! ([`conductor`], driven by [`driver`]) and the simulation ([`sim`]); plots ([`plot`]); the
+//! web dashboard's server ([`dashboard`]).
 //! The `mycelix-fl` binary is the command line over all of it.
 
 #![deny(missing_docs)]
@@ -13,6 +14,7 @@
 pub mod attacks;
 pub mod cohort;
 pub mod conductor;
+pub mod dashboard;
 pub mod data;
 pub mod driver;
 pub mod model;

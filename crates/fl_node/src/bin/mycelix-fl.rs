@@ -35,6 +35,25 @@ enum Command {
     /// Sweep attacks x Byzantine fractions x aggregators x partitions; write JSON and a
     /// markdown table of accuracy (against a clean run) and detection.
     Matrix(MatrixArgs),
+    /// Serve the web dashboard for one agent of a running conductor (for example a
+    /// sandbox started by scripts/sandbox.sh) until interrupted.
+    Dashboard(DashboardArgs),
+}
+
+#[derive(clap::Args)]
+struct DashboardArgs {
+    /// Admin port of the conductor whose agent the dashboard acts as (on 127.0.0.1).
+    #[arg(long)]
+    admin_port: u16,
+    /// Installed app id on that conductor.
+    #[arg(long, default_value = fl_node::conductor::APP_ID)]
+    app_id: String,
+    /// Port to serve the dashboard on (127.0.0.1); 0 picks a free one.
+    #[arg(long, default_value_t = 8888)]
+    port: u16,
+    /// The built UI (`npm run build` in ui/).
+    #[arg(long, default_value = "ui/dist")]
+    ui: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -180,10 +199,29 @@ fn main() {
     if let Err(e) = match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Matrix(args) => matrix(args),
+        Command::Dashboard(args) => dashboard(args),
     } {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn dashboard(args: DashboardArgs) -> Result<()> {
+    let ui = fl_node::dashboard::UiDir::new(&args.ui)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let session = fl_node::dashboard::AgentSession::open(args.admin_port, &args.app_id).await?;
+        let (addr, server) = fl_node::dashboard::serve(ui, session.script(), args.port).await?;
+        println!(
+            "dashboard: http://{addr}/ (agent of the conductor on admin port {}, app interface {})",
+            args.admin_port, session.app_port
+        );
+        tokio::select! {
+            r = server => r.context("serving the dashboard")?,
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok(())
+    })
 }
 
 fn load(args: &RunArgs) -> Result<(Dataset, Dataset)> {
@@ -331,6 +369,7 @@ fn run(mut args: RunArgs) -> Result<()> {
     let started = Instant::now();
     let mut last = Instant::now();
     let mut round_ms: Vec<f64> = Vec::new();
+    let mut agents: Vec<String> = Vec::new();
     let print_round = |r: &RoundReport, ms: f64, detail: String| {
         let excluded: Vec<String> = r
             .excluded
@@ -375,6 +414,7 @@ fn run(mut args: RunArgs) -> Result<()> {
                     (None, clients)
                 };
                 bar.set_message("");
+                agents = clients.iter().map(|c| c.agent().to_string()).collect();
                 let reports = run_rounds(&exp, &clients, &train, &test, |r, t| {
                     let ms = t.total.as_secs_f64() * 1e3;
                     round_ms.push(ms);
@@ -428,6 +468,8 @@ fn run(mut args: RunArgs) -> Result<()> {
             "excluded": r.excluded.iter().map(|(p, why)| serde_json::json!({"peer": p, "reason": why})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "summary": { "final_accuracy": final_acc, "warmup": warmup, "tpr": tpr, "fpr": fpr, "median_round_ms": median_ms },
+        // Conductor backends: each peer's agent key, in peer order; peers 0..byzantine attack.
+        "agents": agents,
     });
     std::fs::write(&args.output, serde_json::to_string_pretty(&json)?)
         .with_context(|| format!("writing {}", args.output.display()))?;

@@ -6,9 +6,9 @@ use federated_learning_integrity::{EntryTypes, LinkTypes, ReputationEntry, Round
 use fl_core::{Exclusion, Reputation, Verdict};
 use hdk::prelude::*;
 
-use crate::round::{canonical_aggregate, participants, round_base, round_evidence, RoundRef};
+use crate::fail;
+use crate::round::{canonical_aggregate, round_base, round_evidence, RoundRef};
 use crate::task::get_task_info;
-use crate::{announce, fail, Event};
 
 /// Aggregates a round from the submissions, proofs and votes linked to it and publishes
 /// the result. The caller must be entitled (task author in round 0, else a committee
@@ -24,14 +24,6 @@ pub fn aggregate_round(r: RoundRef) -> ExternResult<ActionHash> {
         LinkTag::new(r.round.to_be_bytes().to_vec()),
     )?;
     create_link(base.clone(), hash.clone(), LinkTypes::RoundToAggregate, ())?;
-    announce(
-        Event::RoundAggregated {
-            task: r.task.clone(),
-            round: r.round,
-            aggregate: hash.clone(),
-        },
-        participants(&r.task, &base)?,
-    )?;
     Ok(hash)
 }
 

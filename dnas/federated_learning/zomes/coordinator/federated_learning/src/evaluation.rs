@@ -3,8 +3,7 @@
 use federated_learning_integrity::{EntryTypes, LinkTypes, ModelEvaluation, RoundAggregate};
 use hdk::prelude::*;
 
-use crate::round::participants;
-use crate::{announce, fail, Event};
+use crate::fail;
 
 /// One participant's evaluation of a round's model.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -22,7 +21,7 @@ pub struct EvaluationInfo {
 pub fn publish_evaluation(evaluation: ModelEvaluation) -> ExternResult<ActionHash> {
     let record = get(evaluation.aggregate.clone(), GetOptions::default())?
         .ok_or_else(|| fail(format!("aggregate {} not found", evaluation.aggregate)))?;
-    let aggregate = RoundAggregate::try_from(record)
+    RoundAggregate::try_from(record)
         .map_err(|_| fail(format!("{} is not a round aggregate", evaluation.aggregate)))?;
     let hash = create_entry(EntryTypes::ModelEvaluation(evaluation.clone()))?;
     create_link(
@@ -30,15 +29,6 @@ pub fn publish_evaluation(evaluation: ModelEvaluation) -> ExternResult<ActionHas
         hash.clone(),
         LinkTypes::AggregateToEvaluations,
         (),
-    )?;
-    announce(
-        Event::ModelEvaluated {
-            task: aggregate.task.clone(),
-            round: evaluation.round,
-            evaluation: hash.clone(),
-            author: agent_info()?.agent_initial_pubkey,
-        },
-        participants(&aggregate.task, &evaluation.aggregate)?,
     )?;
     Ok(hash)
 }

@@ -3,8 +3,8 @@
 use federated_learning_integrity::{EntryTypes, GradientSubmission, LinkTypes, PogqProof, Signer};
 use hdk::prelude::*;
 
-use crate::round::{participants, round_base};
-use crate::{announce, fail, Event};
+use crate::fail;
+use crate::round::round_base;
 
 /// An update to sign with the agent key and publish, with its PoGQ measurement.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -90,11 +90,7 @@ pub fn submit_signed(input: SignedSubmission) -> ExternResult<Submitted> {
 
 fn publish(submission: GradientSubmission, mut proof: PogqProof) -> ExternResult<Submitted> {
     let me = agent_info()?.agent_initial_pubkey;
-    let (task, round, base) = (
-        submission.task.clone(),
-        submission.round,
-        submission.base.clone(),
-    );
+    let base = submission.base.clone();
     let hash = create_entry(EntryTypes::GradientSubmission(submission))?;
     create_link(
         base.clone(),
@@ -110,15 +106,6 @@ fn publish(submission: GradientSubmission, mut proof: PogqProof) -> ExternResult
         proof_hash.clone(),
         LinkTypes::SubmissionToProof,
         (),
-    )?;
-    announce(
-        Event::SubmissionCreated {
-            task: task.clone(),
-            round,
-            submission: hash.clone(),
-            author: me,
-        },
-        participants(&task, &base)?,
     )?;
     Ok(Submitted {
         submission: hash,

@@ -20,7 +20,8 @@
 //! | `get_evaluations(ActionHash) -> Vec<EvaluationInfo>` | evaluations of an aggregate's model, one per author |
 //!
 //! Every new submission, vote, aggregate and evaluation is announced with `emit_signal` to the local
-//! UI and with remote signals to the task's known participants (see [`Event`]).
+//! UI and with remote signals to the task's known participants (see [`Event`]), from
+//! `post_commit`: only once it is committed, and off the zome call's path.
 
 mod aggregate;
 mod device;
@@ -38,6 +39,7 @@ pub use round::*;
 pub use task::*;
 pub use vote::*;
 
+use federated_learning_integrity::{EntryTypes, GradientSubmission, RoundAggregate};
 use hdk::prelude::*;
 
 /// What happened, as the UI and peers hear it.
@@ -111,11 +113,98 @@ pub fn recv_remote_signal(event: Event) -> ExternResult<()> {
     emit_signal(event)
 }
 
-/// Emits `event` locally and sends it to `peers` (the caller excluded).
-pub(crate) fn announce(event: Event, peers: Vec<AgentPubKey>) -> ExternResult<()> {
+/// Announces what a zome call committed: each protocol entry as its [`Event`].
+#[hdk_extern(infallible)]
+pub fn post_commit(committed: Vec<SignedActionHashed>) {
+    for action in committed {
+        // Nothing to return an error to: a failed announcement only means peers learn of
+        // the entry by reading.
+        if let Err(e) = announce_action(&action) {
+            debug!("announcing {}: {e:?}", action.as_hash());
+        }
+    }
+}
+
+/// The event for a committed create of a protocol entry, and who should hear of it.
+fn announce_action(action: &SignedActionHashed) -> ExternResult<()> {
+    let Action::Create(create) = action.action() else {
+        return Ok(());
+    };
+    let EntryType::App(def) = &create.entry_type else {
+        return Ok(());
+    };
+    let Some(entry) = must_get_entry(create.entry_hash.clone()).ok() else {
+        return Ok(());
+    };
+    let Some(entry) =
+        EntryTypes::deserialize_from_type(def.zome_index, def.entry_index, &entry.content)?
+    else {
+        return Ok(());
+    };
+    let hash = action.as_hash().clone();
+    let author = create.author.clone();
+    let (event, task, base) = match entry {
+        EntryTypes::GradientSubmission(s) => (
+            Event::SubmissionCreated {
+                task: s.task.clone(),
+                round: s.round,
+                submission: hash,
+                author,
+            },
+            s.task,
+            s.base,
+        ),
+        EntryTypes::CommitteeVote(v) => {
+            let record = get(v.submission.clone(), GetOptions::local())?
+                .ok_or_else(|| fail("voted-on submission not found"))?;
+            let s = GradientSubmission::try_from(record)
+                .map_err(|_| fail("vote is not on a submission"))?;
+            (
+                Event::VoteCast {
+                    task: s.task.clone(),
+                    round: v.round,
+                    submission: v.submission,
+                    vote: hash,
+                    member: author,
+                    accept: v.accept,
+                },
+                s.task,
+                s.base,
+            )
+        }
+        EntryTypes::RoundAggregate(a) => (
+            Event::RoundAggregated {
+                task: a.task.clone(),
+                round: a.round,
+                aggregate: hash,
+            },
+            a.task,
+            a.base,
+        ),
+        EntryTypes::ModelEvaluation(e) => {
+            let record = get(e.aggregate.clone(), GetOptions::local())?
+                .ok_or_else(|| fail("evaluated aggregate not found"))?;
+            let a = RoundAggregate::try_from(record)
+                .map_err(|_| fail("evaluation is not of an aggregate"))?;
+            (
+                Event::ModelEvaluated {
+                    task: a.task.clone(),
+                    round: e.round,
+                    evaluation: hash,
+                    author,
+                },
+                a.task,
+                e.aggregate,
+            )
+        }
+        _ => return Ok(()),
+    };
     emit_signal(event.clone())?;
     let me = agent_info()?.agent_initial_pubkey;
-    let mut peers: Vec<AgentPubKey> = peers.into_iter().filter(|p| p != &me).collect();
+    let mut peers: Vec<AgentPubKey> = round::participants(&task, &base)?
+        .into_iter()
+        .filter(|p| p != &me)
+        .collect();
     peers.sort();
     peers.dedup();
     if !peers.is_empty() {

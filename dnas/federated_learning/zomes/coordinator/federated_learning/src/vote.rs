@@ -4,9 +4,8 @@ use federated_learning_integrity::{CommitteeVote, EntryTypes, GradientSubmission
 use fl_core::PogqMeasurement;
 use hdk::prelude::*;
 
-use crate::round::participants;
+use crate::fail;
 use crate::task::get_task_info;
-use crate::{announce, fail, Event};
 
 /// A committee member's measurement of a submission on its own held-out data; the verdict
 /// follows from the task's threshold.
@@ -53,17 +52,6 @@ pub fn cast_vote(input: CastVote) -> ExternResult<ActionHash> {
         hash.clone(),
         LinkTypes::SubmissionToVotes,
         (),
-    )?;
-    announce(
-        Event::VoteCast {
-            task: submission.task.clone(),
-            round: submission.round,
-            submission: input.submission,
-            vote: hash.clone(),
-            member: agent_info()?.agent_initial_pubkey,
-            accept,
-        },
-        participants(&submission.task, &submission.base)?,
     )?;
     Ok(hash)
 }

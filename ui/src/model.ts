@@ -1,0 +1,391 @@
+// The dashboard's data: the zome's types as they arrive over the app websocket, and the
+// pure functions that turn them into what the page shows. No DOM, no network: everything
+// here is unit-tested (model.test.ts).
+
+/** A 39-byte Holochain hash (agent key, action hash) as msgpack delivers it. */
+export type Hash = Uint8Array;
+
+/** Why the round left an update out (fl_core `Exclusion`). */
+export type Exclusion =
+  | "invalid_proof"
+  | "below_reputation_floor"
+  | "committee_rejected"
+  | "aggregator_outlier";
+
+/** fl_core `Verdict`: `"included"` or `{ excluded: reason }`. */
+export type Verdict = "included" | { excluded: Exclusion };
+
+/** fl_core `Rule` (internally tagged by `rule`). */
+export interface Rule {
+  rule: string;
+  m?: number | null;
+  [k: string]: unknown;
+}
+
+/** fl_core `RoundParams`. */
+export interface RoundParams {
+  aggregator: { rule: Rule; f: number; nnm: boolean };
+  pogq: { probe_lr: number; min_score: number };
+  reputation: Record<string, number>;
+  server_lr: number;
+}
+
+/** The integrity zome's `Task`. */
+export interface Task {
+  name: string;
+  description: string;
+  model_len: number;
+  layout: string;
+  encoding: unknown;
+  round: RoundParams;
+  committee_size: number;
+  quorum: number;
+  aggregation_timeout_ms: number;
+}
+
+/** Coordinator `TaskInfo`. */
+export interface TaskInfo {
+  hash: Hash;
+  author: Hash;
+  task: Task;
+}
+
+/** Integrity `PogqProof`. */
+export interface PogqProof {
+  submission: Hash;
+  loss_before: number;
+  loss_after: number;
+  samples: number;
+}
+
+/** Integrity `CommitteeVote`. */
+export interface CommitteeVote {
+  submission: Hash;
+  round: number;
+  loss_before: number;
+  loss_after: number;
+  samples: number;
+  accept: boolean;
+}
+
+/** Coordinator `SubmissionInfo`. */
+export interface SubmissionInfo {
+  hash: Hash;
+  author: Hash;
+  samples: number;
+  update_bytes: number;
+  proof: [Hash, PogqProof] | null;
+  votes: [Hash, Hash, CommitteeVote][];
+}
+
+/** Integrity `OutcomeRecord`. */
+export interface OutcomeRecord {
+  submission: Hash;
+  proof: Hash | null;
+  votes: Hash[];
+  verdict: Verdict;
+}
+
+/** Integrity `ReputationEntry`; reputation is fixed point, 1 000 000 = 1.0. */
+export interface ReputationEntry {
+  agent: Hash;
+  reputation: number;
+}
+
+/** Integrity `RoundAggregate` (the model bytes are not used here). */
+export interface RoundAggregate {
+  task: Hash;
+  round: number;
+  base: Hash;
+  outcomes: OutcomeRecord[];
+  reputation: ReputationEntry[];
+}
+
+/** Coordinator `RoundState`. */
+export interface RoundState {
+  task: Hash;
+  round: number;
+  base: Hash | null;
+  submissions: SubmissionInfo[];
+  committee: Hash[];
+  quorum: number;
+  quorum_met: boolean;
+  aggregate: [Hash, RoundAggregate] | null;
+}
+
+/** Integrity `ModelEvaluation`. */
+export interface ModelEvaluation {
+  aggregate: Hash;
+  round: number;
+  loss: number;
+  accuracy: number;
+  samples: number;
+}
+
+/** Coordinator `EvaluationInfo`. */
+export interface EvaluationInfo {
+  hash: Hash;
+  author: Hash;
+  evaluation: ModelEvaluation;
+}
+
+/** Coordinator `Event`, the payload of every signal the zome emits. */
+export type FlEvent =
+  | { type: "submission_created"; task: Hash; round: number; submission: Hash; author: Hash }
+  | {
+      type: "vote_cast";
+      task: Hash;
+      round: number;
+      submission: Hash;
+      vote: Hash;
+      member: Hash;
+      accept: boolean;
+    }
+  | { type: "round_aggregated"; task: Hash; round: number; aggregate: Hash }
+  | { type: "model_evaluated"; task: Hash; round: number; evaluation: Hash; author: Hash };
+
+const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/** A hash in Holochain's display form: `u` + URL-safe base64 without padding. */
+export function hashToString(hash: Hash): string {
+  let out = "u";
+  for (let i = 0; i < hash.length; i += 3) {
+    const n = (hash[i] << 16) | ((hash[i + 1] ?? 0) << 8) | (hash[i + 2] ?? 0);
+    const chars = i + 1 >= hash.length ? 2 : i + 2 >= hash.length ? 3 : 4;
+    for (let c = 0; c < chars; c++) out += B64[(n >> (18 - 6 * c)) & 63];
+  }
+  return out;
+}
+
+/** A short, stable label for a hash: the first characters of its core bytes. */
+export function shortHash(hash: Hash): string {
+  return hashToString(hash).slice(5, 13);
+}
+
+/** Whether two hashes are equal. */
+export function sameHash(a: Hash | null | undefined, b: Hash | null | undefined): boolean {
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A sentence for an exclusion, as `Exclusion::describe` in fl_core words it. */
+export function describeExclusion(e: Exclusion): string {
+  switch (e) {
+    case "invalid_proof":
+      return "missing or failing PoGQ proof";
+    case "below_reputation_floor":
+      return "reputation below the floor";
+    case "committee_rejected":
+      return "rejected by the committee and the aggregator";
+    case "aggregator_outlier":
+      return "left out by the robust aggregator";
+    default:
+      return `excluded (${String(e)})`;
+  }
+}
+
+/** The aggregation rule in words, e.g. `multi_krum (m = 5), f = 3`. */
+export function describeRule(params: RoundParams): string {
+  const { rule, f, nnm } = params.aggregator;
+  const m = rule.m != null ? ` (m = ${rule.m})` : "";
+  return `${rule.rule}${m}, f = ${f}${nnm ? ", with NNM" : ""}`;
+}
+
+/** PoGQ score: the relative loss improvement, as fl_core computes it. */
+export function pogqScore(lossBefore: number, lossAfter: number): number {
+  return (lossBefore - lossAfter) / Math.max(lossBefore, 1e-6);
+}
+
+/** Fixed-point reputation as a number in [0, 1]. */
+export function reputationValue(fixed: number): number {
+  return fixed / 1_000_000;
+}
+
+/** Median of `xs`, `null` when empty. */
+export function median(xs: number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/** One submission as the page shows it. */
+export interface SubmissionView {
+  hash: string;
+  author: string;
+  samples: number;
+  /** The submitter's claimed PoGQ score, `null` without a proof. */
+  claimedScore: number | null;
+  /** Committee votes: member, accept, the member's own score. */
+  votes: { member: string; accept: boolean; score: number }[];
+  /** `pending` until the round closes. */
+  status: "pending" | "included" | "excluded";
+  /** Why it was excluded. */
+  reason: string | null;
+}
+
+/** One round as the page shows it. */
+export interface RoundView {
+  round: number;
+  status: "open" | "closed";
+  quorum: number;
+  committee: string[];
+  submissions: SubmissionView[];
+  included: number;
+  excluded: number;
+}
+
+/** Turns a round's state into its view: every submission with its verdict and votes. */
+export function roundView(state: RoundState): RoundView {
+  const outcomes = state.aggregate?.[1].outcomes ?? [];
+  const submissions = state.submissions.map((s): SubmissionView => {
+    const outcome = outcomes.find((o) => sameHash(o.submission, s.hash));
+    let status: SubmissionView["status"] = "pending";
+    let reason: string | null = null;
+    if (outcome) {
+      if (outcome.verdict === "included") status = "included";
+      else {
+        status = "excluded";
+        reason = describeExclusion(outcome.verdict.excluded);
+      }
+    } else if (state.aggregate) {
+      status = "excluded";
+      reason = "left out of the aggregate";
+    }
+    return {
+      hash: hashToString(s.hash),
+      author: hashToString(s.author),
+      samples: s.samples,
+      claimedScore: s.proof ? pogqScore(s.proof[1].loss_before, s.proof[1].loss_after) : null,
+      votes: s.votes.map(([, member, v]) => ({
+        member: hashToString(member),
+        accept: v.accept,
+        score: pogqScore(v.loss_before, v.loss_after),
+      })),
+      status,
+      reason,
+    };
+  });
+  return {
+    round: state.round,
+    status: state.aggregate ? "closed" : "open",
+    quorum: state.quorum,
+    committee: state.committee.map(hashToString),
+    submissions,
+    included: submissions.filter((s) => s.status === "included").length,
+    excluded: submissions.filter((s) => s.status === "excluded").length,
+  };
+}
+
+/** One agent's row in the reputation table. */
+export interface ReputationRow {
+  agent: string;
+  /** After the latest closed round. */
+  current: number;
+  /** After each closed round, oldest first (`null` before the agent appears). */
+  history: (number | null)[];
+}
+
+/** The reputation table after the latest closed round, with each agent's history,
+ *  best first. */
+export function reputationTable(rounds: RoundState[]): ReputationRow[] {
+  const closed = rounds
+    .filter((r) => r.aggregate)
+    .sort((a, b) => a.round - b.round)
+    .map((r) => r.aggregate![1].reputation);
+  const agents = new Map<string, (number | null)[]>();
+  closed.forEach((table, i) => {
+    for (const e of table) {
+      const key = hashToString(e.agent);
+      if (!agents.has(key)) agents.set(key, new Array(closed.length).fill(null));
+      agents.get(key)![i] = reputationValue(e.reputation);
+    }
+  });
+  const rows: ReputationRow[] = [];
+  for (const [agent, history] of agents) {
+    const latest = [...history].reverse().find((v) => v !== null) ?? 0;
+    rows.push({ agent, current: latest, history });
+  }
+  return rows.sort((a, b) => b.current - a.current || a.agent.localeCompare(b.agent));
+}
+
+/** The global model's quality after one round. */
+export interface MetricPoint {
+  round: number;
+  /** Median accuracy over the participants' evaluations. */
+  accuracy: number;
+  /** Median loss over the participants' evaluations. */
+  loss: number;
+  /** How many participants evaluated it. */
+  evaluations: number;
+}
+
+/** Medians of each round's evaluations (rounds without any are skipped). */
+export function metricSeries(byRound: Map<number, EvaluationInfo[]>): MetricPoint[] {
+  const out: MetricPoint[] = [];
+  for (const [round, evals] of [...byRound].sort((a, b) => a[0] - b[0])) {
+    const accuracy = median(evals.map((e) => e.evaluation.accuracy));
+    const loss = median(evals.map((e) => e.evaluation.loss));
+    if (accuracy === null || loss === null) continue;
+    out.push({ round, accuracy, loss, evaluations: evals.length });
+  }
+  return out;
+}
+
+/** What a signal makes the page re-read. */
+export interface Refresh {
+  /** The event's task. */
+  task: string;
+  /** Rounds whose state changed. */
+  rounds: number[];
+  /** Rounds whose evaluations changed. */
+  evaluations: number[];
+  /** The hash the re-read must contain; until it does, the read is retried. */
+  expect: string;
+}
+
+/** Maps a zome event to the reads that bring the page up to date. */
+export function refreshFor(event: FlEvent): Refresh {
+  const task = hashToString(event.task);
+  switch (event.type) {
+    case "submission_created":
+      return { task, rounds: [event.round], evaluations: [], expect: hashToString(event.submission) };
+    case "vote_cast":
+      return { task, rounds: [event.round], evaluations: [], expect: hashToString(event.vote) };
+    case "round_aggregated":
+      // Closing a round opens the next one.
+      return {
+        task,
+        rounds: [event.round, event.round + 1],
+        evaluations: [],
+        expect: hashToString(event.aggregate),
+      };
+    case "model_evaluated":
+      return { task, rounds: [], evaluations: [event.round], expect: hashToString(event.evaluation) };
+  }
+}
+
+/** Whether a signal payload is one of the zome's events. */
+export function isFlEvent(payload: unknown): payload is FlEvent {
+  if (typeof payload !== "object" || payload === null) return false;
+  const p = payload as Record<string, unknown>;
+  return (
+    typeof p.type === "string" &&
+    ["submission_created", "vote_cast", "round_aggregated", "model_evaluated"].includes(p.type) &&
+    p.task instanceof Uint8Array &&
+    typeof p.round === "number"
+  );
+}
+
+/** Every hash a round's state contains (submissions, proofs, votes, aggregate). */
+export function hashesIn(state: RoundState): Set<string> {
+  const out = new Set<string>();
+  for (const s of state.submissions) {
+    out.add(hashToString(s.hash));
+    if (s.proof) out.add(hashToString(s.proof[0]));
+    for (const [v] of s.votes) out.add(hashToString(v));
+  }
+  if (state.aggregate) out.add(hashToString(state.aggregate[0]));
+  return out;
+}

@@ -1,0 +1,214 @@
+import { HoloHashType, encodeHashToBase64, hashFrom32AndType } from "@holochain/client";
+import { describe, expect, it } from "vitest";
+import {
+  type FlEvent,
+  type RoundState,
+  hashToString,
+  hashesIn,
+  isFlEvent,
+  median,
+  metricSeries,
+  pogqScore,
+  refreshFor,
+  reputationTable,
+  roundView,
+} from "../src/model";
+import { parseAgentInfos } from "../src/peers";
+import { esc, metricsSection, peersSection, reputationSection, roundsSection, taskSection } from "../src/view";
+
+/** A 39-byte hash of a given type prefix whose core bytes are all `n`. */
+const h = (n: number, prefix = [132, 41, 36]) => new Uint8Array([...prefix, ...new Array(32).fill(n), 0, 0, 0, 0]);
+const agent = (n: number) => h(n, [132, 32, 36]);
+
+function roundState(aggregated: boolean): RoundState {
+  return {
+    task: h(1),
+    round: 1,
+    base: h(2),
+    committee: [agent(3)],
+    quorum: 2,
+    quorum_met: true,
+    submissions: [
+      {
+        hash: h(10),
+        author: agent(3),
+        samples: 40,
+        update_bytes: 2600,
+        proof: [h(11), { submission: h(10), loss_before: 2, loss_after: 1.5, samples: 10 }],
+        votes: [[h(12), agent(3), { submission: h(10), round: 1, loss_before: 2, loss_after: 1.6, samples: 9, accept: true }]],
+      },
+      {
+        hash: h(20),
+        author: agent(4),
+        samples: 40,
+        update_bytes: 2600,
+        proof: [h(21), { submission: h(20), loss_before: 2, loss_after: 1, samples: 10 }],
+        votes: [[h(22), agent(3), { submission: h(20), round: 1, loss_before: 2, loss_after: 3, samples: 9, accept: false }]],
+      },
+      { hash: h(30), author: agent(5), samples: 40, update_bytes: 2600, proof: null, votes: [] },
+    ],
+    aggregate: aggregated
+      ? [
+          h(40),
+          {
+            task: h(1),
+            round: 1,
+            base: h(2),
+            outcomes: [
+              { submission: h(10), proof: h(11), votes: [h(12)], verdict: "included" },
+              { submission: h(20), proof: h(21), votes: [h(22)], verdict: { excluded: "committee_rejected" } },
+            ],
+            reputation: [
+              { agent: agent(3), reputation: 900_000 },
+              { agent: agent(4), reputation: 300_000 },
+            ],
+          },
+        ]
+      : null,
+  };
+}
+
+describe("hashes", () => {
+  it("display like @holochain/client's encodeHashToBase64", () => {
+    for (const x of [agent(7), h(200), new Uint8Array(39).map((_, i) => i * 7)]) {
+      expect(hashToString(x)).toBe(encodeHashToBase64(x));
+    }
+  });
+});
+
+describe("roundView", () => {
+  it("gives every submission its verdict, reason, claimed score and votes", () => {
+    const v = roundView(roundState(true));
+    expect(v.status).toBe("closed");
+    expect(v.included).toBe(1);
+    expect(v.excluded).toBe(2);
+    const [a, b, c] = v.submissions;
+    expect(a.status).toBe("included");
+    expect(a.claimedScore).toBeCloseTo(0.25);
+    expect(a.votes).toEqual([{ member: hashToString(agent(3)), accept: true, score: pogqScore(2, 1.6) }]);
+    expect(b.status).toBe("excluded");
+    expect(b.reason).toBe("rejected by the committee and the aggregator");
+    expect(b.votes[0].accept).toBe(false);
+    // Published but not among the aggregate's outcomes.
+    expect(c.status).toBe("excluded");
+    expect(c.reason).toBe("left out of the aggregate");
+    expect(c.claimedScore).toBeNull();
+  });
+
+  it("leaves an open round's submissions pending", () => {
+    const v = roundView(roundState(false));
+    expect(v.status).toBe("open");
+    expect(v.submissions.map((s) => s.status)).toEqual(["pending", "pending", "pending"]);
+    expect(v.excluded).toBe(0);
+  });
+});
+
+describe("reputationTable", () => {
+  it("orders agents by current reputation with their history per closed round", () => {
+    const r0 = { ...roundState(true), round: 0 };
+    r0.aggregate = [h(41), { ...r0.aggregate![1], reputation: [{ agent: agent(4), reputation: 500_000 }] }];
+    const r1 = roundState(true);
+    const open = { ...roundState(false), round: 2 };
+    const rows = reputationTable([r1, open, r0]);
+    expect(rows.map((r) => r.agent)).toEqual([hashToString(agent(3)), hashToString(agent(4))]);
+    expect(rows[0]).toMatchObject({ current: 0.9, history: [null, 0.9] });
+    expect(rows[1]).toMatchObject({ current: 0.3, history: [0.5, 0.3] });
+  });
+  it("is empty before any round closes", () => {
+    expect(reputationTable([roundState(false)])).toEqual([]);
+  });
+});
+
+describe("metricSeries", () => {
+  it("takes the median over participants, which one liar cannot move far", () => {
+    const e = (accuracy: number, loss: number) => ({
+      hash: h(1),
+      author: agent(1),
+      evaluation: { aggregate: h(2), round: 0, accuracy, loss, samples: 10 },
+    });
+    const series = metricSeries(
+      new Map([
+        [1, [e(0.8, 0.6), e(1, 0), e(0.7, 0.7)]],
+        [0, [e(0.5, 1.2), e(0.6, 1.0)]],
+        [2, []],
+      ]),
+    );
+    expect(series).toEqual([
+      { round: 0, accuracy: 0.55, loss: 1.1, evaluations: 2 },
+      { round: 1, accuracy: 0.8, loss: 0.6, evaluations: 3 },
+    ]);
+    expect(median([])).toBeNull();
+  });
+});
+
+describe("signals", () => {
+  const ev: FlEvent = { type: "round_aggregated", task: h(1), round: 3, aggregate: h(9) };
+  it("recognises the zome's events only", () => {
+    expect(isFlEvent(ev)).toBe(true);
+    expect(isFlEvent({ type: "other", task: h(1), round: 1 })).toBe(false);
+    expect(isFlEvent({ type: "vote_cast", task: "x", round: 1 })).toBe(false);
+    expect(isFlEvent(null)).toBe(false);
+  });
+  it("re-read what changed: closing a round opens the next", () => {
+    expect(refreshFor(ev)).toEqual({ task: hashToString(h(1)), rounds: [3, 4], evaluations: [], expect: hashToString(h(9)) });
+    const sub: FlEvent = { type: "submission_created", task: h(1), round: 2, submission: h(10), author: agent(1) };
+    expect(refreshFor(sub).rounds).toEqual([2]);
+    const evald: FlEvent = { type: "model_evaluated", task: h(1), round: 2, evaluation: h(11), author: agent(1) };
+    expect(refreshFor(evald)).toMatchObject({ rounds: [], evaluations: [2] });
+  });
+  it("a re-read is complete when it holds the awaited hash", () => {
+    const s = roundState(true);
+    const hashes = hashesIn(s);
+    for (const x of [h(10), h(11), h(12), h(22), h(40)]) expect(hashes.has(hashToString(x))).toBe(true);
+    expect(hashes.has(hashToString(h(99)))).toBe(false);
+  });
+});
+
+describe("peers", () => {
+  const info = (core: number, createdAt: number, expiresAt: number, tombstone = false) => {
+    const agent = btoa(String.fromCharCode(...new Array(32).fill(core))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    return JSON.stringify({
+      agentInfo: JSON.stringify({ agent, space: "x", createdAt: String(createdAt), expiresAt: String(expiresAt), isTombstone: tombstone }),
+      signature: "sig",
+    });
+  };
+  it("keeps the newest info per agent, drops tombstones and garbage, marks this agent", () => {
+    const peers = parseAgentInfos(
+      [info(1, 10, 5_000_000), info(1, 20, 9_000_000), info(2, 10, 5_000_000, true), "not json", info(3, 1, 7_000_000)],
+      hashFrom32AndType(new Uint8Array(32).fill(3), HoloHashType.Agent),
+    );
+    expect(peers).toHaveLength(2);
+    expect(peers[0]).toMatchObject({ me: true, expiresAt: 7000 });
+    expect(peers[1]).toMatchObject({ me: false, expiresAt: 9000 });
+    expect(peers[1].agent).toBe(hashToString(hashFrom32AndType(new Uint8Array(32).fill(1), HoloHashType.Agent)));
+  });
+});
+
+describe("view", () => {
+  it("escapes what came from the network", () => {
+    expect(esc(`<img src=x onerror="a">&'`)).toBe("&lt;img src=x onerror=&quot;a&quot;&gt;&amp;&#39;");
+  });
+  it("shows empty states rather than nothing", () => {
+    expect(taskSection(null, 0)).toContain("No training task on this network yet");
+    expect(roundsSection([])).toContain("No round has started yet");
+    expect(reputationSection([])).toContain("No round has closed yet");
+    expect(metricsSection([])).toContain("No evaluation of the global model yet");
+    expect(peersSection([], Date.now())).toContain("No peers known yet");
+  });
+  it("shows an excluded submission with its reason", () => {
+    const html = roundsSection([roundView(roundState(true))]);
+    expect(html).toContain("Round 1");
+    expect(html).toContain("rejected by the committee and the aggregator");
+    expect(html).toContain('data-status="excluded"');
+  });
+  it("does not count expired peers as online", () => {
+    const html = peersSection(
+      [
+        { agent: hashToString(agent(1)), me: true, expiresAt: null },
+        { agent: hashToString(agent(2)), me: false, expiresAt: 1000 },
+      ],
+      2000,
+    );
+    expect(html).toContain('<span class="count">1</span>');
+  });
+});
