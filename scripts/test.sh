@@ -50,8 +50,15 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 sandbox_out="$(mktemp -d)"
 scripts/sandbox.sh 3 --e2e "cd ui && ROUNDS=2 SCREENSHOT='$sandbox_out/dashboard.png' node e2e/dashboard.mjs" \
-  -- --rounds 2 --byzantine-fraction 0.34 --aggregator median --output "$sandbox_out/sandbox.json"
+  -- --rounds 2 --byzantine-fraction 0.34 --aggregator median --output "$sandbox_out/sandbox.json" \
+  | tee "$sandbox_out/sandbox.log"
 grep -q '"tpr": 1.0' "$sandbox_out/sandbox.json"
+# A clean shutdown: no process names the sandbox folder and the folder is gone.
+sandbox_dir="$(sed -n 's/.*(log: \(.*\)\/sandbox.log).*/\1/p' "$sandbox_out/sandbox.log")"
+[ -n "$sandbox_dir" ] || { echo "error: no sandbox folder in the output" >&2; exit 1; }
+if pgrep -af -- "$sandbox_dir"; then echo "error: processes left running after sandbox.sh" >&2; exit 1; fi
+[ ! -e "$sandbox_dir" ] || { echo "error: $sandbox_dir was not removed" >&2; exit 1; }
+echo "clean shutdown: no process left, $sandbox_dir removed"
 mkdir -p "$CARGO_TARGET_DIR/../e2e" && cp "$sandbox_out/dashboard.png" "$CARGO_TARGET_DIR/../e2e/dashboard.png"
 echo "dashboard screenshot: $(cd "$CARGO_TARGET_DIR/../e2e" && pwd)/dashboard.png"
 rm -rf "$sandbox_out"

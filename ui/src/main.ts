@@ -51,6 +51,11 @@ const state: State = {
 const app = document.getElementById("app")!;
 
 function render() {
+  if (state.status.state !== "connected" && !state.task) {
+    // Nothing read yet: an empty "no task" would be a guess, so show only the status.
+    app.innerHTML = statusBanner(state.status);
+    return;
+  }
   const rounds = [...state.rounds.values()];
   app.innerHTML = [
     statusBanner(state.status),

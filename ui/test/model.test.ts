@@ -14,7 +14,15 @@ import {
   roundView,
 } from "../src/model";
 import { parseAgentInfos } from "../src/peers";
-import { esc, metricsSection, peersSection, reputationSection, roundsSection, taskSection } from "../src/view";
+import {
+  esc,
+  metricsSection,
+  peersSection,
+  reputationSection,
+  roundsSection,
+  statusBanner,
+  taskSection,
+} from "../src/view";
 
 /** A 39-byte hash of a given type prefix whose core bytes are all `n`. */
 const h = (n: number, prefix = [132, 41, 36]) => new Uint8Array([...prefix, ...new Array(32).fill(n), 0, 0, 0, 0]);
@@ -194,6 +202,13 @@ describe("view", () => {
     expect(reputationSection([])).toContain("No round has closed yet");
     expect(metricsSection([])).toContain("No evaluation of the global model yet");
     expect(peersSection([], Date.now())).toContain("No peers known yet");
+  });
+  it("shows a connection error as an alert, with the reason escaped", () => {
+    const html = statusBanner({ state: "error", message: "connect ECONNREFUSED <port>" });
+    expect(html).toContain('role="alert"');
+    expect(html).toContain("Cannot reach the conductor.");
+    expect(html).toContain("ECONNREFUSED &lt;port&gt;");
+    expect(statusBanner({ state: "connecting" })).toContain("Connecting");
   });
   it("shows an excluded submission with its reason", () => {
     const html = roundsSection([roundView(roundState(true))]);
