@@ -63,6 +63,10 @@ mkdir -p "$CARGO_TARGET_DIR/../e2e" && cp "$sandbox_out/dashboard.png" "$CARGO_T
 echo "dashboard screenshot: $(cd "$CARGO_TARGET_DIR/../e2e" && pwd)/dashboard.png"
 rm -rf "$sandbox_out"
 
+step "hc launch: 2 agents in headless Chromium; a task published on one page shows on the other; clean stop"
+bin="$(scripts/tools.sh --launch)"
+(cd ui && PATH="$bin:$PATH" SCREENSHOT="$CARGO_TARGET_DIR/../e2e/launch.png" node e2e/launch.mjs ../workdir/mycelix_fl.webhapp)
+
 step "wasm32: clippy of fl_core and the zomes, release build of fl_core"
 cargo clippy --locked --target wasm32-unknown-unknown \
   -p fl_core -p federated_learning_integrity -p federated_learning -p adversary -- -D warnings

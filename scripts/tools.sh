@@ -6,6 +6,9 @@
 #   kitsune2-bootstrap-srv 0.4.1 (local bootstrap + iroh relay), from tools/conductor: a
 #   workspace of its own, so holochain's test_utils (turned on in this workspace by the
 #   sweettests) stays out, with crates/fl_node's features so the compiled tree is reused
+#   with --launch also everything --sandbox installs, and hc-launch (crates/fl_node), so
+#   that `hc launch` works (hc runs any hc-<name> on PATH as `hc <name>`); always rebuilt
+#   (cheap when nothing changed) and linked, so it follows the checkout
 # Prints the directory; add it to PATH to use the tools by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +22,7 @@ if ! "$bin/hc" --version 2>/dev/null | grep -q "$want"; then
   cp "$CARGO_TARGET_DIR/debug/hc" "$bin/hc.tmp" && mv "$bin/hc.tmp" "$bin/hc"
 fi
 "$bin/hc" --version >&2
-if [ "${1:-}" = "--sandbox" ]; then
+if [ "${1:-}" = "--sandbox" ] || [ "${1:-}" = "--launch" ]; then
   if ! "$bin/holochain" --version 2>/dev/null | grep -q "$want"; then
     echo "building holochain $want" >&2
     cargo build --locked --manifest-path tools/conductor/Cargo.toml -p holochain --bin holochain >&2
@@ -31,5 +34,9 @@ if [ "${1:-}" = "--sandbox" ]; then
     cp "$CARGO_TARGET_DIR/debug/kitsune2-bootstrap-srv" "$bin/k2.tmp" && mv "$bin/k2.tmp" "$bin/kitsune2-bootstrap-srv"
   fi
   "$bin/holochain" --version >&2
+fi
+if [ "${1:-}" = "--launch" ]; then
+  cargo build --locked -p fl_node --bin hc-launch >&2
+  ln -sf "$CARGO_TARGET_DIR/debug/hc-launch" "$bin/hc-launch"
 fi
 echo "$bin"

@@ -443,6 +443,24 @@ async fn scenario() {
         "AggregateToEvaluations link: the evaluation is of another aggregate's model",
     );
 
+    // --- The agent directory: only one's own key ---
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ADVERSARY,
+            "raw_link",
+            RawLink {
+                base: task_hash.clone().into(),
+                target: alice.agent_pubkey().clone().into(),
+                link_type: "AllAgents".into(),
+                tag: Vec::new(),
+            },
+        )
+        .await,
+        "AllAgents link: an agent lists only its own key",
+    );
+
     // --- Votes in round 1 ---
     let r1 = RoundRef {
         task: task_hash.clone(),

@@ -10,6 +10,7 @@ import {
   hashToString,
   hashesIn,
   isFlEvent,
+  taskFromForm,
   metricSeries,
   type Refresh,
   refreshFor,
@@ -19,6 +20,7 @@ import {
 } from "./model";
 import {
   metricsSection,
+  newTaskSection,
   type PeerView,
   peersSection,
   reputationSection,
@@ -34,8 +36,12 @@ interface State {
   rounds: Map<number, RoundState>;
   evaluations: Map<number, EvaluationInfo[]>;
   peers: PeerView[];
+  /** Agents in the zome's directory. */
+  listed: number;
   /** Hashes seen in signals that the reads do not show yet. */
   awaited: Set<string>;
+  /** The outcome of the last "new task" submission. */
+  formMessage: { ok: boolean; text: string } | null;
 }
 
 const state: State = {
@@ -45,8 +51,12 @@ const state: State = {
   rounds: new Map(),
   evaluations: new Map(),
   peers: [],
+  listed: 0,
   awaited: new Set(),
+  formMessage: null,
 };
+
+let connection: Connection | null = null;
 
 const app = document.getElementById("app")!;
 
@@ -61,12 +71,48 @@ function render() {
     statusBanner(state.status),
     `<div class="grid">`,
     taskSection(state.task, state.tasks.length),
-    peersSection(state.peers, Date.now()),
+    peersSection(state.peers, Date.now(), state.listed),
     metricsSection(metricSeries(state.evaluations)),
     reputationSection(reputationTable(rounds)),
     `</div>`,
     roundsSection(rounds.filter((r) => r.base !== null).map(roundView)),
   ].join("");
+  // The form lives outside #app, so a re-render never loses what is being typed.
+  const forms = document.getElementById("forms")!;
+  if (state.status.state === "connected" && !document.getElementById("task-form")) {
+    forms.innerHTML = newTaskSection();
+    document.getElementById("task-form")!.addEventListener("submit", onSubmitTask);
+  }
+  const message = document.getElementById("task-form-message");
+  if (message && state.formMessage) {
+    message.textContent = state.formMessage.text;
+    message.className = state.formMessage.ok ? "ok" : "error";
+  }
+}
+
+async function onSubmitTask(e: Event) {
+  e.preventDefault();
+  const c = connection;
+  if (!c) return;
+  const data = new FormData(e.target as HTMLFormElement);
+  const text = (k: string) => String(data.get(k) ?? "");
+  try {
+    const task = taskFromForm({
+      name: text("name"),
+      description: text("description"),
+      rule: text("rule"),
+      f: Number(text("f")),
+      committee: Number(text("committee")),
+      features: Number(text("features")),
+      classes: Number(text("classes")),
+    });
+    await c.call("create_task", task);
+    state.formMessage = { ok: true, text: `published task "${task.name}"` };
+    await loadTasks(c);
+  } catch (err) {
+    state.formMessage = { ok: false, text: `not published: ${String((err as Error)?.message ?? err)}` };
+  }
+  render();
 }
 
 async function loadTasks(c: Connection) {
@@ -112,11 +158,23 @@ async function loadAll(c: Connection) {
 
 async function loadPeers(c: Connection) {
   state.peers = await c.peers();
+  state.listed = (await c.call<Uint8Array[]>("list_agents", null)).length;
 }
 
 /** Applies a signal: re-reads what it names; retries while the read lags the signal
  *  (the event can arrive before this conductor has validated the entry). */
 async function onEvent(c: Connection, event: FlEvent) {
+  if (event.type === "task_created") {
+    // The entry can reach this conductor after the signal: re-read until it is listed.
+    const wanted = hashToString(event.task);
+    for (let attempt = 0; attempt < 12; attempt++) {
+      if (attempt > 0) await new Promise((res) => setTimeout(res, 250 * 2 ** Math.min(attempt, 5)));
+      await loadTasks(c);
+      if (state.tasks.some((t) => hashToString(t.hash) === wanted)) break;
+    }
+    render();
+    return;
+  }
   const r: Refresh = refreshFor(event);
   if (!state.task || r.task !== hashToString(state.task.hash)) {
     await loadTasks(c);
@@ -145,6 +203,7 @@ async function main() {
     render();
     return;
   }
+  connection = c;
   state.status = { state: "connected", message: `connected as ${c.agentLabel} to ${c.url}` };
   c.onEvent((payload) => {
     if (isFlEvent(payload)) void onEvent(c, payload).catch(report);

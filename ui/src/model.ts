@@ -47,6 +47,8 @@ export interface Task {
 export interface TaskInfo {
   hash: Hash;
   author: Hash;
+  /** Microseconds since the epoch, by the author's clock. */
+  created_at: number;
   task: Task;
 }
 
@@ -131,6 +133,7 @@ export interface EvaluationInfo {
 
 /** Coordinator `Event`, the payload of every signal the zome emits. */
 export type FlEvent =
+  | { type: "task_created"; task: Hash; author: Hash }
   | { type: "submission_created"; task: Hash; round: number; submission: Hash; author: Hash }
   | {
       type: "vote_cast";
@@ -345,8 +348,8 @@ export interface Refresh {
   expect: string;
 }
 
-/** Maps a zome event to the reads that bring the page up to date. */
-export function refreshFor(event: FlEvent): Refresh {
+/** Maps a round event to the reads that bring the page up to date. */
+export function refreshFor(event: Exclude<FlEvent, { type: "task_created" }>): Refresh {
   const task = hashToString(event.task);
   switch (event.type) {
     case "submission_created":
@@ -370,12 +373,83 @@ export function refreshFor(event: FlEvent): Refresh {
 export function isFlEvent(payload: unknown): payload is FlEvent {
   if (typeof payload !== "object" || payload === null) return false;
   const p = payload as Record<string, unknown>;
+  if (!(p.task instanceof Uint8Array)) return false;
+  if (p.type === "task_created") return p.author instanceof Uint8Array;
   return (
     typeof p.type === "string" &&
     ["submission_created", "vote_cast", "round_aggregated", "model_evaluated"].includes(p.type) &&
-    p.task instanceof Uint8Array &&
     typeof p.round === "number"
   );
+}
+
+/** Rules a task can be created with from the page, with the smallest quorum each allows
+ *  for a Byzantine bound `f` (as `minimum_quorum` in fl_node). */
+export const RULES: Record<string, (f: number) => number> = {
+  median: (f) => 2 * f + 1,
+  trimmed_mean: (f) => 2 * f + 1,
+  krum: (f) => 2 * f + 3,
+  multi_krum: (f) => 2 * f + 3,
+  bulyan: (f) => 4 * f + 3,
+  mean: () => 1,
+};
+
+/** The canonical f32 tensor bytes of `values` (fl_core's codec: tag 0x01, u32 count,
+ *  little-endian f32s). */
+export function f32Tensor(values: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(5 + 4 * values.length);
+  const view = new DataView(out.buffer);
+  out[0] = 0x01;
+  view.setUint32(1, values.length, true);
+  for (let i = 0; i < values.length; i++) view.setFloat32(5 + 4 * i, values[i], true);
+  return out;
+}
+
+/** What the page's "new task" form asks for. */
+export interface TaskForm {
+  name: string;
+  description: string;
+  rule: string;
+  f: number;
+  committee: number;
+  /** Features and classes of the multinomial logistic regression (64 x 10 for digits). */
+  features: number;
+  classes: number;
+}
+
+/** A `Task` as the integrity zome expects it: the default PoGQ and reputation rules,
+ *  the smallest quorum the rule allows, a zero initial model. Throws on a bad form. */
+export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array } {
+  const quorum = RULES[form.rule];
+  if (!quorum) throw new Error(`unknown aggregation rule ${form.rule}`);
+  if (!form.name.trim()) throw new Error("the task needs a name");
+  for (const [k, v] of [["f", form.f], ["committee", form.committee], ["features", form.features], ["classes", form.classes]] as const) {
+    if (!Number.isInteger(v) || v < (k === "f" ? 0 : 1)) throw new Error(`${k} must be a whole number${k === "f" ? "" : " above 0"}`);
+  }
+  const modelLen = (form.features + 1) * form.classes;
+  return {
+    name: form.name.trim(),
+    description: form.description,
+    model_len: modelLen,
+    layout: `logreg ${form.features}x${form.classes}`,
+    encoding: "f32",
+    round: {
+      aggregator: { rule: form.rule === "multi_krum" ? { rule: "multi_krum", m: null } : { rule: form.rule }, f: form.f, nnm: false },
+      pogq: { probe_lr: 1, min_score: -0.01 },
+      reputation: {
+        initial: 500_000,
+        gain: 100_000,
+        disputed_keep: 900_000,
+        clear_keep: 500_000,
+        floor: 100_000,
+        committee_threshold: 400_000,
+      },
+      server_lr: 1,
+    },
+    committee_size: form.committee,
+    quorum: quorum(form.f),
+    aggregation_timeout_ms: 10_000,
+    initial_model: f32Tensor(new Float32Array(modelLen)),
+  };
 }
 
 /** Every hash a round's state contains (submissions, proofs, votes, aggregate). */

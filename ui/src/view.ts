@@ -163,6 +163,25 @@ export function metricsSection(points: MetricPoint[]): string {
     </section>`;
 }
 
+/** The form that publishes a new task as this agent. */
+export function newTaskSection(): string {
+  const rules = ["median", "trimmed_mean", "multi_krum", "krum", "bulyan", "mean"]
+    .map((r) => `<option value="${r}">${r}</option>`)
+    .join("");
+  return `<section id="new-task"><h2>New task</h2>
+    <form id="task-form">
+      <label>name <input name="name" required maxlength="200" value="" placeholder="digits, robust" /></label>
+      <label>description <input name="description" value="" placeholder="what peers train" /></label>
+      <label>aggregator <select name="rule">${rules}</select></label>
+      <label>f <input name="f" type="number" min="0" value="1" /></label>
+      <label>committee <input name="committee" type="number" min="1" value="5" /></label>
+      <label>model: logreg <input name="features" type="number" min="1" value="64" /> x <input name="classes" type="number" min="1" value="10" /></label>
+      <button type="submit">Publish task</button>
+    </form><p id="task-form-message" role="status"></p>
+    <p class="note">Publishes a task entry as this agent (validated by every peer; the quorum is the smallest the rule allows).
+    Other agents' dashboards show it as it arrives.</p></section>`;
+}
+
 /** A peer the conductor currently knows. */
 export interface PeerView {
   agent: string;
@@ -173,15 +192,16 @@ export interface PeerView {
 }
 
 /** Peers online: the agents this conductor's peer store holds unexpired infos for. */
-export function peersSection(peers: PeerView[], now: number): string {
+export function peersSection(peers: PeerView[], now: number, listed: number): string {
   const online = peers.filter((p) => p.expiresAt === null || p.expiresAt > now);
+  const directory = `<p class="note" id="directory" data-listed="${listed}">${listed} agent${listed === 1 ? "" : "s"} in the task directory (announced new tasks)</p>`;
   if (online.length === 0) {
-    return `<section id="peers" class="empty"><h2>Peers online</h2><p>No peers known yet.</p></section>`;
+    return `<section id="peers" class="empty"><h2>Peers online</h2><p>No peers known yet.</p>${directory}</section>`;
   }
   const items = online
     .map((p) => `<li>${hashLabel(p.agent)}${p.me ? " <em>(this dashboard's agent)</em>" : ""}</li>`)
     .join("");
-  return `<section id="peers"><h2>Peers online <span class="count">${online.length}</span></h2><ul>${items}</ul></section>`;
+  return `<section id="peers"><h2>Peers online <span class="count">${online.length}</span></h2><ul>${items}</ul>${directory}</section>`;
 }
 
 /** The connection banner: connecting, connected, or the error. */

@@ -6,8 +6,10 @@ import {
   hashToString,
   hashesIn,
   isFlEvent,
+  f32Tensor,
   median,
   metricSeries,
+  taskFromForm,
   pogqScore,
   refreshFor,
   reputationTable,
@@ -201,7 +203,7 @@ describe("view", () => {
     expect(roundsSection([])).toContain("No round has started yet");
     expect(reputationSection([])).toContain("No round has closed yet");
     expect(metricsSection([])).toContain("No evaluation of the global model yet");
-    expect(peersSection([], Date.now())).toContain("No peers known yet");
+    expect(peersSection([], Date.now(), 0)).toContain("No peers known yet");
   });
   it("shows a connection error as an alert, with the reason escaped", () => {
     const html = statusBanner({ state: "error", message: "connect ECONNREFUSED <port>" });
@@ -223,7 +225,36 @@ describe("view", () => {
         { agent: hashToString(agent(2)), me: false, expiresAt: 1000 },
       ],
       2000,
+      2,
     );
     expect(html).toContain('<span class="count">1</span>');
+    expect(html).toContain("2 agents in the task directory");
+  });
+});
+
+describe("new task form", () => {
+  const form = { name: " digits ", description: "d", rule: "multi_krum", f: 2, committee: 5, features: 64, classes: 10 };
+  it("builds a task the integrity zome accepts: quorum, zero model, default rules", () => {
+    const t = taskFromForm(form);
+    expect(t.name).toBe("digits");
+    expect(t.model_len).toBe(650);
+    expect(t.quorum).toBe(7);
+    expect(t.round.aggregator).toEqual({ rule: { rule: "multi_krum", m: null }, f: 2, nnm: false });
+    expect(t.initial_model.length).toBe(5 + 4 * 650);
+    expect([...t.initial_model.slice(0, 5)]).toEqual([1, 138, 2, 0, 0]);
+    expect(taskFromForm({ ...form, rule: "median" }).quorum).toBe(5);
+  });
+  it("refuses a bad form with a reason", () => {
+    expect(() => taskFromForm({ ...form, name: "  " })).toThrow("needs a name");
+    expect(() => taskFromForm({ ...form, rule: "avg" })).toThrow("unknown aggregation rule avg");
+    expect(() => taskFromForm({ ...form, f: -1 })).toThrow("f must be a whole number");
+    expect(() => taskFromForm({ ...form, classes: 0 })).toThrow("classes must be a whole number above 0");
+  });
+  it("encodes tensors as fl_core does", () => {
+    expect([...f32Tensor([1.5])]).toEqual([1, 1, 0, 0, 0, 0, 0, 0xc0, 0x3f]);
+  });
+  it("recognises task_created events", () => {
+    expect(isFlEvent({ type: "task_created", task: h(1), author: agent(1) })).toBe(true);
+    expect(isFlEvent({ type: "task_created", task: h(1) })).toBe(false);
   });
 });

@@ -6,7 +6,7 @@
 //! Byzantine attacks ([`attacks`]); what each peer does in a round ([`cohort`]); the three
 //! backends that decide rounds: real conductors in this process or elsewhere
 //! ([`conductor`], driven by [`driver`]) and the simulation ([`sim`]); plots ([`plot`]); the
-//! web dashboard's server ([`dashboard`]).
+//! web dashboard's server ([`dashboard`]); `hc launch` without Electron ([`launch`]).
 //! The `mycelix-fl` binary is the command line over all of it.
 
 #![deny(missing_docs)]
@@ -17,6 +17,7 @@ pub mod conductor;
 pub mod dashboard;
 pub mod data;
 pub mod driver;
+pub mod launch;
 pub mod model;
 pub mod partition;
 pub mod plot;

@@ -94,6 +94,7 @@ pub fn raw_link(l: RawLink) -> ExternResult<ActionHash> {
         "AgentToSubmissions" => LinkTypes::AgentToSubmissions,
         "AgentToDevices" => LinkTypes::AgentToDevices,
         "AggregateToEvaluations" => LinkTypes::AggregateToEvaluations,
+        "AllAgents" => LinkTypes::AllAgents,
         other => {
             return Err(wasm_error!(WasmErrorInner::Guest(format!(
                 "unknown link type {other}"

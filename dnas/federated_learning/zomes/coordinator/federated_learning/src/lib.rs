@@ -18,6 +18,7 @@
 //! | `get_committee(RoundRef) -> Vec<AgentPubKey>` | a round's ranked committee |
 //! | `publish_evaluation(ModelEvaluation) -> ActionHash` | the caller's loss and accuracy of a round's model |
 //! | `get_evaluations(ActionHash) -> Vec<EvaluationInfo>` | evaluations of an aggregate's model, one per author |
+//! | `list_agents(()) -> Vec<AgentPubKey>` | the directory of agents new tasks are announced to |
 //!
 //! Every new submission, vote, aggregate and evaluation is announced with `emit_signal` to the local
 //! UI and with remote signals to the task's known participants (see [`Event`]), from
@@ -39,13 +40,20 @@ pub use round::*;
 pub use task::*;
 pub use vote::*;
 
-use federated_learning_integrity::{EntryTypes, GradientSubmission, RoundAggregate};
+use federated_learning_integrity::{EntryTypes, GradientSubmission, LinkTypes, RoundAggregate};
 use hdk::prelude::*;
 
 /// What happened, as the UI and peers hear it.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    /// A task was published (sent to every agent in the directory).
+    TaskCreated {
+        /// The task.
+        task: ActionHash,
+        /// Its author.
+        author: AgentPubKey,
+    },
     /// A gradient submission and its proof were published.
     SubmissionCreated {
         /// Task.
@@ -94,9 +102,36 @@ pub enum Event {
     },
 }
 
-/// Grants everyone the right to send this cell remote signals.
+/// The directory of agents new tasks are announced to.
+pub(crate) fn agents_path() -> ExternResult<EntryHash> {
+    Path::from("agents").path_entry_hash()
+}
+
+/// Every agent in the directory (those that called any zome function at least once).
+#[hdk_extern]
+pub fn list_agents() -> ExternResult<Vec<AgentPubKey>> {
+    let mut agents: Vec<AgentPubKey> = get_links(
+        LinkQuery::try_new(agents_path()?, LinkTypes::AllAgents)?,
+        GetStrategy::Network,
+    )?
+    .into_iter()
+    .filter_map(|l| l.target.into_agent_pub_key())
+    .collect();
+    agents.sort();
+    agents.dedup();
+    Ok(agents)
+}
+
+/// Grants everyone the right to send this cell remote signals, and lists the agent in the
+/// directory new tasks are announced to.
 #[hdk_extern]
 pub fn init() -> ExternResult<InitCallbackResult> {
+    create_link(
+        agents_path()?,
+        agent_info()?.agent_initial_pubkey,
+        LinkTypes::AllAgents,
+        (),
+    )?;
     let mut functions = HashSet::new();
     functions.insert((zome_info()?.name, "recv_remote_signal".into()));
     create_cap_grant(CapGrantEntry {
@@ -143,6 +178,25 @@ fn announce_action(action: &SignedActionHashed) -> ExternResult<()> {
     };
     let hash = action.as_hash().clone();
     let author = create.author.clone();
+    if let EntryTypes::Task(_) = entry {
+        let event = Event::TaskCreated {
+            task: hash,
+            author: author.clone(),
+        };
+        emit_signal(event.clone())?;
+        let agents: Vec<AgentPubKey> = get_links(
+            LinkQuery::try_new(agents_path()?, LinkTypes::AllAgents)?,
+            GetStrategy::Network,
+        )?
+        .into_iter()
+        .filter_map(|l| l.target.into_agent_pub_key())
+        .filter(|a| a != &author)
+        .collect();
+        if !agents.is_empty() {
+            send_remote_signal(event, agents)?;
+        }
+        return Ok(());
+    }
     let (event, task, base) = match entry {
         EntryTypes::GradientSubmission(s) => (
             Event::SubmissionCreated {

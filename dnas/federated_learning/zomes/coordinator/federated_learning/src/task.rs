@@ -12,6 +12,8 @@ pub struct TaskInfo {
     pub hash: ActionHash,
     /// Who created it.
     pub author: AgentPubKey,
+    /// When, by its author's clock.
+    pub created_at: Timestamp,
     /// The task.
     pub task: Task,
 }
@@ -28,7 +30,7 @@ pub fn create_task(task: Task) -> ExternResult<ActionHash> {
     Ok(hash)
 }
 
-/// Every task, oldest first.
+/// Every task, oldest first (by the author's timestamp, ties by hash).
 #[hdk_extern]
 pub fn list_tasks() -> ExternResult<Vec<TaskInfo>> {
     let links = get_links(
@@ -44,7 +46,7 @@ pub fn list_tasks() -> ExternResult<Vec<TaskInfo>> {
             out.push(info);
         }
     }
-    out.sort_by_key(|t| t.hash.clone());
+    out.sort_by_key(|t| (t.created_at, t.hash.clone()));
     Ok(out)
 }
 
@@ -61,6 +63,7 @@ pub(crate) fn get_task_info(hash: &ActionHash) -> ExternResult<TaskInfo> {
     Ok(TaskInfo {
         hash: hash.clone(),
         author: record.action().author().clone(),
+        created_at: record.action().timestamp(),
         task,
     })
 }

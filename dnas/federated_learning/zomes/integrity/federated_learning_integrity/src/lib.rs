@@ -72,6 +72,8 @@ pub enum LinkTypes {
     AgentToDevices,
     /// A round's aggregate -> evaluations of its model.
     AggregateToEvaluations,
+    /// `agents` path -> an agent's own key: the directory peers announce new tasks to.
+    AllAgents,
 }
 
 /// Dispatches every op to the rule of its entry or link type.

@@ -21,6 +21,14 @@ pub fn validate_create_link(
     tag: &LinkTag,
     action: &CreateLink,
 ) -> ExternResult<ValidateCallbackResult> {
+    if let LinkTypes::AllAgents = link_type {
+        return Ok(match target.clone().into_agent_pub_key() {
+            Some(agent) if agent == action.author => ValidateCallbackResult::Valid,
+            _ => ValidateCallbackResult::Invalid(
+                "AllAgents link: an agent lists only its own key".into(),
+            ),
+        });
+    }
     let Some(target_hash) = target.clone().into_action_hash() else {
         return Ok(ValidateCallbackResult::Invalid(format!(
             "{link_type:?} link must point to an action hash"
@@ -88,6 +96,7 @@ pub fn validate_create_link(
                     .map(|_| ())
             }
         }
+        LinkTypes::AllAgents => Ok(()),
         LinkTypes::AggregateToEvaluations => {
             match target_of::<ModelEvaluation>(&target_hash, "ModelEvaluation", author)? {
                 Ok(e) if Some(&e.aggregate) == base_action.as_ref() => Ok(()),
