@@ -105,7 +105,12 @@ where
             Err(e) if e.message.contains("may be retried") && Instant::now() < deadline => {
                 tokio::time::sleep(POLL).await
             }
-            other => return other,
+            other => {
+                if std::env::var_os("MYCELIX_FL_TRACE").is_some() {
+                    eprintln!("TRACE {function} -> {other:?}");
+                }
+                return other;
+            }
         }
     }
 }

@@ -196,6 +196,8 @@ struct RunArgs {
 }
 
 fn main() {
+    // RUST_LOG (e.g. `holochain::core::workflow=debug`) logs the conductors' workflows.
+    holochain_trace::test_run();
     if let Err(e) = match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Matrix(args) => matrix(args),
