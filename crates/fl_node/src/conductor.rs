@@ -109,6 +109,7 @@ impl Client {
 /// cell and opens an authenticated app websocket.
 pub async fn connect_remote(admin_ports: &[u16], app_id: &str) -> Result<Vec<Client>> {
     let mut clients = Vec::with_capacity(admin_ports.len());
+    let mut admins = Vec::with_capacity(admin_ports.len());
     for &port in admin_ports {
         let admin = holochain_client::AdminWebsocket::connect(
             (std::net::Ipv4Addr::LOCALHOST, port),
@@ -177,8 +178,59 @@ pub async fn connect_remote(admin_ports: &[u16], app_id: &str) -> Result<Vec<Cli
             app: Arc::new(app),
             cell,
         });
+        admins.push((port, admin));
     }
+    await_remote_peers(&admins, Duration::from_secs(120)).await?;
     Ok(clients)
+}
+
+/// Whether a signed agent info (the admin API's JSON) claims the full storage arc.
+fn claims_full_arc(info: &str) -> bool {
+    let inner = serde_json::from_str::<serde_json::Value>(info)
+        .ok()
+        .and_then(|outer| {
+            outer
+                .get("agentInfo")
+                .and_then(|v| v.as_str())
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+        });
+    inner.is_some_and(|i| i.get("storageArc") == Some(&serde_json::json!([0, u32::MAX])))
+}
+
+/// Waits until every remote conductor's peer store holds every conductor's agent, each
+/// claiming the full storage arc (as [`EmbeddedNetwork`] does for its own conductors):
+/// before that, a freshly started network delivers publishes only by gossip, a minute
+/// later.
+async fn await_remote_peers(
+    admins: &[(u16, holochain_client::AdminWebsocket)],
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let n = admins.len();
+    loop {
+        let mut least = usize::MAX;
+        let mut port_least = 0;
+        for (port, admin) in admins {
+            let infos = admin.agent_info(None).await.with_context(|| {
+                format!("reading the peer store of the conductor on port {port}")
+            })?;
+            let full = infos.iter().filter(|i| claims_full_arc(i)).count();
+            if full < least {
+                least = full;
+                port_least = *port;
+            }
+        }
+        if least >= n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the conductors did not find each other within {} s (the one on port {port_least} knows {least} of {n} peers with a full arc)",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The zome's message of a failed call, without the layers of wrapping around it.
@@ -402,4 +454,24 @@ fn config(root: &Path, url: &str) -> Result<ConductorConfig> {
         }
     }
     Ok(serde_json::from_value(value)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claims_full_arc;
+
+    fn info(arc: &str) -> String {
+        let inner = format!(
+            r#"{{"agent":"abc","space":"s","createdAt":"1","expiresAt":"2","isTombstone":false,"url":null,"storageArc":{arc}}}"#
+        );
+        serde_json::json!({ "agentInfo": inner, "signature": "x" }).to_string()
+    }
+
+    #[test]
+    fn full_arcs_are_recognised_in_admin_agent_infos() {
+        assert!(claims_full_arc(&info("[0,4294967295]")));
+        assert!(!claims_full_arc(&info("[0,1000]")));
+        assert!(!claims_full_arc(&info("null")));
+        assert!(!claims_full_arc("not json"));
+    }
 }

@@ -128,7 +128,7 @@ impl Sandboxes {
             cfg.bootstrap_url,
         ]);
         progress(&format!("generating {} sandbox conductors", cfg.agents));
-        let out = piped_pass(&mut generate)?.wait_with_output()?;
+        let out = piped_pass(&mut generate, true)?.wait_with_output()?;
         if !out.status.success() {
             let text = String::from_utf8_lossy(&out.stderr);
             let last = text
@@ -142,7 +142,13 @@ impl Sandboxes {
         run.current_dir(cfg.dir)
             .args(["sandbox", "--piped", "run", "--all"]);
         std::os::unix::process::CommandExt::process_group(&mut run, 0);
-        let mut child = piped_pass(&mut run)?;
+        // The conductors log a lot: everything goes to a file, or a full pipe would stall
+        // them. Standard output is read for the admin ports and copied there too.
+        let log_path = cfg.dir.join("hc-sandbox-run.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        run.stderr(log.try_clone()?);
+        let mut child = piped_pass(&mut run, false)?;
         let stdout = child
             .stdout
             .take()
@@ -151,16 +157,18 @@ impl Sandboxes {
         progress("starting the conductors");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            use std::io::Write;
+            let mut log = log;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(log, "{line}");
                 if let Some(i) = line.find("\"admin_port\":") {
                     let digits: String = line[i + 13..]
                         .chars()
                         .take_while(|c| c.is_ascii_digit())
                         .collect();
                     if let Ok(port) = digits.parse::<u16>() {
-                        if tx.send(port).is_err() {
-                            break;
-                        }
+                        // Keep draining after the receiver is gone.
+                        let _ = tx.send(port);
                     }
                 }
             }
@@ -219,14 +227,14 @@ impl Drop for Sandboxes {
     }
 }
 
-/// Spawns `cmd` with stdin answering the lair passphrase prompt.
-fn piped_pass(cmd: &mut Command) -> Result<Child> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start hc")?;
+/// Spawns `cmd` with stdin answering the lair passphrase prompt and stdout piped (and
+/// stderr, when `pipe_stderr`).
+fn piped_pass(cmd: &mut Command, pipe_stderr: bool) -> Result<Child> {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    if pipe_stderr {
+        cmd.stderr(Stdio::piped());
+    }
+    let mut child = cmd.spawn().context("cannot start hc")?;
     if let Some(mut stdin) = child.stdin.take() {
         use std::io::Write;
         let _ = stdin.write_all(b"pass\n");
