@@ -2,6 +2,7 @@
 // re-reads exactly what each zome signal says changed.
 
 import { connect, type Connection } from "./connection";
+import { RefreshQueue } from "./refresh";
 import {
   type EvaluationInfo,
   type FlEvent,
@@ -38,8 +39,6 @@ interface State {
   peers: PeerView[];
   /** Agents in the zome's directory. */
   listed: number;
-  /** Hashes seen in signals that the reads do not show yet. */
-  awaited: Set<string>;
   /** The outcome of the last "new task" submission. */
   formMessage: { ok: boolean; text: string } | null;
 }
@@ -52,7 +51,6 @@ const state: State = {
   evaluations: new Map(),
   peers: [],
   listed: 0,
-  awaited: new Set(),
   formMessage: null,
 };
 
@@ -131,7 +129,6 @@ async function loadRound(c: Connection, round: number) {
   if (!state.task) return;
   const s = await c.call<RoundState>("get_round", { task: state.task.hash, round });
   state.rounds.set(round, s);
-  for (const h of hashesIn(s)) state.awaited.delete(h);
 }
 
 async function loadEvaluations(c: Connection, round: number) {
@@ -139,7 +136,6 @@ async function loadEvaluations(c: Connection, round: number) {
   if (!closed) return;
   const evals = await c.call<EvaluationInfo[]>("get_evaluations", closed[0]);
   state.evaluations.set(round, evals);
-  for (const e of evals) state.awaited.delete(hashToString(e.hash));
 }
 
 /** Reads everything: every closed round, the open one, and the evaluations. */
@@ -180,18 +176,24 @@ async function onEvent(c: Connection, event: FlEvent) {
     await loadTasks(c);
     if (!state.task || r.task !== hashToString(state.task.hash)) return;
   }
-  state.awaited.add(r.expect);
-  for (let attempt = 0; attempt < 12 && state.awaited.has(r.expect); attempt++) {
-    if (attempt > 0) await new Promise((res) => setTimeout(res, 250 * 2 ** Math.min(attempt, 5)));
-    for (const round of r.rounds) await loadRound(c, round);
-    for (const round of r.evaluations) {
+  refreshes ??= new RefreshQueue(async (rounds, evaluations) => {
+    const seen = new Set<string>();
+    for (const round of rounds) {
+      await loadRound(c, round);
+      hashesIn(state.rounds.get(round)!).forEach((h) => seen.add(h));
+    }
+    for (const round of evaluations) {
       if (!state.rounds.get(round)?.aggregate) await loadRound(c, round);
       await loadEvaluations(c, round);
+      (state.evaluations.get(round) ?? []).forEach((e) => seen.add(hashToString(e.hash)));
     }
     render();
-  }
-  state.awaited.delete(r.expect);
+    return seen;
+  });
+  refreshes.push(r);
 }
+
+let refreshes: RefreshQueue | undefined;
 
 async function main() {
   render();

@@ -412,7 +412,7 @@ fn run(mut args: RunArgs) -> Result<()> {
                     (Some(network), clients)
                 } else {
                     let clients = connect_remote(&args.admin_ports, &args.app_id).await?;
-                    bar.suspend(|| println!("conductors: connected to {} conductors; each sees every peer with a full arc", clients.len()));
+                    bar.suspend(|| println!("conductors: connected to {} conductors", clients.len()));
                     (None, clients)
                 };
                 bar.set_message("");
