@@ -104,13 +104,26 @@ impl Client {
     }
 }
 
-/// Connects to running conductors, one peer per admin port on 127.0.0.1: finds the app
-/// `app_id` on each, attaches an app interface, authorises signing credentials for its
-/// cell and opens an authenticated app websocket.
-pub async fn connect_remote(admin_ports: &[u16], app_id: &str) -> Result<Vec<Client>> {
-    let mut clients = Vec::with_capacity(admin_ports.len());
-    let mut admins = Vec::with_capacity(admin_ports.len());
-    for &port in admin_ports {
+/// What a client needs to act as the agent of one app on a running conductor, set up
+/// through its admin interface: an attached app interface (any origin), a reusable app
+/// token and zome-call signing credentials for the app's cell.
+pub struct AppAccess {
+    /// The admin connection it was set up through.
+    pub admin: holochain_client::AdminWebsocket,
+    /// The app's provisioned cell.
+    pub cell_id: CellId,
+    /// The attached app interface's port on 127.0.0.1.
+    pub app_port: u16,
+    /// A reusable app authentication token.
+    pub token: Vec<u8>,
+    /// Signing credentials authorised for the cell.
+    pub credentials: holochain_client::SigningCredentials,
+}
+
+impl AppAccess {
+    /// Sets up access to `app_id` on the conductor whose admin interface listens on
+    /// 127.0.0.1:`port`.
+    pub async fn open(port: u16, app_id: &str) -> Result<Self> {
         let admin = holochain_client::AdminWebsocket::connect(
             (std::net::Ipv4Addr::LOCALHOST, port),
             Some("mycelix-fl".into()),
@@ -135,7 +148,7 @@ pub async fn connect_remote(admin_ports: &[u16], app_id: &str) -> Result<Vec<Cli
                         .join(", ")
                 )
             })?;
-        let cell = app
+        let cell_id = app
             .cell_info
             .values()
             .flatten()
@@ -154,21 +167,49 @@ pub async fn connect_remote(admin_ports: &[u16], app_id: &str) -> Result<Vec<Cli
             .await
             .with_context(|| format!("attaching an app interface on port {port}"))?;
         let token = admin
-            .issue_app_auth_token(app_id.to_string().into())
+            .issue_app_auth_token(holochain_client::IssueAppAuthenticationTokenPayload {
+                installed_app_id: app_id.to_string(),
+                expiry_seconds: 0,
+                single_use: false,
+            })
             .await
-            .with_context(|| format!("issuing an app token on port {port}"))?;
+            .with_context(|| format!("issuing an app token on port {port}"))?
+            .token;
         let credentials = admin
             .authorize_signing_credentials(holochain_client::AuthorizeSigningCredentialsPayload {
-                cell_id: cell.clone(),
+                cell_id: cell_id.clone(),
                 functions: None,
             })
             .await
             .with_context(|| format!("authorising zome-call signing on port {port}"))?;
+        Ok(AppAccess {
+            admin,
+            cell_id,
+            app_port,
+            token,
+            credentials,
+        })
+    }
+}
+
+/// Connects to running conductors, one peer per admin port on 127.0.0.1: sets up
+/// [`AppAccess`] on each and opens an authenticated, signing app websocket.
+pub async fn connect_remote(admin_ports: &[u16], app_id: &str) -> Result<Vec<Client>> {
+    let mut clients = Vec::with_capacity(admin_ports.len());
+    let mut admins = Vec::with_capacity(admin_ports.len());
+    for &port in admin_ports {
+        let AppAccess {
+            admin,
+            cell_id: cell,
+            app_port,
+            token,
+            credentials,
+        } = AppAccess::open(port, app_id).await?;
         let signer = holochain_client::ClientAgentSigner::default();
         signer.add_credentials(cell.clone(), credentials);
         let app = holochain_client::AppWebsocket::connect(
             (std::net::Ipv4Addr::LOCALHOST, app_port),
-            token.token,
+            token,
             signer.into(),
             Some("mycelix-fl".into()),
         )

@@ -17,6 +17,8 @@ use axum::response::Response;
 use axum::Router;
 use holochain::prelude::CellId;
 
+use crate::conductor::AppAccess;
+
 /// What a page needs to act as one agent: where its app interface is, a token for it, and
 /// credentials to sign zome calls with.
 #[derive(Debug, Clone)]
@@ -43,69 +45,17 @@ impl AgentSession {
     /// Prepares a session for `app_id` on the conductor whose admin interface listens on
     /// `admin_port` (127.0.0.1).
     pub async fn open(admin_port: u16, app_id: &str) -> Result<Self> {
-        let admin = holochain_client::AdminWebsocket::connect(
-            (Ipv4Addr::LOCALHOST, admin_port),
-            Some("mycelix-fl".into()),
-        )
-        .await
-        .with_context(|| {
-            format!("cannot reach a conductor's admin interface on 127.0.0.1:{admin_port}")
-        })?;
-        let apps = admin
-            .list_apps(None)
-            .await
-            .context("listing the conductor's apps")?;
-        let Some(app) = apps.iter().find(|a| a.installed_app_id == app_id) else {
-            bail!(
-                "the conductor on port {admin_port} has no app {app_id:?} (it has: {})",
-                apps.iter()
-                    .map(|a| a.installed_app_id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        };
-        let cell_id = app
-            .cell_info
-            .values()
-            .flatten()
-            .find_map(|c| match c {
-                holochain_client::CellInfo::Provisioned(p) => Some(p.cell_id.clone()),
-                _ => None,
-            })
-            .with_context(|| format!("app {app_id:?} has no provisioned cell"))?;
-        let app_port = admin
-            .attach_app_interface(
-                0,
-                None,
-                holochain_client::AllowedOrigins::Any,
-                Some(app_id.to_string()),
-            )
-            .await
-            .context("attaching an app interface")?;
-        let token = admin
-            .issue_app_auth_token(holochain_client::IssueAppAuthenticationTokenPayload {
-                installed_app_id: app_id.to_string(),
-                expiry_seconds: 0,
-                single_use: false,
-            })
-            .await
-            .context("issuing an app token")?;
-        let credentials = admin
-            .authorize_signing_credentials(holochain_client::AuthorizeSigningCredentialsPayload {
-                cell_id: cell_id.clone(),
-                functions: None,
-            })
-            .await
-            .context("authorising zome-call signing")?;
+        let access = AppAccess::open(admin_port, app_id).await?;
+        let keypair = &access.credentials.keypair;
         Ok(AgentSession {
-            app_port,
+            app_port: access.app_port,
             app_id: app_id.to_string(),
-            token: token.token,
-            cell_id,
-            cap_secret: credentials.cap_secret.as_ref().to_vec(),
-            signing_seed: credentials.keypair.to_bytes().to_vec(),
-            signing_public: credentials.keypair.verifying_key().to_bytes().to_vec(),
-            signing_agent: credentials.signing_agent_key.get_raw_39().to_vec(),
+            token: access.token,
+            cap_secret: access.credentials.cap_secret.as_ref().to_vec(),
+            signing_seed: keypair.to_bytes().to_vec(),
+            signing_public: keypair.verifying_key().to_bytes().to_vec(),
+            signing_agent: access.credentials.signing_agent_key.get_raw_39().to_vec(),
+            cell_id: access.cell_id,
         })
     }
 
