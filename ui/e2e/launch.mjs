@@ -45,6 +45,21 @@ function processesNaming(dir) {
     });
 }
 
+/** Live processes in process group `pgid` (zombies excluded). */
+function inGroup(pgid) {
+  return readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        return fields[0] !== "Z" && Number(fields[2]) === pgid;
+      } catch {
+        return false;
+      }
+    });
+}
+
 const profile = mkdtempSync(join(tmpdir(), "mycelix-fl-chromium-"));
 let failed = false;
 let sandboxes = null;
@@ -105,16 +120,17 @@ try {
   ]);
   log(`hc launch exited (${code ?? signal})`);
   if (sandboxes) {
-    const left = await until("every process to stop", () => processesNaming(sandboxes).length === 0 || null, 30_000).catch(() => false);
-    if (!left) {
-      failed = true;
-      console.error(`launch e2e: FAILED: processes left: ${processesNaming(sandboxes).join(", ")}`);
-      try { execFileSync("pkill", ["-KILL", "-f", sandboxes]); } catch {}
-    }
+    // hc-launch cleans up after `hc` has gone: wait until nothing of the launch is left.
     const parent = join(sandboxes, "..");
-    if (existsSync(sandboxes) || existsSync(parent)) {
+    const clean = () =>
+      processesNaming(sandboxes).length === 0 && inGroup(launcher.pid).length === 0 && !existsSync(parent);
+    const ok = await until("hc launch to stop everything and remove its folder", () => clean() || null, 60_000).catch(() => false);
+    if (!ok) {
       failed = true;
-      console.error(`launch e2e: FAILED: ${existsSync(sandboxes) ? sandboxes : parent} was not removed`);
+      console.error(
+        `launch e2e: FAILED: left after 60 s: processes ${[...processesNaming(sandboxes), ...inGroup(launcher.pid)].join(", ") || "none"}; folder ${existsSync(parent) ? parent : "removed"}`,
+      );
+      try { execFileSync("pkill", ["-KILL", "-f", sandboxes]); } catch {}
     } else {
       log("no process left, sandboxes removed");
     }

@@ -228,6 +228,24 @@ pub async fn connect_remote(admin_ports: &[u16], app_id: &str) -> Result<Vec<Cli
     Ok(clients)
 }
 
+/// Waits until the conductors on `admin_ports` (127.0.0.1) each see every one of them
+/// with a full storage arc; an error after `timeout` says how far they got.
+pub async fn await_full_arcs(admin_ports: &[u16], timeout: Duration) -> Result<()> {
+    let mut admins = Vec::with_capacity(admin_ports.len());
+    for &port in admin_ports {
+        let admin = holochain_client::AdminWebsocket::connect(
+            (std::net::Ipv4Addr::LOCALHOST, port),
+            Some("mycelix-fl".into()),
+        )
+        .await
+        .with_context(|| {
+            format!("cannot reach a conductor's admin interface on 127.0.0.1:{port}")
+        })?;
+        admins.push((port, admin));
+    }
+    await_remote_peers(&admins, timeout).await
+}
+
 /// Whether a signed agent info (the admin API's JSON) claims the full storage arc.
 fn claims_full_arc(info: &str) -> bool {
     let inner = serde_json::from_str::<serde_json::Value>(info)

@@ -122,6 +122,15 @@ fn run(args: Args) -> Result<()> {
         let mut sandboxes =
             tokio::task::block_in_place(|| Sandboxes::start(&cfg, |step| println!("{step}")))?;
         drop(held);
+        println!("waiting for the conductors to find each other");
+        if let Err(e) = fl_node::conductor::await_full_arcs(
+            &sandboxes.admin_ports,
+            std::time::Duration::from_secs(90),
+        )
+        .await
+        {
+            eprintln!("warning: {e:#}; going on (entries may take a gossip round to spread)");
+        }
         let mut servers = Vec::new();
         for (i, &admin_port) in sandboxes.admin_ports.iter().enumerate() {
             let session = AgentSession::open(admin_port, &app_id)
