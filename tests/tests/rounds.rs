@@ -181,7 +181,11 @@ async fn scenario() {
                 agent: s.author.clone(),
                 update: &updates[index_of(&s.author)],
                 proof: s.proof.as_ref().map(|(_, p)| p.measurement()),
-                votes: s.votes.iter().map(|(_, _, v)| v.accept).collect(),
+                votes: s
+                    .votes
+                    .iter()
+                    .map(|(_, member, v)| (member.clone(), v.accept))
+                    .collect(),
             })
             .collect();
         let base_model = match &previous {

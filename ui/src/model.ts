@@ -9,6 +9,8 @@ export type Hash = Uint8Array;
 export type Exclusion =
   | "invalid_proof"
   | "below_reputation_floor"
+  | "negligible_update"
+  | "duplicate_update"
   | "committee_rejected"
   | "aggregator_outlier";
 
@@ -179,8 +181,12 @@ export function describeExclusion(e: Exclusion): string {
       return "missing or failing PoGQ proof";
     case "below_reputation_floor":
       return "reputation below the floor";
+    case "negligible_update":
+      return "negligible update (no work done)";
+    case "duplicate_update":
+      return "copy of another agent's update";
     case "committee_rejected":
-      return "rejected by the committee and the aggregator";
+      return "rejected by the committee's trusted members";
     case "aggregator_outlier":
       return "left out by the robust aggregator";
     default:

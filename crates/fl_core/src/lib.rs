@@ -11,6 +11,7 @@
 //! - [`pogq`]: Proof of Gradient Quality scoring.
 //! - [`reputation`]: the fixed-point reputation update rule.
 //! - [`committee`]: the reputation-weighted committee draw, seeded by a hash.
+//! - [`trust`]: which committee members' votes count, from the round's whole vote matrix.
 //! - [`round`]: a round's verdicts, next model and reputation table.
 //!
 //! The crate does no I/O and has no Holochain dependency. Results are bit-identical on
@@ -26,6 +27,7 @@ pub mod pogq;
 pub mod reputation;
 pub mod round;
 pub mod tensor;
+pub mod trust;
 
 pub use aggregate::{AggregateError, Aggregation, AggregatorConfig, Rule};
 pub use committee::{draw_committee, CommitteeError};

@@ -6,15 +6,16 @@
 //!
 //! ```text
 //! Accepted          r' = r + gain * (1 - r)          (rise towards 1, slower near the top)
-//! RejectedDisputed  r' = r * disputed_keep           (slow fall: the evidence disagrees)
-//! RejectedClear     r' = r * clear_keep              (fast fall: the evidence agrees)
+//! RejectedDisputed  r' = r * disputed_keep           (slow fall: contested evidence)
+//! RejectedClear     r' = r * clear_keep              (fast fall: plain evidence)
 //! Absent            r' = r
 //! ```
 //!
-//! "Disputed" is a rejection on which the committee and the robust aggregator disagree,
-//! "clear" is one on which they agree (or an invalid proof): a captured committee that
-//! rejects honest work only costs its victims a little, while plain attacks are punished
-//! fast. Agents below `floor` are left out of aggregation; only agents at or above
+//! "Disputed" is a rejection on contested evidence, "clear" one on plain evidence (see
+//! [`Evidence`]); the robust aggregator's own verdict never moves reputation, because at
+//! high Byzantine fractions a tight cluster of attackers makes honest work look far. So a
+//! narrow committee majority only costs its victims a little, while plain attacks are
+//! punished fast. Agents below `floor` are left out of aggregation; only agents at or above
 //! `committee_threshold` can be drawn for a committee.
 
 use thiserror::Error;
@@ -69,13 +70,15 @@ impl std::fmt::Display for Reputation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Evidence {
-    /// The agent's update was accepted into the aggregate.
+    /// The committee accepted the agent's update and it was aggregated.
     Accepted,
-    /// Rejected, but the committee and the aggregator disagreed.
+    /// Rejected on contested evidence: a committee rejection by less than two to one, or
+    /// the agent's votes as a committee member not trusted (see [`crate::trust`]).
     RejectedDisputed,
-    /// Rejected on agreeing evidence (committee and aggregator, or an invalid proof).
+    /// Rejected on clear evidence: a committee rejection by two to one or more, an invalid
+    /// proof, or an update that does no work.
     RejectedClear,
-    /// The agent did not submit.
+    /// Nothing to go on: the agent did not submit, or only the aggregator judged it.
     Absent,
 }
 

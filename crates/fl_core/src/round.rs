@@ -9,24 +9,44 @@
 //! 2. **Floor**: an agent below the reputation floor is not aggregated
 //!    (`BelowReputationFloor`); the committee's opinion alone moves its reputation, so an
 //!    agent can work its way back.
-//! 3. **Committee**: the votes (one per committee member) reject the update when rejections
-//!    outnumber acceptances, accept it when acceptances outnumber rejections, and say
-//!    nothing on a tie or without votes.
-//! 4. **Aggregator**: the task's rule runs on the remaining updates, weighted by reputation
-//!    where the rule allows it. Selection rules (Krum, Multi-Krum, Bulyan) leave inputs
-//!    out; the coordinate-wise rules and the geometric median flag far inputs, which are
-//!    then dropped and the rule re-run on the rest; the plain mean flags but keeps.
+//! 3. **Work and copies**: an update whose Euclidean norm is below [`MIN_RELATIVE_NORM`]
+//!    of the median norm of the updates still in the round does no work (a free rider's
+//!    zero update); it is excluded (`NegligibleUpdate`, clear evidence). Updates closer to
+//!    one another than [`DUPLICATE_DISTANCE`] of the median pairwise distance are copies:
+//!    only the most reputable author's (then the smallest key's) stays, the others are
+//!    excluded (`DuplicateUpdate`, no evidence: the copier may be the honest one). Copies
+//!    are how colluders over-represent one update (mimic, ALIE and min-max send one
+//!    vector from every attacker); spreading copies further apart is not caught here.
+//! 4. **Committee**: only the votes of *trusted* members count (see [`crate::trust`]: a
+//!    member is trusted when its bloc, the members linked to it by agreeing over the
+//!    whole round, carries more than half of the voters' reputation), weighted by
+//!    reputation; a member's vote
+//!    on its own update is ignored. When the rejecting weight exceeds the accepting
+//!    weight the update is excluded before aggregation (`CommitteeRejected`; clear
+//!    evidence at two to one or more, disputed below). Members who voted but are not
+//!    trusted, while others are, lose reputation as on disputed evidence.
+//! 5. **Aggregator**: the task's rule runs on the remaining updates, weighted by
+//!    reputation where the rule allows it, with the task's `f` less the updates already
+//!    left out (each is taken to be one of the `f` Byzantine inputs). Selection rules
+//!    (Krum, Multi-Krum, Bulyan) leave inputs out; the coordinate-wise rules and the
+//!    geometric median flag far inputs, which are dropped and the rule re-run on the rest
+//!    (a committee's acceptance does not keep a flagged input in); the plain mean flags
+//!    but keeps.
 //!
-//! A committee rejection alone never excludes an update: a captured committee cannot
-//! remove honest work, only slow its owner's reputation. The combinations:
+//! The aggregator's verdict alone never moves reputation: at high Byzantine fractions a
+//! tight cluster of attackers can make honest work look far. A captured committee
+//! (colluders holding the trusted majority by reputation) could exclude honest work, so
+//! the committee should grow with the assumed `f`: with every agent voting, colluders
+//! need most of the voters' reputation to capture it. After the committee:
 //!
-//! | aggregator | committee | verdict | evidence |
+//! | committee | aggregator | verdict | evidence |
 //! |---|---|---|---|
-//! | outlier | rejects | `CommitteeRejected` | clear |
-//! | outlier | silent | `AggregatorOutlier` | disputed |
-//! | outlier | accepts | `AggregatorOutlier` | none (conflicting) |
-//! | kept | rejects | included | disputed |
-//! | kept | accepts or silent | included | accepted |
+//! | rejects | (not run) | `CommitteeRejected` | clear at 2:1, else disputed |
+//! | accepts or silent | left out or flagged | `AggregatorOutlier` | none |
+//! | accepts | kept | included | accepted |
+//! | silent | kept | included | none |
+//!
+//! (The plain mean flags far inputs but keeps them.)
 //!
 //! The new model is `base + server_lr * aggregate`, element by element in `f32`. When the
 //! remaining updates are too few for the rule's bound `f`, the largest `f` that fits is
@@ -35,9 +55,20 @@
 
 use thiserror::Error;
 
+use crate::aggregate::distance::gram_matrix;
 use crate::aggregate::{AggregateError, Aggregation, AggregatorConfig, Rule};
 use crate::pogq::{PogqMeasurement, PogqParams};
 use crate::reputation::{Evidence, Reputation, ReputationParams};
+use crate::trust::trusted_voters;
+
+/// An update whose norm is below this share of the round's median update norm does no
+/// work and is excluded (step 3 of the module docs).
+pub const MIN_RELATIVE_NORM: f64 = 0.1;
+
+/// Two updates closer than this share of the round's median pairwise distance are
+/// copies of one another (step 3 of the module docs): honest peers train on different
+/// data and never come that close.
+pub const DUPLICATE_DISTANCE: f64 = 0.01;
 
 /// Task parameters that decide a round.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -78,8 +109,8 @@ pub struct SubmissionInput<'a, K> {
     pub update: &'a [f32],
     /// The submitter's PoGQ measurement, if it published one.
     pub proof: Option<PogqMeasurement>,
-    /// Accept (`true`) or reject, one per committee member that voted.
-    pub votes: Vec<bool>,
+    /// The committee's votes on it: `(member, accept)`.
+    pub votes: Vec<(K, bool)>,
 }
 
 /// Why an update was left out.
@@ -90,7 +121,11 @@ pub enum Exclusion {
     InvalidProof,
     /// The agent's reputation is below the floor.
     BelowReputationFloor,
-    /// The committee rejected it and the aggregator agreed.
+    /// The update's norm is negligible next to the round's others: it does no work.
+    NegligibleUpdate,
+    /// The update is a copy of a more reputable agent's update in the same round.
+    DuplicateUpdate,
+    /// The committee's trusted members rejected it.
     CommitteeRejected,
     /// The aggregator left it out.
     AggregatorOutlier,
@@ -102,7 +137,9 @@ impl Exclusion {
         match self {
             Exclusion::InvalidProof => "missing or failing PoGQ proof",
             Exclusion::BelowReputationFloor => "reputation below the floor",
-            Exclusion::CommitteeRejected => "rejected by the committee and the aggregator",
+            Exclusion::NegligibleUpdate => "negligible update (no work done)",
+            Exclusion::DuplicateUpdate => "copy of another agent's update",
+            Exclusion::CommitteeRejected => "rejected by the committee's trusted members",
             Exclusion::AggregatorOutlier => "left out by the robust aggregator",
         }
     }
@@ -125,7 +162,8 @@ pub struct SubmissionOutcome {
     pub verdict: Verdict,
     /// How the submitter's reputation moves.
     pub evidence: Evidence,
-    /// The committee majority: `Some(true)` accept, `Some(false)` reject, `None` silent.
+    /// The trusted members' weighted majority: `Some(true)` accept, `Some(false)` reject,
+    /// `None` silent (a tie, or no trusted votes).
     pub committee: Option<bool>,
     /// Whether the aggregator flagged or left out the update (`false` if it never ran on it).
     pub aggregator_outlier: bool,
@@ -142,6 +180,8 @@ pub struct RoundResult<K> {
     pub reputation: Vec<(K, Reputation)>,
     /// The `f` the aggregator ran with (may be below the task's when few updates remain).
     pub effective_f: u32,
+    /// Members who voted but were not trusted (see [`crate::trust`]), sorted.
+    pub distrusted: Vec<K>,
 }
 
 /// Why a round cannot be decided.
@@ -214,61 +254,162 @@ pub fn decide_round<K: Ord + Clone>(
         return Err(RoundError::DuplicateAgent { index });
     }
 
-    let committee: Vec<Option<bool>> = submissions.iter().map(|s| majority(&s.votes)).collect();
+    let weight = |k: &K| u64::from(reputation_of(k).0);
+    let authors: Vec<&K> = submissions.iter().map(|s| &s.agent).collect();
+    let ballots: Vec<&[(K, bool)]> = submissions.iter().map(|s| s.votes.as_slice()).collect();
+    let trust = trusted_voters(&authors, &ballots, weight);
+    let trusted = |k: &K| {
+        trust
+            .binary_search_by(|(t, _)| t.cmp(k))
+            .is_ok_and(|i| trust[i].1)
+    };
+    let distrusted: Vec<K> = if trust.iter().any(|(_, t)| *t) {
+        trust
+            .iter()
+            .filter(|(_, t)| !*t)
+            .map(|(k, _)| k.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // (accepting weight, rejecting weight) of the trusted members, first vote each.
+    let tallies: Vec<(u128, u128)> = submissions
+        .iter()
+        .map(|s| {
+            let mut counted: Vec<&K> = Vec::with_capacity(s.votes.len());
+            let (mut yes, mut no) = (0u128, 0u128);
+            for (k, accept) in &s.votes {
+                if *k == s.agent || !trusted(k) || counted.contains(&k) {
+                    continue;
+                }
+                counted.push(k);
+                let w = u128::from(weight(k));
+                if *accept {
+                    yes += w;
+                } else {
+                    no += w;
+                }
+            }
+            (yes, no)
+        })
+        .collect();
+    let committee: Vec<Option<bool>> = tallies
+        .iter()
+        .map(|&(yes, no)| match yes.cmp(&no) {
+            std::cmp::Ordering::Greater => Some(true),
+            std::cmp::Ordering::Less => Some(false),
+            std::cmp::Ordering::Equal => None,
+        })
+        .collect();
+
     let mut outcomes: Vec<Option<SubmissionOutcome>> = vec![None; submissions.len()];
-    let mut candidates = Vec::new();
+    let excluded = |verdict: Exclusion, evidence: Evidence, i: usize| {
+        Some(SubmissionOutcome {
+            verdict: Verdict::Excluded(verdict),
+            evidence,
+            committee: committee[i],
+            aggregator_outlier: false,
+        })
+    };
+    let mut working = Vec::new();
     for (i, s) in submissions.iter().enumerate() {
         let proof_ok = s
             .proof
             .and_then(|m| m.verdict(&params.pogq).ok())
             .is_some_and(|v| v.passed());
         if !proof_ok {
-            outcomes[i] = Some(SubmissionOutcome {
-                verdict: Verdict::Excluded(Exclusion::InvalidProof),
-                evidence: Evidence::RejectedClear,
-                committee: committee[i],
-                aggregator_outlier: false,
-            });
+            outcomes[i] = excluded(Exclusion::InvalidProof, Evidence::RejectedClear, i);
         } else if !rp.above_floor(reputation_of(&s.agent)) {
-            outcomes[i] = Some(SubmissionOutcome {
-                verdict: Verdict::Excluded(Exclusion::BelowReputationFloor),
-                evidence: match committee[i] {
-                    Some(true) => Evidence::Accepted,
-                    Some(false) => Evidence::RejectedClear,
-                    None => Evidence::Absent,
-                },
-                committee: committee[i],
-                aggregator_outlier: false,
-            });
+            let evidence = match committee[i] {
+                Some(true) => Evidence::Accepted,
+                Some(false) => Evidence::RejectedClear,
+                None => Evidence::Absent,
+            };
+            outcomes[i] = excluded(Exclusion::BelowReputationFloor, evidence, i);
+        } else {
+            working.push(i);
+        }
+    }
+    // Work and copies, judged among the updates still in the round, from one Gram matrix.
+    let updates: Vec<&[f32]> = working.iter().map(|&i| submissions[i].update).collect();
+    let m = working.len();
+    let gram = gram_matrix(&updates);
+    let norm = |a: usize| gram[a * m + a];
+    let dist = |a: usize, b: usize| (norm(a) + norm(b) - 2.0 * gram[a * m + b]).max(0.0);
+    let lower_median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
+    };
+    let floor = lower_median((0..m).map(norm).collect()) * MIN_RELATIVE_NORM * MIN_RELATIVE_NORM;
+    let working_norm_ok: Vec<usize> = (0..m).filter(|&a| norm(a) >= floor).collect();
+    let pairs: Vec<f64> = working_norm_ok
+        .iter()
+        .enumerate()
+        .flat_map(|(x, &a)| working_norm_ok[x + 1..].iter().map(move |&b| (a, b)))
+        .map(|(a, b)| dist(a, b))
+        .collect();
+    let copy_radius = lower_median(pairs) * DUPLICATE_DISTANCE * DUPLICATE_DISTANCE;
+    // The copies of an update: kept is the most reputable author's (then the smallest key).
+    let mut copy_of: Vec<Option<usize>> = vec![None; m];
+    for (x, &a) in working_norm_ok.iter().enumerate() {
+        for &b in &working_norm_ok[x + 1..] {
+            if dist(a, b) > copy_radius {
+                continue;
+            }
+            let key = |c: usize| {
+                let agent = &submissions[working[c]].agent;
+                (std::cmp::Reverse(reputation_of(agent)), agent)
+            };
+            let (keep, drop) = if key(a) <= key(b) { (a, b) } else { (b, a) };
+            if copy_of[drop].is_none_or(|k| key(keep) < key(k)) {
+                copy_of[drop] = Some(keep);
+            }
+        }
+    }
+    let mut candidates = Vec::new();
+    for (a, &i) in working.iter().enumerate() {
+        let (yes, no) = tallies[i];
+        if norm(a) < floor {
+            outcomes[i] = excluded(Exclusion::NegligibleUpdate, Evidence::RejectedClear, i);
+        } else if copy_of[a].is_some() {
+            outcomes[i] = excluded(Exclusion::DuplicateUpdate, Evidence::Absent, i);
+        } else if committee[i] == Some(false) {
+            let evidence = if no >= 2 * yes {
+                Evidence::RejectedClear
+            } else {
+                Evidence::RejectedDisputed
+            };
+            outcomes[i] = excluded(Exclusion::CommitteeRejected, evidence, i);
         } else {
             candidates.push(i);
         }
     }
 
-    let (outlier_of, aggregate, effective_f) =
-        aggregate_candidates(params, submissions, &candidates, &reputation_of)?;
-    for (&i, &outlier) in candidates.iter().zip(&outlier_of) {
-        let (verdict, evidence) = match (outlier, committee[i]) {
-            (true, Some(false)) => (
-                Verdict::Excluded(Exclusion::CommitteeRejected),
-                Evidence::RejectedClear,
-            ),
-            (true, None) => (
-                Verdict::Excluded(Exclusion::AggregatorOutlier),
-                Evidence::RejectedDisputed,
-            ),
-            (true, Some(true)) => (
+    // Every update left out before aggregation uses up one of the task's assumed `f`
+    // Byzantine inputs: the aggregator then only guards against the rest.
+    let removed = (submissions.len() - candidates.len()) as u32;
+    let agg = aggregate_candidates(
+        params,
+        params.aggregator.f.saturating_sub(removed),
+        submissions,
+        &candidates,
+        &reputation_of,
+    )?;
+    for (j, &i) in candidates.iter().enumerate() {
+        // Committee rejections never get here.
+        let (verdict, evidence) = match (agg.left_out[j], committee[i]) {
+            (true, _) => (
                 Verdict::Excluded(Exclusion::AggregatorOutlier),
                 Evidence::Absent,
             ),
-            (false, Some(false)) => (Verdict::Included, Evidence::RejectedDisputed),
-            (false, _) => (Verdict::Included, Evidence::Accepted),
+            (false, Some(true)) => (Verdict::Included, Evidence::Accepted),
+            (false, _) => (Verdict::Included, Evidence::Absent),
         };
         outcomes[i] = Some(SubmissionOutcome {
             verdict,
             evidence,
             committee: committee[i],
-            aggregator_outlier: outlier,
+            aggregator_outlier: agg.flagged[j],
         });
     }
     let outcomes: Vec<SubmissionOutcome> = outcomes
@@ -276,7 +417,7 @@ pub fn decide_round<K: Ord + Clone>(
         .map(|o| o.expect("every submission has an outcome"))
         .collect();
 
-    let model = match aggregate {
+    let model = match agg.aggregate {
         Some(update) => base_model
             .iter()
             .zip(&update)
@@ -286,29 +427,24 @@ pub fn decide_round<K: Ord + Clone>(
     };
 
     let mut table: Vec<(K, Reputation)> = previous.to_vec();
+    let mut apply =
+        |agent: &K, evidence: Evidence| match table.binary_search_by(|(k, _)| k.cmp(agent)) {
+            Ok(pos) => table[pos].1 = rp.update(table[pos].1, evidence),
+            Err(pos) => table.insert(pos, (agent.clone(), rp.update(rp.initial, evidence))),
+        };
     for (s, o) in submissions.iter().zip(&outcomes) {
-        match table.binary_search_by(|(k, _)| k.cmp(&s.agent)) {
-            Ok(pos) => table[pos].1 = rp.update(table[pos].1, o.evidence),
-            Err(pos) => table.insert(pos, (s.agent.clone(), rp.update(rp.initial, o.evidence))),
-        }
+        apply(&s.agent, o.evidence);
+    }
+    for k in &distrusted {
+        apply(k, Evidence::RejectedDisputed);
     }
     Ok(RoundResult {
         outcomes,
         model,
         reputation: table,
-        effective_f,
+        effective_f: agg.f,
+        distrusted,
     })
-}
-
-/// `Some(true)` when acceptances outnumber rejections, `Some(false)` the reverse.
-fn majority(votes: &[bool]) -> Option<bool> {
-    let accepts = votes.iter().filter(|&&v| v).count();
-    let rejects = votes.len() - accepts;
-    match accepts.cmp(&rejects) {
-        std::cmp::Ordering::Greater => Some(true),
-        std::cmp::Ordering::Less => Some(false),
-        std::cmp::Ordering::Equal => None,
-    }
 }
 
 /// The largest `f' <= f` the rule accepts for `n` inputs, if any.
@@ -324,22 +460,38 @@ fn fitting_f(rule: Rule, n: usize, f: usize) -> Option<usize> {
     Some(f.min(max))
 }
 
-type Aggregated = (Vec<bool>, Option<Vec<f32>>, u32);
+/// What the aggregator did with the candidates.
+struct Aggregated {
+    /// Per candidate: not part of the aggregate.
+    left_out: Vec<bool>,
+    /// Per candidate: flagged by the rule (the plain mean flags but keeps).
+    flagged: Vec<bool>,
+    /// The aggregate update, if any candidate.
+    aggregate: Option<Vec<f32>>,
+    /// The `f` the rule ran with.
+    f: u32,
+}
 
 /// Runs the aggregator on the candidates; returns their outlier flags, the aggregate
 /// update (if any candidate) and the `f` used.
 fn aggregate_candidates<K>(
     params: &RoundParams,
+    f: u32,
     submissions: &[SubmissionInput<'_, K>],
     candidates: &[usize],
     reputation_of: &impl Fn(&K) -> Reputation,
 ) -> Result<Aggregated, RoundError> {
     if candidates.is_empty() {
-        return Ok((Vec::new(), None, params.aggregator.f));
+        return Ok(Aggregated {
+            left_out: Vec::new(),
+            flagged: Vec::new(),
+            aggregate: None,
+            f,
+        });
     }
     let n = candidates.len();
     let mut config = params.aggregator;
-    let (config, f) = match fitting_f(config.rule, n, config.f as usize) {
+    let (config, f) = match fitting_f(config.rule, n, f as usize) {
         Some(f) => {
             config.f = f as u32;
             if let Rule::MultiKrum { m: Some(m) } = config.rule {
@@ -369,21 +521,35 @@ fn aggregate_candidates<K>(
         config.rule,
         Rule::Median | Rule::TrimmedMean | Rule::GeometricMedian(_)
     );
-    if !drops_flagged || !first.outliers.iter().any(|&o| o) {
-        let outliers = if config.rule == Rule::Mean {
-            vec![false; n]
-        } else {
-            first.outliers
-        };
-        return Ok((outliers, Some(first.aggregate), f as u32));
+    if config.rule == Rule::Mean {
+        return Ok(Aggregated {
+            left_out: vec![false; n],
+            flagged: first.outliers,
+            aggregate: Some(first.aggregate),
+            f: f as u32,
+        });
     }
-    let kept: Vec<usize> = (0..n).filter(|&j| !first.outliers[j]).collect();
+    if !drops_flagged || !first.outliers.iter().any(|&o| o) {
+        return Ok(Aggregated {
+            left_out: first.outliers.clone(),
+            flagged: first.outliers,
+            aggregate: Some(first.aggregate),
+            f: f as u32,
+        });
+    }
+    let left_out = first.outliers.clone();
+    let kept: Vec<usize> = (0..n).filter(|&j| !left_out[j]).collect();
     let kept_updates: Vec<&[f32]> = kept.iter().map(|&j| updates[j]).collect();
     let kept_weights: Option<Vec<f64>> = weights.map(|w| kept.iter().map(|&j| w[j]).collect());
     let mut second = config;
     second.f = fitting_f(config.rule, kept.len(), f).unwrap_or(0) as u32;
     let again = second.aggregate(&kept_updates, kept_weights.as_deref())?;
-    Ok((first.outliers, Some(again.aggregate), second.f))
+    Ok(Aggregated {
+        left_out,
+        flagged: first.outliers,
+        aggregate: Some(again.aggregate),
+        f: second.f,
+    })
 }
 
 #[cfg(test)]
@@ -402,12 +568,17 @@ mod tests {
         })
     }
 
+    /// A submission with a passing proof; `votes[j]` is cast by member `100 + j`.
     fn sub<'a>(agent: u8, update: &'a [f32], votes: &[bool]) -> SubmissionInput<'a, u8> {
         SubmissionInput {
             agent,
             update,
             proof: proof(1.0, 0.9),
-            votes: votes.to_vec(),
+            votes: votes
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| (100 + j as u8, v))
+                .collect(),
         }
     }
 
@@ -440,10 +611,12 @@ mod tests {
             Verdict::Excluded(Exclusion::CommitteeRejected)
         );
         assert_eq!(r.outcomes[6].evidence, Evidence::RejectedClear);
-        // m = n - f = 6 of 7 kept: every honest update is in the mean.
+        // The committee removed the attack before aggregation, using up Multi-Krum's
+        // f = 1: every honest update is in the mean.
+        assert_eq!(r.effective_f, 0);
         assert!(r.outcomes[..6]
             .iter()
-            .all(|o| o.verdict == Verdict::Included));
+            .all(|o| o.verdict == Verdict::Included && o.evidence == Evidence::Accepted));
         assert!(
             (r.model[0] - 1.0).abs() < 0.05 && (r.model[1] - 1.0).abs() < 0.05,
             "{:?}",
@@ -451,33 +624,151 @@ mod tests {
         );
         let rep = |k: u8| r.reputation.iter().find(|(a, _)| *a == k).unwrap().1;
         assert_eq!(rep(9), Reputation(250_000));
-        assert_eq!(rep(0), Reputation(550_000));
+        assert!((0..6).all(|k| rep(k) == Reputation(550_000)));
+        assert!(r.distrusted.is_empty());
+    }
+
+    /// Agents 0..4 are honest, 4..7 collude; everyone votes on every update. Honest
+    /// members accept honest work and reject the colluders' (far) updates; colluders vote
+    /// the other way round.
+    fn colluding_round(updates: &[[f32; 2]; 7]) -> Vec<SubmissionInput<'_, u8>> {
+        updates
+            .iter()
+            .enumerate()
+            .map(|(s, u)| SubmissionInput {
+                agent: s as u8,
+                update: u,
+                proof: proof(1.0, 0.9),
+                votes: (0..7u8).map(|m| (m, (m < 4) == (s < 4))).collect(),
+            })
+            .collect()
     }
 
     #[test]
-    fn a_captured_committee_cannot_exclude_honest_work() {
-        let honest = [
+    fn colluding_voters_are_outweighed_distrusted_and_their_updates_rejected() {
+        let updates = [
+            [1.0f32, 1.0],
+            [1.1, 1.0],
+            [0.9, 1.0],
+            [1.0, 1.1],
+            [-5.0, -5.0],
+            [-5.0, -5.1],
+            [-5.1, -5.0],
+        ];
+        let subs = colluding_round(&updates);
+        let r = decide_round(&params(Rule::Median, 3), &[0.0, 0.0], &[], &subs).unwrap();
+        assert_eq!(r.distrusted, vec![4, 5, 6]);
+        for (i, o) in r.outcomes.iter().enumerate() {
+            if i < 4 {
+                assert_eq!(o.verdict, Verdict::Included, "{i}");
+            } else {
+                assert_eq!(
+                    o.verdict,
+                    Verdict::Excluded(Exclusion::CommitteeRejected),
+                    "{i}"
+                );
+                assert_eq!(o.evidence, Evidence::RejectedClear);
+            }
+        }
+        assert_eq!(r.model, vec![1.0, 1.0]);
+        // Colluders: clear rejection (x 0.5), then distrusted as voters (x 0.9).
+        assert_eq!(r.reputation[4], (4, Reputation(225_000)));
+        assert_eq!(r.reputation[0], (0, Reputation(550_000)));
+    }
+
+    #[test]
+    fn colluders_with_the_reputation_majority_capture_the_committee() {
+        // The limit of the rule: when colluders carry more reputation than the honest
+        // voters, they are the trusted members and honest work is rejected.
+        let updates = [
             [1.0f32, 1.0],
             [1.1, 1.0],
             [0.9, 1.0],
             [1.0, 1.1],
             [1.0, 0.9],
+            [1.05, 1.0],
+            [0.95, 1.0],
         ];
-        let subs: Vec<_> = honest
+        let subs = colluding_round(&updates);
+        let previous: Vec<(u8, Reputation)> = (0..7u8)
+            .map(|k| (k, Reputation(if k < 4 { 200_000 } else { 900_000 })))
+            .collect();
+        let r = decide_round(&params(Rule::Median, 3), &[0.0, 0.0], &previous, &subs).unwrap();
+        assert_eq!(r.distrusted, vec![0, 1, 2, 3]);
+        assert!(r.outcomes[..4]
+            .iter()
+            .all(|o| o.verdict == Verdict::Excluded(Exclusion::CommitteeRejected)));
+    }
+
+    #[test]
+    fn zero_updates_do_no_work_and_outliers_go_even_when_accepted() {
+        let updates = [[1.0f32], [1.1], [0.9], [0.0], [0.0], [1e-3], [3.0]];
+        let mut subs: Vec<_> = updates
             .iter()
             .enumerate()
-            .map(|(i, u)| sub(i as u8, u, &[false, false, true]))
+            .map(|(i, u)| sub(i as u8, u, &[]))
             .collect();
-        let r = decide_round(&params(Rule::Median, 1), &[0.0, 0.0], &[], &subs).unwrap();
-        assert!(r.outcomes.iter().all(|o| o.verdict == Verdict::Included));
-        assert!(r
-            .outcomes
+        // One member accepts the far update at 3.0.
+        subs[6].votes = vec![(100, true)];
+        let r = decide_round(&params(Rule::Median, 2), &[0.0], &[], &subs).unwrap();
+        for i in [3, 4, 5] {
+            assert_eq!(
+                r.outcomes[i].verdict,
+                Verdict::Excluded(Exclusion::NegligibleUpdate),
+                "{i}"
+            );
+            assert_eq!(r.outcomes[i].evidence, Evidence::RejectedClear);
+        }
+        // The three negligible updates used up f = 2; the median's distance rule still
+        // flags 3.0, and the committee's acceptance does not keep it in, but it does
+        // keep its author's reputation from falling.
+        assert_eq!(r.effective_f, 0);
+        assert_eq!(
+            r.outcomes[6].verdict,
+            Verdict::Excluded(Exclusion::AggregatorOutlier)
+        );
+        assert_eq!(r.outcomes[6].evidence, Evidence::Absent);
+        // The median of what is kept.
+        assert_eq!(r.model, vec![1.0]);
+    }
+
+    #[test]
+    fn copies_are_excluded_and_the_most_reputable_author_keeps_the_update() {
+        let honest = [[1.0f32, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.2]];
+        let copy = [0.2f32, 0.9];
+        let mut subs: Vec<_> = honest
             .iter()
-            .all(|o| o.evidence == Evidence::RejectedDisputed));
-        assert!(r
-            .reputation
+            .enumerate()
+            .map(|(i, u)| sub(i as u8, u, &[]))
+            .collect();
+        for agent in [7u8, 5, 6] {
+            subs.push(sub(agent, &copy, &[]));
+        }
+        let previous = vec![
+            (5u8, Reputation(600_000)),
+            (6, Reputation(400_000)),
+            (7, Reputation(600_000)),
+        ];
+        let r = decide_round(&params(Rule::Mean, 0), &[0.0, 0.0], &previous, &subs).unwrap();
+        let verdict = |agent: u8| {
+            let i = subs.iter().position(|s| s.agent == agent).unwrap();
+            (r.outcomes[i].verdict, r.outcomes[i].evidence)
+        };
+        // 5 and 7 tie on reputation; the smaller key keeps it.
+        assert_eq!(verdict(5), (Verdict::Included, Evidence::Absent));
+        for agent in [6, 7] {
+            assert_eq!(
+                verdict(agent),
+                (
+                    Verdict::Excluded(Exclusion::DuplicateUpdate),
+                    Evidence::Absent
+                )
+            );
+        }
+        assert!(honest
             .iter()
-            .all(|(_, rep)| *rep == Reputation(450_000)));
+            .enumerate()
+            .all(|(i, _)| r.outcomes[i].verdict == Verdict::Included));
     }
 
     #[test]
@@ -530,7 +821,7 @@ mod tests {
 
     #[test]
     fn median_drops_flagged_inputs_and_reruns() {
-        let updates = [[1.0f32], [1.1], [1.0], [1.05], [50.0]];
+        let updates = [[1.0f32], [1.1], [0.95], [1.05], [50.0]];
         let subs: Vec<_> = updates
             .iter()
             .enumerate()
@@ -541,7 +832,8 @@ mod tests {
             r.outcomes[4].verdict,
             Verdict::Excluded(Exclusion::AggregatorOutlier)
         );
-        assert_eq!(r.outcomes[4].evidence, Evidence::RejectedDisputed);
+        // Only the aggregator judged it: reputation does not move.
+        assert_eq!(r.outcomes[4].evidence, Evidence::Absent);
         assert_eq!(r.model, vec![1.025]);
     }
 

@@ -161,10 +161,11 @@ pub fn simulate(
                 votes: committee
                     .iter()
                     .map(|&m| {
-                        cohort
+                        let accept = cohort
                             .vote(exp, m, p, &model, &updates[p])
                             .verdict(&exp.round.pogq)
-                            .is_ok_and(|v| v.passed())
+                            .is_ok_and(|v| v.passed());
+                        (m, accept)
                     })
                     .collect(),
             })

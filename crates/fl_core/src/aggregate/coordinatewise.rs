@@ -237,7 +237,7 @@ impl SortedReduce for ClosestToMedian {
 /// `aggregate_median`). Within the range of the honest values on each coordinate as long
 /// as fewer than half the inputs are arbitrary.
 ///
-/// Scores are squared distances to the median; outliers are inputs more than twice the
+/// Scores are squared distances to the median; outliers are inputs more than three times the
 /// median distance away. Unweighted. Precondition: `2f < n`. Cost: `O(n log^2 n d)` with
 /// AVX2 (eight coordinates per network pass), `O(n log n d)` elsewhere.
 pub fn coordinate_median<V: AsRef<[f32]>>(
@@ -255,7 +255,7 @@ pub fn coordinate_median<V: AsRef<[f32]>>(
 /// `aggregate_trimmed_avg` with `proportiontocut = p` trims `floor(p n)` per side).
 /// `f = 0` is the plain mean.
 ///
-/// Scores are squared distances to the aggregate; outliers are inputs more than twice the
+/// Scores are squared distances to the aggregate; outliers are inputs more than three times the
 /// median distance away. Unweighted. Precondition: `2f < n`. Cost: as [`coordinate_median`].
 pub fn trimmed_mean<V: AsRef<[f32]>>(
     inputs: &[V],
@@ -334,8 +334,8 @@ mod tests {
         let mean: Vec<f32> = trimmed_mean(&x, 0).unwrap().aggregate;
         assert!((mean[0] - 3.7).abs() < 1e-6);
         // Squared distances to [2.5, 2.5, 3.1667]: 2.53, 1.19, 11.19, 113.19, 0.44. The
-        // median is 2.53, so inputs 2 (11.19 > 4 x 2.53) and 3 are flagged.
-        assert_eq!(agg.outlier_indices(), vec![2, 3]);
+        // median is 2.53, so input 3 (113.19 > 9 x 2.53) is flagged, 2 (11.19) is not.
+        assert_eq!(agg.outlier_indices(), vec![3]);
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl Default for WeiszfeldParams {
 /// ByzFL's defaults are `nu = 0.1` and exactly three iterations. The breakdown point is
 /// one half: fewer than `n/2` arbitrary inputs move it a bounded distance.
 ///
-/// Scores are squared distances to the result; outliers are inputs more than twice the
+/// Scores are squared distances to the result; outliers are inputs more than three times the
 /// median distance away. Precondition: `2f < n`, `nu > 0`. Cost: `O(T nd)`.
 pub fn geometric_median<V: AsRef<[f32]>>(
     inputs: &[V],

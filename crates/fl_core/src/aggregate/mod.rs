@@ -64,8 +64,10 @@ impl Aggregation {
 
 /// Rules that keep every input flag one as an outlier when its squared distance to the
 /// aggregate exceeds this multiple of the median squared distance (a distance more than
-/// twice the typical one).
-pub const OUTLIER_FACTOR: f64 = 4.0;
+/// three times the typical one). At twice, honest updates on label-skewed data were
+/// flagged in about 2 % of rounds (digits, Dirichlet 0.5, 20 peers); at three times none
+/// of the attacks in `fl_node::attacks` got further in.
+pub const OUTLIER_FACTOR: f64 = 9.0;
 
 /// Why an aggregation could not run.
 #[derive(Debug, Clone, PartialEq, Error)]

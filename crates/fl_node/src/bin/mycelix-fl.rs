@@ -168,9 +168,10 @@ struct RunArgs {
     /// Hidden units of the MLP.
     #[arg(long, default_value_t = 32)]
     hidden: usize,
-    /// Committee seats per round.
-    #[arg(long, default_value_t = 5)]
-    committee: usize,
+    /// Committee seats per round (default: every peer). Trust is decided over the whole
+    /// committee; a small one is captured often at high Byzantine fractions.
+    #[arg(long)]
+    committee: Option<usize>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -310,7 +311,7 @@ fn experiment(args: &RunArgs, train: &Dataset) -> Result<Experiment> {
             reputation: ReputationParams::default(),
             server_lr: 1.0,
         },
-        committee_size: args.committee,
+        committee_size: args.committee.unwrap_or(args.nodes),
         rounds: args.rounds,
         scheme: match args.partition {
             PartitionName::Iid => Scheme::Iid,
@@ -348,11 +349,12 @@ fn run(mut args: RunArgs) -> Result<()> {
     let backend = args.backend.describe();
     println!("backend: {backend}");
     println!(
-        "{} peers ({} Byzantine, attack {}), {} on {} ({} train / {} test, {}), {}, {} rounds, seed {}",
+        "{} peers ({} Byzantine, attack {}), {}, committee of {}, on {} ({} train / {} test, {}), {}, {} rounds, seed {}",
         exp.peers,
         byzantine,
         attack,
         exp.round.aggregator.rule.name(),
+        exp.committee_size.min(exp.peers),
         train.name,
         train.len(),
         test.len(),

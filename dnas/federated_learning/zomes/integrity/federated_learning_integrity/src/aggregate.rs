@@ -99,7 +99,11 @@ pub fn compute_aggregate(
             agent: e.author.clone(),
             update: u,
             proof: e.proof.as_ref().map(|(_, p)| p.measurement()),
-            votes: e.votes.iter().map(|(_, _, v)| v.accept).collect(),
+            votes: e
+                .votes
+                .iter()
+                .map(|(_, member, v)| (member.clone(), v.accept))
+                .collect(),
         })
         .collect();
     let result = decide_round(&task.round, base_model.as_slice(), &table, &inputs)
