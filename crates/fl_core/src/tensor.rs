@@ -9,8 +9,9 @@
 //! ```
 //!
 //! In the `Int8` form each block of `block` consecutive values shares one scale
-//! `s = max|x| / 127`; a value is stored as `q = round(x / s)` in `-127..=127` and decodes
-//! to `q * s`, so the error per value is at most `s / 2`. With the default block of 256 an
+//! `s = max|x| / 127` (one float step smaller where `127 * s` would overflow); a value is
+//! stored as `q = round(x / s)` in `-127..=127` and decodes to `q * s`, so the error per
+//! value is at most `s / 2`. With the default block of 256 an
 //! entry is 3.9x smaller than `F32`. Decoding checks the tag, the count against the length
 //! the caller expects (before allocating), the exact byte length, the block size, that every
 //! scale is finite and non-negative, that no quantised value is `-128`, and that every
@@ -51,11 +52,17 @@ impl Encoding {
         }
     }
 
-    /// Exact encoded size in bytes of a tensor with `len` values.
+    /// Exact encoded size in bytes of a tensor with `len` values, saturating at
+    /// `usize::MAX` (a size no input has, so decoding such a count reports it truncated;
+    /// on 32-bit targets a `u32` count can reach it).
     pub fn encoded_len(self, len: usize) -> usize {
         match self {
-            Encoding::F32 => HEADER + 4 * len,
-            Encoding::Int8 { block } => HEADER + 4 + 4 * len.div_ceil(block.max(1) as usize) + len,
+            Encoding::F32 => len.saturating_mul(4).saturating_add(HEADER),
+            Encoding::Int8 { block } => len
+                .div_ceil(block.max(1) as usize)
+                .saturating_mul(4)
+                .saturating_add(len)
+                .saturating_add(HEADER + 4),
         }
     }
 }
@@ -309,7 +316,13 @@ fn exact_len(found: usize, needed: usize) -> Result<(), CodecError> {
 }
 
 fn int8_scale(block: &[f32]) -> f32 {
-    block.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0
+    let mut scale = block.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
+    // Near f32::MAX the rounded scale can make 127 * scale overflow; the next smaller
+    // scale (one step is always enough) keeps every decoded value finite.
+    while !(scale * 127.0).is_finite() {
+        scale = f32::from_bits(scale.to_bits() - 1);
+    }
+    scale
 }
 
 fn quantise(v: f32, scale: f32) -> i8 {
@@ -459,6 +472,41 @@ mod tests {
             Tensor::decode(&bytes, 1),
             Err(CodecError::NonFinite { index: 0 })
         );
+    }
+
+    #[test]
+    fn encoded_len_saturates_instead_of_overflowing() {
+        // Found by fuzzing: `4 * len` overflowed (a panic with overflow checks, a wrong
+        // size without). On 32-bit targets a declared u32 count gets there, and a wrapped
+        // size could have matched a short input.
+        assert_eq!(Encoding::F32.encoded_len(usize::MAX / 2), usize::MAX);
+        assert_eq!(
+            Encoding::Int8 { block: 1 }.encoded_len(usize::MAX),
+            usize::MAX
+        );
+        assert_eq!(
+            Encoding::Int8 { block: 0 }.encoded_len(usize::MAX - 3),
+            usize::MAX
+        );
+        assert_eq!(
+            Encoding::Int8 { block: 2 }.encoded_len(5),
+            5 + 4 + 3 * 4 + 5
+        );
+    }
+
+    #[test]
+    fn int8_encoding_of_values_near_f32_max_decodes() {
+        // Found by fuzzing: the scale max/127 rounded up, so 127 * scale overflowed to
+        // infinity and decoding rejected what encoding produced from finite values.
+        for big in [f32::MAX, -f32::MAX, f32::MAX * 0.99999] {
+            let t = Tensor::new(vec![big, 1.0, -big / 3.0]).unwrap();
+            for block in [1, 2, 256] {
+                let bytes = t.encode(Encoding::Int8 { block }).unwrap();
+                let back = Tensor::decode(&bytes, 3).unwrap();
+                let err = (f64::from(back.as_slice()[0]) - f64::from(big)).abs();
+                assert!(err <= f64::from(big.abs()) * 1e-6, "{big} -> {back:?}");
+            }
+        }
     }
 
     #[test]

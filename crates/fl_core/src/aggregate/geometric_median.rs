@@ -59,16 +59,25 @@ pub fn geometric_median<V: AsRef<[f32]>>(
             params.nu, params.tolerance
         )));
     }
+    let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
     let mut z = vec![0.0f32; d];
     let mut acc = vec![0.0f64; d];
     for _ in 0..params.max_iterations {
-        let dists = sq_distances_to(inputs, &z);
-        acc.iter_mut().for_each(|a| *a = 0.0);
-        let mut total = 0.0f64;
-        for (i, v) in inputs.iter().enumerate() {
-            let w = weights.map_or(1.0, |w| w[i]) / dists[i].sqrt().max(params.nu);
-            total += w;
-            axpy(&mut acc, w, v.as_ref());
+        let b: Vec<f64> = sq_distances_to(inputs, &z)
+            .into_iter()
+            .map(|s| s.sqrt().max(params.nu))
+            .collect();
+        let mut total = weighted_sum(inputs, &mut acc, |i| weight(i) / b[i]);
+        if !(total.is_finite() && acc.iter().all(|a| a.is_finite())) {
+            // A tiny `nu` (1/nu overflows) or large weights overflowed a term: the same step
+            // with every weight scaled into [0, 1], which only changes the rounding.
+            let w_max = (0..n).map(weight).fold(0.0, f64::max);
+            let b_min = b.iter().copied().fold(f64::INFINITY, f64::min);
+            total = weighted_sum(inputs, &mut acc, |i| (weight(i) / w_max) * (b_min / b[i]));
+        }
+        if !(total > 0.0 && total.is_finite()) {
+            // Every scaled weight underflowed: no step to take.
+            break;
         }
         let mut moved = 0.0f64;
         for (zi, a) in z.iter_mut().zip(&acc) {
@@ -81,6 +90,18 @@ pub fn geometric_median<V: AsRef<[f32]>>(
         }
     }
     Ok(with_distance_verdicts(inputs, z))
+}
+
+/// `acc = sum_i w(i) x_i`, accumulated in input order; returns `sum_i w(i)`.
+fn weighted_sum<V: AsRef<[f32]>>(inputs: &[V], acc: &mut [f64], w: impl Fn(usize) -> f64) -> f64 {
+    acc.iter_mut().for_each(|a| *a = 0.0);
+    let mut total = 0.0f64;
+    for (i, v) in inputs.iter().enumerate() {
+        let wi = w(i);
+        total += wi;
+        axpy(acc, wi, v.as_ref());
+    }
+    total
 }
 
 #[cfg(test)]
@@ -101,6 +122,33 @@ mod tests {
         let agg =
             geometric_median(&x, 0, Some(&[1.0, 1.0, 5.0]), WeiszfeldParams::default()).unwrap();
         assert!((agg.aggregate[0] - 2.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn tiny_nu_and_huge_weights_keep_the_median_finite() {
+        // Found by fuzzing: with a subnormal `nu` (a task may set any nu > 0), an input at
+        // the estimate got the weight 1/nu = inf and the aggregate was NaN; huge weights
+        // overflowed the same way.
+        let zeros = [vec![0.0f32; 3]];
+        let tiny = WeiszfeldParams {
+            nu: 3.3e-310,
+            ..WeiszfeldParams::default()
+        };
+        let agg = geometric_median(&zeros, 0, None, tiny).unwrap();
+        assert_eq!(agg.aggregate, vec![0.0; 3]);
+        let x = [vec![0.0f32], vec![1.0], vec![f32::MAX]];
+        let agg = geometric_median(&x, 1, None, tiny).unwrap();
+        assert!(agg.aggregate[0].is_finite(), "{:?}", agg.aggregate);
+        let heavy = [1e305, 1e305, 1e305];
+        let agg = geometric_median(&x, 1, Some(&heavy), WeiszfeldParams::default()).unwrap();
+        let unit = geometric_median(&x, 1, Some(&[1.0; 3]), WeiszfeldParams::default()).unwrap();
+        assert!(agg.aggregate[0].is_finite(), "{:?}", agg.aggregate);
+        assert!(
+            (agg.aggregate[0] - unit.aggregate[0]).abs() < 1e-3,
+            "{:?} vs {:?}",
+            agg.aggregate,
+            unit.aggregate
+        );
     }
 
     #[test]

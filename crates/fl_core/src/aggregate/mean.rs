@@ -59,6 +59,20 @@ mod tests {
     }
 
     #[test]
+    fn huge_weights_give_the_same_finite_mean() {
+        // Found by fuzzing: finite weights whose products or sum overflowed gave inf or NaN.
+        let x = [vec![1.0f32, f32::MAX], vec![3.0, f32::MAX]];
+        assert_eq!(
+            mean(&x, Some(&[1e308, 1e308])).unwrap().aggregate,
+            vec![2.0, f32::MAX]
+        );
+        assert_eq!(
+            mean(&x, Some(&[3e300, 1e300])).unwrap().aggregate,
+            mean(&x, Some(&[3.0, 1.0])).unwrap().aggregate
+        );
+    }
+
+    #[test]
     fn rejects_empty_ragged_and_non_finite_inputs() {
         let empty: [Vec<f32>; 0] = [];
         assert_eq!(mean(&empty, None), Err(AggregateError::Empty));

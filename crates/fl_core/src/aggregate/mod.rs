@@ -329,5 +329,14 @@ pub(crate) fn mean_of<V: AsRef<[f32]>>(
             None => vec![0.0; d],
         };
     }
+    if let Some(w) = weights {
+        if !(total.is_finite() && acc.iter().all(|a| a.is_finite())) {
+            // Weights so large that a term or their sum overflowed: the same mean with the
+            // weights scaled into [0, 1], which only changes the rounding.
+            let max = indices.iter().map(|&i| w[i]).fold(0.0, f64::max);
+            let scaled: Vec<f64> = w.iter().map(|x| x / max).collect();
+            return mean_of(inputs, indices, Some(&scaled), d);
+        }
+    }
     acc.into_iter().map(|a| (a / total) as f32).collect()
 }
