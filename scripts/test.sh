@@ -67,6 +67,9 @@ step "hc launch: 2 agents in headless Chromium; a task published on one page sho
 bin="$(scripts/tools.sh --launch)"
 (cd ui && PATH="$bin:$PATH" SCREENSHOT="$CARGO_TARGET_DIR/../e2e/launch.png" node e2e/launch.mjs ../workdir/mycelix_fl.webhapp)
 
+step "fuzz targets compile (run them with scripts/fuzz.sh, on nightly)"
+cargo check --locked --manifest-path fuzz/Cargo.toml --bins
+
 step "wasm32: clippy of fl_core and the zomes, release build of fl_core"
 cargo clippy --locked --target wasm32-unknown-unknown \
   -p fl_core -p federated_learning_integrity -p federated_learning -p adversary -- -D warnings

@@ -316,18 +316,23 @@ async fn scenario() {
     let carol_sub = submit(cc, carol, &task_hash, 0, &vec![0.2; LEN]).await;
     settle(&cells).await;
 
-    // --- Votes in round 0 (no committee) ---
+    // --- Ballots in round 0 (no committee) ---
     let vote = CommitteeVote {
         submission: carol_sub.submission.clone(),
-        round: 0,
         loss_before: 1.0,
         loss_after: 0.9,
         samples: 5,
         accept: true,
     };
+    let ballot0 = CommitteeBallot {
+        task: task_hash.clone(),
+        round: 0,
+        base: task_hash.clone(),
+        votes: vec![vote.clone()],
+    };
     assert_rejected(
-        &call_err(cb, bob, ADVERSARY, "raw_vote", vote.clone()).await,
-        "who is not on the committee of round 0",
+        &call_err(cb, bob, ADVERSARY, "raw_ballot", ballot0).await,
+        "committee ballot by",
     );
 
     // --- Forged aggregates of round 0 (scenario 4) ---
@@ -461,7 +466,7 @@ async fn scenario() {
         "AllAgents link: an agent lists only its own key",
     );
 
-    // --- Votes in round 1 ---
+    // --- Ballots in round 1 ---
     let r1 = RoundRef {
         task: task_hash.clone(),
         round: 1,
@@ -482,70 +487,81 @@ async fn scenario() {
     )
     .await;
     settle(&cells).await;
-    let cast = CastVote {
-        submission: sub1.submission.clone(),
-        loss_before: 1.0,
-        loss_after: 0.9,
-        samples: 5,
+    let state1: RoundState = cb.call(&bob.zome(ZOME), "get_round", r1.clone()).await;
+    let base1 = state1.base.expect("round 1 is open");
+    let cast = CastBallot {
+        round: r1.clone(),
+        votes: vec![CastVote {
+            submission: sub1.submission.clone(),
+            loss_before: 1.0,
+            loss_after: 0.9,
+            samples: 5,
+        }],
     };
     assert_rejected(
         &call_err(
             &conductors[outsider],
             &cells[outsider],
             ZOME,
-            "cast_vote",
+            "cast_ballot",
             cast.clone(),
         )
         .await,
         "who is not on the committee of round 1",
     );
+    let raw = |votes: Vec<CommitteeVote>| CommitteeBallot {
+        task: task_hash.clone(),
+        round: 1,
+        base: base1.clone(),
+        votes,
+    };
+    let on_sub1 = CommitteeVote {
+        submission: sub1.submission.clone(),
+        ..vote.clone()
+    };
+    for (ballot, expected) in [
+        (raw(Vec::new()), "committee ballot has no votes"),
+        (
+            raw(vec![on_sub1.clone(), on_sub1.clone()]),
+            "committee ballot must list each submission once, ordered by hash",
+        ),
+        (
+            raw(vec![vote.clone()]),
+            "committee ballot for round 1 votes on",
+        ),
+        (
+            raw(vec![CommitteeVote {
+                loss_after: 2.0,
+                ..on_sub1.clone()
+            }]),
+            "says accept = true but its measurement scores",
+        ),
+    ] {
+        assert_rejected(
+            &call_err(
+                &conductors[member],
+                &cells[member],
+                ADVERSARY,
+                "raw_ballot",
+                ballot,
+            )
+            .await,
+            expected,
+        );
+    }
     let _: ActionHash = conductors[member]
-        .call(&cells[member].zome(ZOME), "cast_vote", cast.clone())
+        .call(&cells[member].zome(ZOME), "cast_ballot", cast.clone())
         .await;
     assert_rejected(
         &call_err(
             &conductors[member],
             &cells[member],
             ZOME,
-            "cast_vote",
+            "cast_ballot",
             cast.clone(),
         )
         .await,
-        "the member already voted on this submission",
-    );
-    let other_round = CommitteeVote {
-        submission: carol_sub.submission.clone(),
-        round: 1,
-        ..vote.clone()
-    };
-    assert_rejected(
-        &call_err(
-            &conductors[member],
-            &cells[member],
-            ADVERSARY,
-            "raw_vote",
-            other_round,
-        )
-        .await,
-        "committee vote for round 1 is on a submission of round 0",
-    );
-    let inconsistent = CommitteeVote {
-        submission: sub1.submission.clone(),
-        round: 1,
-        loss_after: 2.0,
-        accept: true,
-        ..vote.clone()
-    };
-    assert_rejected(
-        &call_err(
-            &conductors[member],
-            &cells[member],
-            ADVERSARY,
-            "raw_vote",
-            inconsistent,
-        )
-        .await,
-        "committee vote says accept = true but its measurement scores",
+        "the member already cast its ballot for round 1",
     );
 
     // --- Updates and deletes ---

@@ -94,22 +94,30 @@ async fn scenario() {
                 assert_eq!(committee, expected, "round {round} committee");
                 for member in &committee {
                     let m = index_of(member);
-                    for (j, s) in submissions.iter().enumerate() {
-                        // Honest members see attackers' updates raise their loss; attackers lie.
-                        let looks_good = BYZANTINE.contains(&j) == BYZANTINE.contains(&m);
-                        let _: ActionHash = conductors[m]
-                            .call(
-                                &cells[m].zome(ZOME),
-                                "cast_vote",
-                                CastVote {
-                                    submission: s.clone(),
-                                    loss_before: 1.0,
-                                    loss_after: if looks_good { 0.9 } else { 1.5 },
-                                    samples: 50,
-                                },
-                            )
-                            .await;
-                    }
+                    // Honest members see attackers' updates raise their loss; attackers lie.
+                    let votes = submissions
+                        .iter()
+                        .enumerate()
+                        .map(|(j, s)| {
+                            let looks_good = BYZANTINE.contains(&j) == BYZANTINE.contains(&m);
+                            CastVote {
+                                submission: s.clone(),
+                                loss_before: 1.0,
+                                loss_after: if looks_good { 0.9 } else { 1.5 },
+                                samples: 50,
+                            }
+                        })
+                        .collect();
+                    let _: ActionHash = conductors[m]
+                        .call(
+                            &cells[m].zome(ZOME),
+                            "cast_ballot",
+                            CastBallot {
+                                round: r.clone(),
+                                votes,
+                            },
+                        )
+                        .await;
                 }
                 settle(&cells).await;
             }

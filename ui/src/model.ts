@@ -62,10 +62,9 @@ export interface PogqProof {
   samples: number;
 }
 
-/** Integrity `CommitteeVote`. */
+/** Integrity `CommitteeVote`: one vote of a member's `CommitteeBallot`. */
 export interface CommitteeVote {
   submission: Hash;
-  round: number;
   loss_before: number;
   loss_after: number;
   samples: number;
@@ -137,15 +136,7 @@ export interface EvaluationInfo {
 export type FlEvent =
   | { type: "task_created"; task: Hash; author: Hash }
   | { type: "submission_created"; task: Hash; round: number; submission: Hash; author: Hash }
-  | {
-      type: "vote_cast";
-      task: Hash;
-      round: number;
-      submission: Hash;
-      vote: Hash;
-      member: Hash;
-      accept: boolean;
-    }
+  | { type: "ballot_cast"; task: Hash; round: number; ballot: Hash; member: Hash }
   | { type: "round_aggregated"; task: Hash; round: number; aggregate: Hash }
   | { type: "model_evaluated"; task: Hash; round: number; evaluation: Hash; author: Hash };
 
@@ -360,8 +351,8 @@ export function refreshFor(event: Exclude<FlEvent, { type: "task_created" }>): R
   switch (event.type) {
     case "submission_created":
       return { task, rounds: [event.round], evaluations: [], expect: hashToString(event.submission) };
-    case "vote_cast":
-      return { task, rounds: [event.round], evaluations: [], expect: hashToString(event.vote) };
+    case "ballot_cast":
+      return { task, rounds: [event.round], evaluations: [], expect: hashToString(event.ballot) };
     case "round_aggregated":
       // Closing a round opens the next one.
       return {
@@ -383,7 +374,7 @@ export function isFlEvent(payload: unknown): payload is FlEvent {
   if (p.type === "task_created") return p.author instanceof Uint8Array;
   return (
     typeof p.type === "string" &&
-    ["submission_created", "vote_cast", "round_aggregated", "model_evaluated"].includes(p.type) &&
+    ["submission_created", "ballot_cast", "round_aggregated", "model_evaluated"].includes(p.type) &&
     typeof p.round === "number"
   );
 }

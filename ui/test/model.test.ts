@@ -45,7 +45,7 @@ function roundState(aggregated: boolean): RoundState {
         samples: 40,
         update_bytes: 2600,
         proof: [h(11), { submission: h(10), loss_before: 2, loss_after: 1.5, samples: 10 }],
-        votes: [[h(12), agent(3), { submission: h(10), round: 1, loss_before: 2, loss_after: 1.6, samples: 9, accept: true }]],
+        votes: [[h(12), agent(3), { submission: h(10), loss_before: 2, loss_after: 1.6, samples: 9, accept: true }]],
       },
       {
         hash: h(20),
@@ -53,7 +53,7 @@ function roundState(aggregated: boolean): RoundState {
         samples: 40,
         update_bytes: 2600,
         proof: [h(21), { submission: h(20), loss_before: 2, loss_after: 1, samples: 10 }],
-        votes: [[h(22), agent(3), { submission: h(20), round: 1, loss_before: 2, loss_after: 3, samples: 9, accept: false }]],
+        votes: [[h(22), agent(3), { submission: h(20), loss_before: 2, loss_after: 3, samples: 9, accept: false }]],
       },
       { hash: h(30), author: agent(5), samples: 40, update_bytes: 2600, proof: null, votes: [] },
     ],
@@ -156,7 +156,7 @@ describe("signals", () => {
   it("recognises the zome's events only", () => {
     expect(isFlEvent(ev)).toBe(true);
     expect(isFlEvent({ type: "other", task: h(1), round: 1 })).toBe(false);
-    expect(isFlEvent({ type: "vote_cast", task: "x", round: 1 })).toBe(false);
+    expect(isFlEvent({ type: "ballot_cast", task: "x", round: 1 })).toBe(false);
     expect(isFlEvent(null)).toBe(false);
   });
   it("re-read what changed: closing a round opens the next", () => {
@@ -165,6 +165,9 @@ describe("signals", () => {
     expect(refreshFor(sub).rounds).toEqual([2]);
     const evald: FlEvent = { type: "model_evaluated", task: h(1), round: 2, evaluation: h(11), author: agent(1) };
     expect(refreshFor(evald)).toMatchObject({ rounds: [], evaluations: [2] });
+    // A ballot is awaited by its hash, which the round lists beside every vote it holds.
+    const ballot: FlEvent = { type: "ballot_cast", task: h(1), round: 2, ballot: h(12), member: agent(3) };
+    expect(refreshFor(ballot)).toEqual({ task: hashToString(h(1)), rounds: [2], evaluations: [], expect: hashToString(h(12)) });
   });
   it("a re-read is complete when it holds the awaited hash", () => {
     const s = roundState(true);

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use federated_learning::{
-    CastVote, GlobalModel, ModelRef, RoundRef, RoundState, SubmitGradient, Submitted, TaskInfo,
+    CastBallot, CastVote, GlobalModel, ModelRef, RoundRef, RoundState, SubmitGradient, Submitted,
+    TaskInfo,
 };
 use federated_learning_integrity::{GradientSubmission, ModelEvaluation, Task};
 use fl_core::aggregate::Rule;
@@ -268,21 +269,22 @@ pub async fn run_rounds(
                     },
                 )
                 .await?;
-                // One commit per vote: the "one vote per member and submission" rule walks
-                // the member's chain, which must hold the previous vote already.
+                // One ballot per member: every re-score of the round in one commit.
+                let mut votes = Vec::with_capacity(state.submissions.len());
                 for s in &state.submissions {
                     let full: GradientSubmission = c.call("get_submission", s.hash.clone()).await?;
                     let update = Tensor::decode(&full.update, params)?.into_vec();
                     let submitter = by_submission.get(&s.hash).copied().unwrap_or(usize::MAX);
                     let v = cohort.vote(exp, m, submitter, model, &update);
-                    let vote = CastVote {
+                    votes.push(CastVote {
                         submission: s.hash.clone(),
                         loss_before: v.loss_before,
                         loss_after: v.loss_after,
                         samples: v.samples,
-                    };
-                    let _: ActionHash = commit(c, "cast_vote", vote).await?;
+                    });
                 }
+                let _: ActionHash =
+                    commit(c, "cast_ballot", CastBallot { round: r, votes }).await?;
                 anyhow::Ok(())
             }
         }))

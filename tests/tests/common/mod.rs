@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use federated_learning::{
-    AgentReputationRef, CastVote, GlobalModel, ModelRef, RoundRef, RoundState, RoundSummary,
-    SignedSubmission, SubmitGradient, Submitted,
+    AgentReputationRef, CastBallot, CastVote, GlobalModel, ModelRef, RoundRef, RoundState,
+    RoundSummary, SignedSubmission, SubmitGradient, Submitted,
 };
 pub use federated_learning_integrity::{
-    CommitteeVote, DeviceRegistration, GradientSubmission, ModelEvaluation, PogqProof,
-    ReputationEntry, RoundAggregate, Signer, Task,
+    CommitteeBallot, CommitteeVote, DeviceRegistration, GradientSubmission, ModelEvaluation,
+    PogqProof, ReputationEntry, RoundAggregate, Signer, Task,
 };
 pub use fl_core::aggregate::{AggregatorConfig, Rule};
 pub use fl_core::{

@@ -5,8 +5,8 @@
 //! anything. It is packed only into the test bundle (`tests/workdir/dna.yaml`).
 
 use federated_learning_integrity::{
-    CommitteeVote, DeviceRegistration, EntryTypes, GradientSubmission, LinkTypes, ModelEvaluation,
-    PogqProof, RoundAggregate,
+    CommitteeBallot, DeviceRegistration, EntryTypes, GradientSubmission, LinkTypes,
+    ModelEvaluation, PogqProof, RoundAggregate,
 };
 use hdk::prelude::*;
 
@@ -22,10 +22,10 @@ pub fn raw_proof(p: PogqProof) -> ExternResult<ActionHash> {
     create_entry(EntryTypes::PogqProof(p))
 }
 
-/// Commits a vote as given.
+/// Commits a ballot as given.
 #[hdk_extern]
-pub fn raw_vote(v: CommitteeVote) -> ExternResult<ActionHash> {
-    create_entry(EntryTypes::CommitteeVote(v))
+pub fn raw_ballot(b: CommitteeBallot) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::CommitteeBallot(b))
 }
 
 /// Commits an aggregate as given.
@@ -90,7 +90,7 @@ pub fn raw_link(l: RawLink) -> ExternResult<ActionHash> {
         "RoundToSubmissions" => LinkTypes::RoundToSubmissions,
         "RoundToAggregate" => LinkTypes::RoundToAggregate,
         "SubmissionToProof" => LinkTypes::SubmissionToProof,
-        "SubmissionToVotes" => LinkTypes::SubmissionToVotes,
+        "RoundToBallots" => LinkTypes::RoundToBallots,
         "AgentToSubmissions" => LinkTypes::AgentToSubmissions,
         "AgentToDevices" => LinkTypes::AgentToDevices,
         "AggregateToEvaluations" => LinkTypes::AggregateToEvaluations,

@@ -9,7 +9,7 @@
 //! | `submit_signed(SignedSubmission) -> Submitted` | publishes an update and proof a device signed |
 //! | `get_submission(ActionHash) -> GradientSubmission` | a submission with its update bytes |
 //! | `get_round(RoundRef) -> RoundState` | submissions, proofs, votes, committee, quorum, aggregate |
-//! | `cast_vote(CastVote) -> ActionHash` | a committee member's re-score of a submission |
+//! | `cast_ballot(CastBallot) -> ActionHash` | a committee member's re-scores of a round's submissions |
 //! | `aggregate_round(RoundRef) -> ActionHash` | computes and publishes the round's aggregate |
 //! | `preview_aggregate(RoundRef) -> RoundAggregate` | the aggregate the round would get now |
 //! | `get_global_model(ModelRef) -> GlobalModel` | the model after a round (or the initial one) |
@@ -20,27 +20,27 @@
 //! | `get_evaluations(ActionHash) -> Vec<EvaluationInfo>` | evaluations of an aggregate's model, one per author |
 //! | `list_agents(()) -> Vec<AgentPubKey>` | the directory of agents new tasks are announced to |
 //!
-//! Every new submission, vote, aggregate and evaluation is announced with `emit_signal` to the local
+//! Every new submission, ballot, aggregate and evaluation is announced with `emit_signal` to the local
 //! UI and with remote signals to the task's known participants (see [`Event`]), from
 //! `post_commit`: only once it is committed, and off the zome call's path.
 
 mod aggregate;
+mod ballot;
 mod device;
 mod evaluation;
 mod gradient;
 mod round;
 mod task;
-mod vote;
 
 pub use aggregate::*;
+pub use ballot::*;
 pub use device::*;
 pub use evaluation::*;
 pub use gradient::*;
 pub use round::*;
 pub use task::*;
-pub use vote::*;
 
-use federated_learning_integrity::{EntryTypes, GradientSubmission, LinkTypes, RoundAggregate};
+use federated_learning_integrity::{EntryTypes, LinkTypes, RoundAggregate};
 use hdk::prelude::*;
 
 /// What happened, as the UI and peers hear it.
@@ -65,20 +65,16 @@ pub enum Event {
         /// Its author.
         author: AgentPubKey,
     },
-    /// A committee vote was published.
-    VoteCast {
+    /// A committee member's ballot was published.
+    BallotCast {
         /// Task.
         task: ActionHash,
         /// Round.
         round: u32,
-        /// Submission voted on.
-        submission: ActionHash,
-        /// The vote.
-        vote: ActionHash,
+        /// The ballot.
+        ballot: ActionHash,
         /// Member.
         member: AgentPubKey,
-        /// Accept or reject.
-        accept: bool,
     },
     /// A round's aggregate was published.
     RoundAggregated {
@@ -208,24 +204,16 @@ fn announce_action(action: &SignedActionHashed) -> ExternResult<()> {
             s.task,
             s.base,
         ),
-        EntryTypes::CommitteeVote(v) => {
-            let record = get(v.submission.clone(), GetOptions::local())?
-                .ok_or_else(|| fail("voted-on submission not found"))?;
-            let s = GradientSubmission::try_from(record)
-                .map_err(|_| fail("vote is not on a submission"))?;
-            (
-                Event::VoteCast {
-                    task: s.task.clone(),
-                    round: v.round,
-                    submission: v.submission,
-                    vote: hash,
-                    member: author,
-                    accept: v.accept,
-                },
-                s.task,
-                s.base,
-            )
-        }
+        EntryTypes::CommitteeBallot(b) => (
+            Event::BallotCast {
+                task: b.task.clone(),
+                round: b.round,
+                ballot: hash,
+                member: author,
+            },
+            b.task,
+            b.base,
+        ),
         EntryTypes::RoundAggregate(a) => (
             Event::RoundAggregated {
                 task: a.task.clone(),

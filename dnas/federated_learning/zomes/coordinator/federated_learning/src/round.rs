@@ -3,7 +3,7 @@
 use federated_learning_integrity::aggregate::SubmissionEvidence;
 use federated_learning_integrity::chain::round_context;
 use federated_learning_integrity::{
-    CommitteeVote, GradientSubmission, LinkTypes, PogqProof, RoundAggregate, Task,
+    CommitteeBallot, CommitteeVote, GradientSubmission, LinkTypes, PogqProof, RoundAggregate, Task,
 };
 use hdk::prelude::*;
 
@@ -32,7 +32,7 @@ pub struct SubmissionInfo {
     pub update_bytes: u32,
     /// The PoGQ proof, if published.
     pub proof: Option<(ActionHash, PogqProof)>,
-    /// Committee votes: (vote action, member, vote).
+    /// Committee votes: (the member's ballot, member, its vote on this submission).
     pub votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)>,
 }
 
@@ -133,7 +133,7 @@ pub(crate) fn participants(task: &ActionHash, base: &ActionHash) -> ExternResult
 }
 
 /// The submissions of the round based on `base`, with their proofs and committee votes
-/// (votes by non-members and second votes left out), ordered by hash.
+/// (ballots by non-members and a member's second ballot left out), ordered by hash.
 pub(crate) fn round_evidence(
     task: &ActionHash,
     round: u32,
@@ -144,6 +144,7 @@ pub(crate) fn round_evidence(
         LinkQuery::try_new(base.clone(), LinkTypes::RoundToSubmissions)?,
         GetStrategy::Network,
     )?;
+    let ballots = round_ballots(task, round, base, committee)?;
     let mut out: Vec<SubmissionEvidence> = Vec::new();
     for link in links {
         let Some(hash) = link.target.into_action_hash() else {
@@ -186,30 +187,13 @@ pub(crate) fn round_evidence(
                 }
             }
         }
-        let vote_links = get_links(
-            LinkQuery::try_new(hash.clone(), LinkTypes::SubmissionToVotes)?,
-            GetStrategy::Network,
-        )?;
-        let mut vote_targets: Vec<ActionHash> = vote_links
-            .into_iter()
-            .filter_map(|l| l.target.into_action_hash())
+        let votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)> = ballots
+            .iter()
+            .filter_map(|(h, member, b)| {
+                b.vote_on(&hash)
+                    .map(|v| (h.clone(), member.clone(), v.clone()))
+            })
             .collect();
-        vote_targets.sort();
-        let mut votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)> = Vec::new();
-        for v in vote_targets {
-            let Some(r) = get(v.clone(), GetOptions::default())? else {
-                continue;
-            };
-            let member = r.action().author().clone();
-            if !committee.contains(&member) || votes.iter().any(|(_, m, _)| m == &member) {
-                continue;
-            }
-            if let Ok(vote) = CommitteeVote::try_from(r) {
-                if vote.submission == hash {
-                    votes.push((v, member, vote));
-                }
-            }
-        }
         out.push(SubmissionEvidence {
             hash,
             author,
@@ -219,6 +203,41 @@ pub(crate) fn round_evidence(
         });
     }
     out.sort_by(|a, b| a.hash.cmp(&b.hash));
+    Ok(out)
+}
+
+/// The committee's ballots in the round based on `base`: (ballot, member, ballot), the
+/// first by hash of each member, members' order.
+fn round_ballots(
+    task: &ActionHash,
+    round: u32,
+    base: &ActionHash,
+    committee: &[AgentPubKey],
+) -> ExternResult<Vec<(ActionHash, AgentPubKey, CommitteeBallot)>> {
+    let mut targets: Vec<ActionHash> = get_links(
+        LinkQuery::try_new(base.clone(), LinkTypes::RoundToBallots)?,
+        GetStrategy::Network,
+    )?
+    .into_iter()
+    .filter_map(|l| l.target.into_action_hash())
+    .collect();
+    targets.sort();
+    targets.dedup();
+    let mut out: Vec<(ActionHash, AgentPubKey, CommitteeBallot)> = Vec::new();
+    for h in targets {
+        let Some(r) = get(h.clone(), GetOptions::default())? else {
+            continue;
+        };
+        let member = r.action().author().clone();
+        if !committee.contains(&member) || out.iter().any(|(_, m, _)| m == &member) {
+            continue;
+        }
+        if let Ok(b) = CommitteeBallot::try_from(r) {
+            if &b.task == task && b.round == round && &b.base == base {
+                out.push((h, member, b));
+            }
+        }
+    }
     Ok(out)
 }
 

@@ -3,11 +3,11 @@
 use fl_core::{decide_round, Reputation, SubmissionInput, Verdict};
 use hdi::prelude::*;
 
+use crate::ballot::{CommitteeBallot, CommitteeVote};
 use crate::chain::{round_context, typed_record, RoundContext};
 use crate::gradient::GradientSubmission;
 use crate::proof::PogqProof;
 use crate::task::{decode_model, Task};
-use crate::vote::CommitteeVote;
 
 /// What a round decided about one submission, with the entries that decided it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -16,7 +16,7 @@ pub struct OutcomeRecord {
     pub submission: ActionHash,
     /// Its PoGQ proof, if one was found.
     pub proof: Option<ActionHash>,
-    /// The committee votes on it that were counted.
+    /// The committee ballots whose vote on it was counted.
     pub votes: Vec<ActionHash>,
     /// Included, or excluded with the reason.
     pub verdict: Verdict,
@@ -62,7 +62,7 @@ pub struct SubmissionEvidence {
     pub submission: GradientSubmission,
     /// Its proof.
     pub proof: Option<(ActionHash, PogqProof)>,
-    /// Committee votes on it: (vote action, member, vote).
+    /// Committee votes on it: (the member's ballot, member, its vote on this submission).
     pub votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)>,
 }
 
@@ -181,24 +181,16 @@ pub fn validate_create_aggregate(
     if let Err(e) = check_aggregator(&ctx, &action.author, action.timestamp) {
         return Ok(Err(format!("round aggregate: {e}")));
     }
-    if a.outcomes.len() < ctx.task.quorum as usize {
-        return Ok(Err(format!(
-            "round aggregate: {} submissions referenced but the quorum is {}",
-            a.outcomes.len(),
-            ctx.task.quorum
-        )));
+    if let Err(e) = check_outcomes(a, &ctx.task) {
+        return Ok(Err(e));
     }
-    if a.outcomes
-        .windows(2)
-        .any(|w| w[0].submission >= w[1].submission)
-    {
-        return Ok(Err(
-            "round aggregate: outcomes must be ordered by submission hash, each once".into(),
-        ));
-    }
+    let ballots = match cited_ballots(&ctx, a)? {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
+    };
     let mut evidence = Vec::with_capacity(a.outcomes.len());
     for o in &a.outcomes {
-        match gather(&ctx, a, o)? {
+        match gather(a, o, &ballots)? {
             Ok(e) => evidence.push(e),
             Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
         }
@@ -214,14 +206,73 @@ pub fn validate_create_aggregate(
         Ok(x) => x,
         Err(e) => return Ok(Err(format!("round aggregate: cannot recompute: {e}"))),
     };
-    Ok(compare(a, &expected)
-        .map_err(|e| format!("round aggregate does not match the recomputation: {e}")))
+    Ok(check_recomputation(a, &expected))
+}
+
+/// The aggregate must reference at least the task's quorum of submissions, ordered by
+/// submission hash, each once. Pure.
+pub fn check_outcomes(a: &RoundAggregate, task: &Task) -> Result<(), String> {
+    if a.outcomes.len() < task.quorum as usize {
+        return Err(format!(
+            "round aggregate: {} submissions referenced but the quorum is {}",
+            a.outcomes.len(),
+            task.quorum
+        ));
+    }
+    if a.outcomes
+        .windows(2)
+        .any(|w| w[0].submission >= w[1].submission)
+    {
+        return Err(
+            "round aggregate: outcomes must be ordered by submission hash, each once".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The aggregate must equal `expected`, the [`compute_aggregate`] of the entries it
+/// references, in verdicts, model and reputation table. Pure.
+pub fn check_recomputation(a: &RoundAggregate, expected: &RoundAggregate) -> Result<(), String> {
+    compare(a, expected)
+        .map_err(|e| format!("round aggregate does not match the recomputation: {e}"))
+}
+
+/// Every ballot an aggregate cites, fetched and checked once: (ballot, member, ballot),
+/// ordered by ballot hash.
+type CitedBallots = Vec<(ActionHash, AgentPubKey, CommitteeBallot)>;
+
+/// Fetches the ballots `a` cites; each must be of this round and by a committee member.
+fn cited_ballots(
+    ctx: &RoundContext,
+    a: &RoundAggregate,
+) -> ExternResult<Result<CitedBallots, String>> {
+    let mut hashes: Vec<&ActionHash> = a.outcomes.iter().flat_map(|o| &o.votes).collect();
+    hashes.sort();
+    hashes.dedup();
+    let mut out = Vec::with_capacity(hashes.len());
+    for h in hashes {
+        let (r, b) = match typed_record::<CommitteeBallot>(h, "CommitteeBallot")? {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e)),
+        };
+        let member = r.action().author().clone();
+        if b.task != a.task || b.round != a.round || b.base != a.base {
+            return Ok(Err(format!("ballot {h} is for another round")));
+        }
+        if !ctx.committee.contains(&member) {
+            return Ok(Err(format!(
+                "ballot {h} is by {member}, who is not on the committee"
+            )));
+        }
+        out.push((h.clone(), member, b));
+    }
+    Ok(Ok(out))
 }
 
 fn gather(
-    ctx: &RoundContext,
     a: &RoundAggregate,
     o: &OutcomeRecord,
+    ballots: &CitedBallots,
 ) -> ExternResult<Result<SubmissionEvidence, String>> {
     let (record, submission) =
         match typed_record::<GradientSubmission>(&o.submission, "GradientSubmission")? {
@@ -252,29 +303,26 @@ fn gather(
     };
     let mut votes = Vec::with_capacity(o.votes.len());
     for h in &o.votes {
-        let (r, v) = match typed_record::<CommitteeVote>(h, "CommitteeVote")? {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(e)),
+        let Ok(i) = ballots.binary_search_by(|(x, _, _)| x.cmp(h)) else {
+            return Ok(Err(format!("ballot {h} is not cited")));
         };
-        let member = r.action().author().clone();
-        if v.submission != o.submission {
-            return Ok(Err(format!("vote {h} is on another submission")));
-        }
-        if !ctx.committee.contains(&member) {
+        let (_, member, ballot) = &ballots[i];
+        let Some(v) = ballot.vote_on(&o.submission) else {
             return Ok(Err(format!(
-                "vote {h} is by {member}, who is not on the committee"
+                "ballot {h} has no vote on submission {}",
+                o.submission
             )));
-        }
+        };
         if votes
             .iter()
-            .any(|(_, m, _): &(ActionHash, AgentPubKey, CommitteeVote)| m == &member)
+            .any(|(_, m, _): &(ActionHash, AgentPubKey, CommitteeVote)| m == member)
         {
             return Ok(Err(format!(
-                "two votes by {member} on submission {}",
+                "two ballots by {member} vote on submission {}",
                 o.submission
             )));
         }
-        votes.push((h.clone(), member, v));
+        votes.push((h.clone(), member.clone(), v.clone()));
     }
     Ok(Ok(SubmissionEvidence {
         hash: o.submission.clone(),

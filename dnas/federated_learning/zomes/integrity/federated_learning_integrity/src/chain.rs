@@ -6,6 +6,7 @@ use hdi::prelude::*;
 
 use crate::aggregate::RoundAggregate;
 use crate::task::Task;
+use crate::wire::decode_entry;
 use crate::UnitEntryTypes;
 
 /// A rule's outcome: `Err` carries the rejection message; host failures are the outer error.
@@ -19,7 +20,7 @@ where
 {
     let record = must_get_valid_record(hash.clone())?;
     let decoded = match record.entry().as_option() {
-        Some(Entry::App(bytes)) => T::try_from(SerializedBytes::from(bytes.clone())).ok(),
+        Some(Entry::App(bytes)) => decode_entry::<T>(SerializedBytes::from(bytes.clone())).ok(),
         _ => None,
     };
     Ok(match decoded {
@@ -159,7 +160,7 @@ where
             None => must_get_entry(entry_hash.clone())?.into_content(),
         };
         if let Entry::App(bytes) = entry {
-            if let Ok(t) = T::try_from(SerializedBytes::from(bytes)) {
+            if let Ok(t) = decode_entry::<T>(SerializedBytes::from(bytes)) {
                 if matches(&t) {
                     return Ok(Some(item.action.as_hash().clone()));
                 }

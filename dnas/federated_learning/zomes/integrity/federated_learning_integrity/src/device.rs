@@ -22,13 +22,15 @@ pub struct DeviceRegistration {
 
 /// The key must be a valid ed25519 key and must have signed the author's agent key.
 pub fn validate_create_device(d: &DeviceRegistration, action: &Create) -> Result<(), String> {
+    check_device(d, action.author.get_raw_39())
+}
+
+/// The rules of [`validate_create_device`] for a registration by `agent` (its 39-byte
+/// key): a label of at most 200 bytes and a proof of possession that verifies. Pure.
+pub fn check_device(d: &DeviceRegistration, agent: &[u8]) -> Result<(), String> {
     if d.label.len() > 200 {
         return Err("device label is longer than 200 bytes".into());
     }
-    verify_ed25519(
-        &d.device_key,
-        &d.possession,
-        &device_message(action.author.get_raw_39()),
-    )
-    .map_err(|e| format!("device registration: proof of possession is invalid: {e}"))
+    verify_ed25519(&d.device_key, &d.possession, &device_message(agent))
+        .map_err(|e| format!("device registration: proof of possession is invalid: {e}"))
 }

@@ -44,6 +44,20 @@ pub fn check_measurement(e: &ModelEvaluation) -> Result<(), String> {
     Ok(())
 }
 
+/// The evaluation must name the round that `aggregate` closed. Pure.
+pub fn check_evaluation_round(
+    e: &ModelEvaluation,
+    aggregate: &RoundAggregate,
+) -> Result<(), String> {
+    if aggregate.round != e.round {
+        return Err(format!(
+            "model evaluation names round {} but the aggregate closed round {}",
+            e.round, aggregate.round
+        ));
+    }
+    Ok(())
+}
+
 /// An evaluation must carry a sane measurement and name a round aggregate and that
 /// aggregate's round, and be dated after it.
 pub fn validate_create_evaluation(
@@ -58,11 +72,8 @@ pub fn validate_create_evaluation(
         Ok(a) => a,
         Err(reason) => return Ok(Err(format!("model evaluation: {reason}"))),
     };
-    if aggregate.round != e.round {
-        return Ok(Err(format!(
-            "model evaluation names round {} but the aggregate closed round {}",
-            e.round, aggregate.round
-        )));
+    if let Err(reason) = check_evaluation_round(e, &aggregate) {
+        return Ok(Err(reason));
     }
     if action.timestamp < record.action().timestamp() {
         return Ok(Err("model evaluation is dated before the aggregate".into()));

@@ -5,7 +5,7 @@ use hdi::prelude::*;
 use crate::chain::{earlier_entry, round_context, typed_record};
 use crate::device::DeviceRegistration;
 use crate::signing::{gradient_message, verify_ed25519, GradientFields};
-use crate::task::decode_model;
+use crate::task::{decode_model, Task};
 use crate::UnitEntryTypes;
 
 /// Who signed a submission or proof.
@@ -87,6 +87,32 @@ pub fn signer_key(signer: &Signer, author: &AgentPubKey) -> ExternResult<Result<
     }
 }
 
+/// The update must decode as a model of `task`: the task's encoding, exactly `model_len`
+/// finite values. Pure.
+pub fn check_update(g: &GradientSubmission, task: &Task) -> Result<(), String> {
+    decode_model(task, &g.update)
+        .map(|_| ())
+        .map_err(|e| format!("gradient submission: update {e}"))
+}
+
+/// The signature must verify against `signer_key` (the 32-byte ed25519 key that
+/// [`signer_key`] names) over [`GradientSubmission::signing_bytes`]. Pure.
+pub fn check_signature(g: &GradientSubmission, signer_key: &[u8]) -> Result<(), String> {
+    verify_ed25519(signer_key, &g.signature, &g.signing_bytes())
+        .map_err(|e| format!("gradient submission: bad signature: {e}"))
+}
+
+/// Every rule of a submission that needs no look-up, given its task and the key that must
+/// have signed: [`check_update`], then [`check_signature`], as validation runs them.
+pub fn check_gradient(
+    g: &GradientSubmission,
+    task: &Task,
+    signer_key: &[u8],
+) -> Result<(), String> {
+    check_update(g, task)?;
+    check_signature(g, signer_key)
+}
+
 /// A submission must decode to the task's model size in the task's encoding with finite
 /// values, carry a valid signature by the author or its registered device, target the open
 /// round with the right base, not predate the round's opening, and be the author's only
@@ -99,15 +125,15 @@ pub fn validate_create_gradient(
         Ok(c) => c,
         Err(e) => return Ok(Err(format!("gradient submission: {e}"))),
     };
-    if let Err(e) = decode_model(&ctx.task, &g.update) {
-        return Ok(Err(format!("gradient submission: update {e}")));
+    if let Err(e) = check_update(g, &ctx.task) {
+        return Ok(Err(e));
     }
     let key = match signer_key(&g.signer, &action.author)? {
         Ok(k) => k,
         Err(e) => return Ok(Err(format!("gradient submission: {e}"))),
     };
-    if let Err(e) = verify_ed25519(&key, &g.signature, &g.signing_bytes()) {
-        return Ok(Err(format!("gradient submission: bad signature: {e}")));
+    if let Err(e) = check_signature(g, &key) {
+        return Ok(Err(e));
     }
     if action.timestamp < ctx.opened_at {
         return Ok(Err(format!(

@@ -1,13 +1,16 @@
 //! Integrity zome of Mycelix FL: the entry and link types of the round protocol and the
 //! validation of every rule in DESIGN.md's "What validation must reject".
 //!
-//! One module per entry type (`task`, `device`, `gradient`, `proof`, `vote`, `aggregate`,
+//! One module per entry type (`task`, `device`, `gradient`, `proof`, `ballot`, `aggregate`,
 //! `evaluation`), each with the entry struct and its `validate_create_*` function; `links`
 //! validates every link type; this file only dispatches. The rules themselves are pure functions over
 //! the entry and the records it references, so they run natively in tests as well as in
-//! validation. Protocol entries are append-only: every update and delete is invalid.
+//! validation (each module's `check_*` functions, which `fuzz/` also runs on arbitrary
+//! bytes). Entry bytes pass [`wire::check_msgpack`] before they are decoded. Protocol
+//! entries are append-only: every update and delete is invalid.
 
 pub mod aggregate;
+pub mod ballot;
 pub mod chain;
 pub mod device;
 pub mod evaluation;
@@ -16,15 +19,15 @@ pub mod links;
 pub mod proof;
 pub mod signing;
 pub mod task;
-pub mod vote;
+pub mod wire;
 
 pub use aggregate::{OutcomeRecord, ReputationEntry, RoundAggregate};
+pub use ballot::{CommitteeBallot, CommitteeVote};
 pub use device::DeviceRegistration;
 pub use evaluation::ModelEvaluation;
 pub use gradient::{GradientSubmission, Signer};
 pub use proof::PogqProof;
 pub use task::Task;
-pub use vote::CommitteeVote;
 
 use hdi::prelude::*;
 
@@ -42,8 +45,8 @@ pub enum EntryTypes {
     GradientSubmission(GradientSubmission),
     /// The submitter's PoGQ measurement of its update.
     PogqProof(PogqProof),
-    /// A committee member's re-score of one submission.
-    CommitteeVote(CommitteeVote),
+    /// A committee member's re-scores of a round's submissions.
+    CommitteeBallot(CommitteeBallot),
     /// The outcome of a round.
     RoundAggregate(RoundAggregate),
     /// A participant's measurement of a round's resulting model.
@@ -64,8 +67,8 @@ pub enum LinkTypes {
     RoundToAggregate,
     /// Submission -> its PoGQ proof.
     SubmissionToProof,
-    /// Submission -> committee votes on it.
-    SubmissionToVotes,
+    /// A round's base -> the committee's ballots.
+    RoundToBallots,
     /// Agent -> its submissions.
     AgentToSubmissions,
     /// Agent -> its device registrations.
@@ -79,6 +82,11 @@ pub enum LinkTypes {
 /// Dispatches every op to the rule of its entry or link type.
 #[hdk_extern]
 pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
+    if let Some(Entry::App(bytes)) = op_entry(&op) {
+        if let Err(e) = wire::check_msgpack(bytes.bytes()) {
+            return Ok(invalid(format!("entry is not well-formed: {e}")));
+        }
+    }
     match op.flattened::<EntryTypes, LinkTypes>()? {
         FlatOp::StoreEntry(OpEntry::CreateEntry { app_entry, action }) => {
             validate_create(app_entry, &action)
@@ -115,13 +123,23 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
     }
 }
 
+/// The entry an op carries and `flattened` would decode, if any.
+fn op_entry(op: &Op) -> Option<&Entry> {
+    match op {
+        Op::StoreRecord(StoreRecord { record }) => record.entry().as_option(),
+        Op::StoreEntry(StoreEntry { entry, .. }) => Some(entry),
+        Op::RegisterUpdate(RegisterUpdate { new_entry, .. }) => new_entry.as_ref(),
+        _ => None,
+    }
+}
+
 fn validate_create(entry: EntryTypes, action: &Create) -> ExternResult<ValidateCallbackResult> {
     let result = match entry {
         EntryTypes::Task(t) => task::validate_create_task(&t),
         EntryTypes::DeviceRegistration(d) => device::validate_create_device(&d, action),
         EntryTypes::GradientSubmission(g) => gradient::validate_create_gradient(&g, action)?,
         EntryTypes::PogqProof(p) => proof::validate_create_proof(&p, action)?,
-        EntryTypes::CommitteeVote(v) => vote::validate_create_vote(&v, action)?,
+        EntryTypes::CommitteeBallot(b) => ballot::validate_create_ballot(&b, action)?,
         EntryTypes::RoundAggregate(a) => aggregate::validate_create_aggregate(&a, action)?,
         EntryTypes::ModelEvaluation(e) => evaluation::validate_create_evaluation(&e, action)?,
     };

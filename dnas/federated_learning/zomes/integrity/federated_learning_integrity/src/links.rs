@@ -4,13 +4,13 @@
 use hdi::prelude::*;
 
 use crate::aggregate::RoundAggregate;
+use crate::ballot::CommitteeBallot;
 use crate::chain::typed_record;
 use crate::device::DeviceRegistration;
 use crate::evaluation::ModelEvaluation;
 use crate::gradient::GradientSubmission;
 use crate::proof::PogqProof;
 use crate::task::Task;
-use crate::vote::CommitteeVote;
 use crate::LinkTypes;
 
 /// Checks a new link of any type.
@@ -73,10 +73,10 @@ pub fn validate_create_link(
                 Err(e) => Err(e),
             }
         }
-        LinkTypes::SubmissionToVotes => {
-            match target_of::<CommitteeVote>(&target_hash, "CommitteeVote", author)? {
-                Ok(v) if Some(&v.submission) == base_action.as_ref() => Ok(()),
-                Ok(_) => Err("the vote is on another submission".into()),
+        LinkTypes::RoundToBallots => {
+            match target_of::<CommitteeBallot>(&target_hash, "CommitteeBallot", author)? {
+                Ok(b) if Some(&b.base) == base_action.as_ref() => Ok(()),
+                Ok(_) => Err("the ballot is for another round".into()),
                 Err(e) => Err(e),
             }
         }

@@ -48,6 +48,42 @@ impl PogqProof {
     }
 }
 
+/// The measurement alone must be scorable: finite non-negative losses and at least one
+/// example. Pure.
+pub fn check_proof_fields(p: &PogqProof) -> Result<(), String> {
+    p.measurement()
+        .score()
+        .map(|_| ())
+        .map_err(|e| format!("PoGQ proof: {e}"))
+}
+
+/// The signature must verify against `signer_key` (the key that signed `submission`) over
+/// [`PogqProof::signing_bytes`] of the submission's signature. Pure.
+pub fn check_proof_signature(
+    p: &PogqProof,
+    submission: &GradientSubmission,
+    signer_key: &[u8],
+) -> Result<(), String> {
+    verify_ed25519(
+        signer_key,
+        &p.signature,
+        &p.signing_bytes(&submission.signature),
+    )
+    .map_err(|e| format!("PoGQ proof: bad signature: {e}"))
+}
+
+/// Every rule of a proof that needs no look-up, given its submission and the key that
+/// signed it: [`check_proof_fields`], then [`check_proof_signature`], as validation runs
+/// them.
+pub fn check_proof(
+    p: &PogqProof,
+    submission: &GradientSubmission,
+    signer_key: &[u8],
+) -> Result<(), String> {
+    check_proof_fields(p)?;
+    check_proof_signature(p, submission, signer_key)
+}
+
 /// A proof must bind to a gradient submission by the same author, carry finite
 /// non-negative losses, be signed by the submission's signer, and be the only proof of
 /// that submission.
@@ -68,15 +104,15 @@ pub fn validate_create_proof(p: &PogqProof, action: &Create) -> ExternResult<Res
             record.action().author()
         )));
     }
-    if let Err(e) = p.measurement().score() {
-        return Ok(Err(format!("PoGQ proof: {e}")));
+    if let Err(e) = check_proof_fields(p) {
+        return Ok(Err(e));
     }
     let key = match signer_key(&submission.signer, &action.author)? {
         Ok(k) => k,
         Err(e) => return Ok(Err(format!("PoGQ proof: {e}"))),
     };
-    if let Err(e) = verify_ed25519(&key, &p.signature, &p.signing_bytes(&submission.signature)) {
-        return Ok(Err(format!("PoGQ proof: bad signature: {e}")));
+    if let Err(e) = check_proof_signature(p, &submission, &key) {
+        return Ok(Err(e));
     }
     let since = record.action().timestamp();
     if action.timestamp < since {

@@ -41,6 +41,10 @@ pub struct Task {
     pub initial_model: Vec<u8>,
 }
 
+/// Most Weiszfeld iterations a task may ask for: validation of every aggregate repeats
+/// them, so an unbounded count would let a task's author stall every validator.
+pub const MAX_WEISZFELD_ITERATIONS: u32 = 1000;
+
 /// Every rule a task must satisfy; the error names the first one broken.
 pub fn validate_create_task(task: &Task) -> Result<(), String> {
     if task.name.trim().is_empty() || task.name.len() > MAX_NAME_LEN {
@@ -100,6 +104,13 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
         if !(p.nu.is_finite() && p.nu > 0.0 && p.tolerance.is_finite() && p.tolerance >= 0.0) {
             return Err("geometric_median needs nu > 0 and tolerance >= 0".into());
         }
+        // Every validator of every aggregate runs this many iterations at most.
+        if p.max_iterations == 0 || p.max_iterations > MAX_WEISZFELD_ITERATIONS {
+            return Err(format!(
+                "geometric_median max_iterations {} is outside 1..={MAX_WEISZFELD_ITERATIONS}",
+                p.max_iterations
+            ));
+        }
     }
     Ok(())
 }
@@ -143,6 +154,21 @@ mod tests {
             validate_create_task(&task(10, Rule::MultiKrum { m: None }, 2, 7)),
             Ok(())
         );
+    }
+
+    #[test]
+    fn rejects_unbounded_weiszfeld_iterations() {
+        let rule = |max_iterations| {
+            Rule::GeometricMedian(fl_core::aggregate::WeiszfeldParams {
+                max_iterations,
+                ..Default::default()
+            })
+        };
+        assert_eq!(validate_create_task(&task(10, rule(1000), 2, 7)), Ok(()));
+        for bad in [0, 1001, u32::MAX] {
+            let e = validate_create_task(&task(10, rule(bad), 2, 7)).unwrap_err();
+            assert!(e.contains("max_iterations"), "{e}");
+        }
     }
 
     #[test]

@@ -1,0 +1,228 @@
+//! A committee member's ballot: its own re-score of the round's submissions, in one entry.
+//!
+//! One ballot per member per round, not one entry per member and submission: a round costs
+//! the DHT `n` ballots instead of `n x committee` votes, each member makes one commit, and
+//! the "one per member" rule walks the member's chain once.
+
+use fl_core::PogqMeasurement;
+use hdi::prelude::*;
+
+use crate::chain::{earlier_entry, round_context, typed_record};
+use crate::gradient::GradientSubmission;
+use crate::task::Task;
+use crate::UnitEntryTypes;
+
+/// One vote of a ballot: the member's PoGQ measurement of a submission on its own held-out
+/// data, and its verdict, which must follow from the measurement and the task's threshold.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CommitteeVote {
+    /// The submission voted on.
+    pub submission: ActionHash,
+    /// Loss of the base model on the member's data.
+    pub loss_before: f64,
+    /// Loss after applying the update with the probe learning rate.
+    pub loss_after: f64,
+    /// Examples measured on.
+    pub samples: u32,
+    /// Accept or reject.
+    pub accept: bool,
+}
+
+impl CommitteeVote {
+    /// The measurement as fl_core scores it.
+    pub fn measurement(&self) -> PogqMeasurement {
+        PogqMeasurement {
+            loss_before: self.loss_before,
+            loss_after: self.loss_after,
+            samples: self.samples,
+        }
+    }
+}
+
+/// A committee member's votes in one round of one task, ordered by submission hash, one
+/// per submission at most.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct CommitteeBallot {
+    /// The task.
+    pub task: ActionHash,
+    /// The round voted in.
+    pub round: u32,
+    /// The round's base (the task for round 0, else the previous aggregate).
+    pub base: ActionHash,
+    /// The votes, ordered by submission hash.
+    pub votes: Vec<CommitteeVote>,
+}
+
+impl CommitteeBallot {
+    /// The ballot's vote on `submission`, if it has one.
+    pub fn vote_on(&self, submission: &ActionHash) -> Option<&CommitteeVote> {
+        self.votes
+            .binary_search_by(|v| v.submission.cmp(submission))
+            .ok()
+            .map(|i| &self.votes[i])
+    }
+}
+
+/// The rules a ballot obeys on its own, given its task: at least one vote, votes ordered
+/// by submission hash with none twice, and every verdict following from its measurement.
+pub fn check_ballot(b: &CommitteeBallot, task: &Task) -> Result<(), String> {
+    if b.votes.is_empty() {
+        return Err("committee ballot has no votes".into());
+    }
+    if let Some(w) = b
+        .votes
+        .windows(2)
+        .find(|w| w[0].submission >= w[1].submission)
+    {
+        return Err(format!(
+            "committee ballot must list each submission once, ordered by hash: {} then {}",
+            w[0].submission, w[1].submission
+        ));
+    }
+    for v in &b.votes {
+        let verdict = v
+            .measurement()
+            .verdict(&task.round.pogq)
+            .map_err(|e| format!("committee ballot: vote on {}: {e}", v.submission))?;
+        if verdict.passed() != v.accept {
+            return Err(format!(
+                "committee ballot: the vote on {} says accept = {} but its measurement scores {:.6} against a threshold of {}",
+                v.submission,
+                v.accept,
+                verdict.score(),
+                task.round.pogq.min_score
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A ballot must be cast in an open round by a member of its committee, obey
+/// [`check_ballot`], vote only on submissions of that round, not predate the round's
+/// opening, and be the member's only ballot in that round.
+pub fn validate_create_ballot(
+    b: &CommitteeBallot,
+    action: &Create,
+) -> ExternResult<Result<(), String>> {
+    let ctx = match round_context(&b.task, b.round, &b.base)? {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(format!("committee ballot: {e}"))),
+    };
+    if !ctx.committee.contains(&action.author) {
+        return Ok(Err(format!(
+            "committee ballot by {} who is not on the committee of round {}",
+            action.author, b.round
+        )));
+    }
+    if let Err(e) = check_ballot(b, &ctx.task) {
+        return Ok(Err(e));
+    }
+    for v in &b.votes {
+        let submission =
+            match typed_record::<GradientSubmission>(&v.submission, "GradientSubmission")? {
+                Ok((_, s)) => s,
+                Err(e) => return Ok(Err(format!("committee ballot: {e}"))),
+            };
+        if submission.task != b.task || submission.round != b.round || submission.base != b.base {
+            return Ok(Err(format!(
+                "committee ballot for round {} votes on {}, a submission of round {}",
+                b.round, v.submission, submission.round
+            )));
+        }
+    }
+    if action.timestamp < ctx.opened_at {
+        return Ok(Err(format!(
+            "committee ballot: dated {} ms, before round {} opened at {} ms",
+            action.timestamp.as_millis(),
+            b.round,
+            ctx.opened_at.as_millis()
+        )));
+    }
+    let earlier = earlier_entry::<CommitteeBallot>(
+        &action.author,
+        &action.prev_action,
+        ctx.opened_at,
+        UnitEntryTypes::CommitteeBallot,
+        |other| other.task == b.task && other.round == b.round,
+    )?;
+    if let Some(first) = earlier {
+        return Ok(Err(format!(
+            "committee ballot: the member already cast its ballot for round {} ({first})",
+            b.round
+        )));
+    }
+    Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fl_core::aggregate::Rule;
+    use fl_core::{Encoding, RoundParams, Tensor};
+
+    fn task() -> Task {
+        Task {
+            name: "t".into(),
+            description: String::new(),
+            model_len: 4,
+            layout: String::new(),
+            encoding: Encoding::F32,
+            round: RoundParams::new(Rule::Median, 1),
+            committee_size: 3,
+            quorum: 3,
+            aggregation_timeout_ms: 0,
+            initial_model: Tensor::new(vec![0.0; 4]).unwrap().canonical_bytes(),
+        }
+    }
+
+    fn hash(i: u8) -> ActionHash {
+        ActionHash::from_raw_36(vec![i; 36])
+    }
+
+    fn vote(i: u8, loss_after: f64) -> CommitteeVote {
+        CommitteeVote {
+            submission: hash(i),
+            loss_before: 1.0,
+            loss_after,
+            samples: 10,
+            accept: loss_after <= 1.0,
+        }
+    }
+
+    fn ballot(votes: Vec<CommitteeVote>) -> CommitteeBallot {
+        CommitteeBallot {
+            task: hash(100),
+            round: 1,
+            base: hash(101),
+            votes,
+        }
+    }
+
+    #[test]
+    fn accepts_ordered_consistent_votes_and_finds_them() {
+        let b = ballot(vec![vote(1, 0.9), vote(2, 1.5), vote(3, 1.0)]);
+        assert_eq!(check_ballot(&b, &task()), Ok(()));
+        assert!(b.vote_on(&hash(2)).is_some_and(|v| !v.accept));
+        assert!(b.vote_on(&hash(4)).is_none());
+    }
+
+    #[test]
+    fn rejects_empty_repeated_unordered_and_inconsistent_ballots() {
+        let t = task();
+        let err = |votes| check_ballot(&ballot(votes), &t).unwrap_err();
+        assert!(err(vec![]).contains("has no votes"));
+        assert!(err(vec![vote(1, 0.9), vote(1, 0.9)]).contains("each submission once"));
+        assert!(err(vec![vote(2, 0.9), vote(1, 0.9)]).contains("ordered by hash"));
+        let lie = CommitteeVote {
+            accept: true,
+            ..vote(1, 1.5)
+        };
+        assert!(err(vec![lie]).contains("says accept = true but its measurement scores"));
+        let broken = CommitteeVote {
+            loss_after: f64::NAN,
+            ..vote(1, 0.9)
+        };
+        assert!(err(vec![broken]).contains("vote on"));
+    }
+}

@@ -1,0 +1,73 @@
+//! The committee draw (`fl_core::draw_committee`) and the reputation rule on arbitrary
+//! candidates: a drawn committee has the requested size, distinct eligible members, and
+//! does not depend on the order of the candidates; reputation stays within [0, 1].
+#![no_main]
+
+use arbitrary::Arbitrary;
+use fl_core::{draw_committee, Evidence, Reputation, ReputationParams};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    seed: [u8; 32],
+    candidates: Vec<(u16, u32)>,
+    size: u8,
+    threshold: u32,
+    params: [u32; 6],
+    start: u32,
+    evidence: Vec<u8>,
+}
+
+fuzz_target!(|input: Input| {
+    let candidates: Vec<(u16, Reputation)> = input
+        .candidates
+        .iter()
+        .take(256)
+        .map(|&(k, r)| (k, Reputation(r)))
+        .collect();
+    let size = usize::from(input.size);
+    let threshold = Reputation(input.threshold);
+    if let Ok(c) = draw_committee(input.seed, &candidates, size, threshold) {
+        assert_eq!(c.len(), size);
+        let mut unique = c.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), size);
+        for k in &c {
+            assert!(candidates
+                .iter()
+                .any(|(x, r)| x == k && *r >= threshold && r.0 > 0));
+        }
+        let mut reversed = candidates.clone();
+        reversed.reverse();
+        assert_eq!(
+            draw_committee(input.seed, &reversed, size, threshold),
+            Ok(c)
+        );
+    }
+
+    let r = input.params.map(|v| Reputation(v % 1_000_001));
+    let params = ReputationParams {
+        initial: r[0],
+        gain: r[1],
+        disputed_keep: r[2],
+        clear_keep: r[3],
+        floor: r[4],
+        committee_threshold: r[5],
+    };
+    if params.check().is_err() {
+        return;
+    }
+    let mut rep = Reputation(input.start);
+    for e in input.evidence.iter().take(64) {
+        let evidence = match e % 4 {
+            0 => Evidence::Accepted,
+            1 => Evidence::RejectedDisputed,
+            2 => Evidence::RejectedClear,
+            _ => Evidence::Absent,
+        };
+        let next = params.update(rep, evidence);
+        assert!(next <= Reputation::ONE);
+        rep = next;
+    }
+});

@@ -1,0 +1,205 @@
+//! The integrity zome's recomputation of a round (`aggregate::compute_aggregate`), the
+//! function validation runs on every `RoundAggregate`, on structured evidence: a task of
+//! the fixture's shape with any rule, a few submissions with arbitrary updates, proofs and
+//! committee votes, and an optional previous aggregate. Errors are fine; an aggregate that
+//! is computed must pass the zome's own checks on it, encode as an entry that decodes
+//! again, be independent of the evidence's order, and hold a model that the next round
+//! can decode.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use federated_learning_integrity::aggregate::{
+    check_outcomes, check_recomputation, compute_aggregate, ReputationEntry, SubmissionEvidence,
+};
+use federated_learning_integrity::task::{decode_model, validate_create_task};
+use federated_learning_integrity::wire::decode_entry;
+use federated_learning_integrity::{CommitteeVote, PogqProof, RoundAggregate};
+use fl_core::aggregate::{Rule, WeiszfeldParams};
+use fl_core::{Encoding, Reputation, Tensor};
+use libfuzzer_sys::fuzz_target;
+use mycelix_fl_fuzz::{action_hash, agent, encode, entry_bytes, fixture, task, MODEL_LEN};
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Val {
+    Small(i8),
+    Any(f32),
+}
+
+impl Val {
+    fn get(self) -> f32 {
+        match self {
+            Val::Small(v) => f32::from(v) / 16.0,
+            Val::Any(v) => v,
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct Sub {
+    hash: u8,
+    author: u8,
+    update: Vec<Val>,
+    proof: Option<(f64, f64, u32)>,
+    votes: Vec<(u8, u8, bool, f64, f64)>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    int8_block: Option<u8>,
+    rule: u8,
+    f: u8,
+    nnm: bool,
+    server_lr: f32,
+    subs: Vec<Sub>,
+    previous: Option<Previous>,
+}
+
+/// The previous round's model and reputation table, `(agent, millionths)`.
+#[derive(Arbitrary, Debug)]
+struct Previous {
+    model: Vec<Val>,
+    table: Vec<(u8, u32)>,
+}
+
+fn values(vals: &[Val]) -> Vec<f32> {
+    (0..MODEL_LEN as usize)
+        .map(|i| vals.get(i % vals.len().max(1)).map_or(0.0, |v| v.get()))
+        .collect()
+}
+
+fuzz_target!(|input: Input| {
+    if input.subs.len() > 10 {
+        return;
+    }
+    let fx = fixture();
+    let encoding = match input.int8_block {
+        None => Encoding::F32,
+        Some(b) => Encoding::Int8 {
+            block: u32::from(b % 9) + 1,
+        },
+    };
+    let rule = match input.rule % 7 {
+        0 => Rule::Mean,
+        1 => Rule::Krum,
+        2 => Rule::MultiKrum { m: None },
+        3 => Rule::Median,
+        4 => Rule::TrimmedMean,
+        5 => Rule::GeometricMedian(WeiszfeldParams::default()),
+        _ => Rule::Bulyan,
+    };
+    let f = u32::from(input.f % 3);
+    let mut t = task(encoding, rule, f, 4 * f + 3);
+    t.round.aggregator.nnm = input.nnm;
+    t.round.server_lr = input.server_lr;
+    if validate_create_task(&t).is_err() {
+        return;
+    }
+    let previous = match &input.previous {
+        None => None,
+        Some(Previous { model, table }) => {
+            let Ok(model) = Tensor::new(values(model)) else {
+                return;
+            };
+            let mut reputation: Vec<ReputationEntry> = table
+                .iter()
+                .take(16)
+                .map(|&(a, r)| ReputationEntry {
+                    agent: agent(a % 12),
+                    reputation: Reputation(r % 1_000_001),
+                })
+                .collect();
+            reputation.sort_by(|a, b| a.agent.cmp(&b.agent));
+            reputation.dedup_by(|a, b| a.agent == b.agent);
+            Some(RoundAggregate {
+                task: fx.task_hash.clone(),
+                round: 0,
+                base: fx.task_hash.clone(),
+                outcomes: Vec::new(),
+                model: model.encode(encoding).unwrap(),
+                reputation,
+            })
+        }
+    };
+    let base = if previous.is_some() {
+        action_hash(200)
+    } else {
+        fx.task_hash.clone()
+    };
+    let round = u32::from(previous.is_some());
+    let mut evidence = Vec::new();
+    for s in &input.subs {
+        let Ok(update) = Tensor::new(values(&s.update)) else {
+            return;
+        };
+        let hash = action_hash(s.hash);
+        let mut submission = fx.submission.clone();
+        submission.round = round;
+        submission.base = base.clone();
+        submission.update = update.encode(encoding).unwrap();
+        evidence.push(SubmissionEvidence {
+            hash: hash.clone(),
+            author: agent(s.author % 12),
+            submission,
+            proof: s.proof.map(|(loss_before, loss_after, samples)| {
+                (
+                    action_hash(s.hash ^ 0x80),
+                    PogqProof {
+                        submission: hash.clone(),
+                        loss_before,
+                        loss_after,
+                        samples,
+                        signature: Vec::new(),
+                    },
+                )
+            }),
+            votes: s
+                .votes
+                .iter()
+                .take(12)
+                .map(|&(ballot, member, accept, loss_before, loss_after)| {
+                    (
+                        action_hash(ballot),
+                        agent(member % 12),
+                        CommitteeVote {
+                            submission: hash.clone(),
+                            loss_before,
+                            loss_after,
+                            samples: 1,
+                            accept,
+                        },
+                    )
+                })
+                .collect(),
+        });
+    }
+    let unique_hashes = {
+        let mut h: Vec<_> = evidence.iter().map(|e| &e.hash).collect();
+        h.sort();
+        h.dedup();
+        h.len() == evidence.len()
+    };
+    let reversed: Vec<_> = evidence.iter().rev().cloned().collect();
+    let compute =
+        |evidence| compute_aggregate(&fx.task_hash, &t, round, &base, previous.as_ref(), evidence);
+    let Ok(a) = compute(evidence) else {
+        return;
+    };
+    assert_eq!(a.outcomes.len(), input.subs.len());
+    assert_eq!(check_recomputation(&a, &a), Ok(()));
+    if unique_hashes {
+        if a.outcomes.len() >= t.quorum as usize {
+            assert_eq!(check_outcomes(&a, &t), Ok(()));
+        }
+        assert_eq!(
+            compute(reversed).as_ref(),
+            Ok(&a),
+            "order-dependent recomputation"
+        );
+    }
+    if let Err(e) = decode_model(&t, &a.model) {
+        panic!("the next round cannot decode this round's model: {e}");
+    }
+    let bytes = encode(a.clone());
+    let back: RoundAggregate = decode_entry(entry_bytes(&bytes)).expect("aggregate decodes");
+    assert_eq!(back, a);
+});

@@ -1,0 +1,171 @@
+//! `fl_core::decide_round` and `fl_core::trust::trusted_voters` on structured input: a few
+//! agents, small models, arbitrary proofs, votes, reputations and task parameters (those
+//! that pass the task's own checks, as validation guarantees). Errors are fine; panics
+//! are not, and a decided round must be consistent: one outcome per submission, the
+//! model's length, a sorted reputation table within [0, 1], trusted voters sorted.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use fl_core::aggregate::{Rule, WeiszfeldParams};
+use fl_core::trust::trusted_voters;
+use fl_core::{
+    decide_round, PogqMeasurement, PogqParams, Reputation, ReputationParams, RoundParams,
+    SubmissionInput,
+};
+use libfuzzer_sys::fuzz_target;
+
+/// A value: mostly small steps (so updates are near each other), sometimes any `f32`.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Val {
+    Small(i8),
+    Any(f32),
+}
+
+impl Val {
+    fn get(self) -> f32 {
+        match self {
+            Val::Small(v) => f32::from(v) / 16.0,
+            Val::Any(v) => v,
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct Sub {
+    agent: u8,
+    update: Vec<Val>,
+    proof: Option<(f64, f64, u32)>,
+    votes: Vec<(u8, bool)>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    rule: u8,
+    f: u8,
+    nnm: bool,
+    multi_m: Option<u8>,
+    weiszfeld: (f64, u8, f64),
+    server_lr: f32,
+    pogq: (f32, f64),
+    reputation: [u32; 6],
+    default_reputation: bool,
+    dims: u8,
+    base: Vec<Val>,
+    subs: Vec<Sub>,
+    previous: Vec<(u8, u32)>,
+    sort_previous: bool,
+}
+
+fn rule(input: &Input) -> Rule {
+    match input.rule % 7 {
+        0 => Rule::Mean,
+        1 => Rule::Krum,
+        2 => Rule::MultiKrum {
+            m: input.multi_m.map(u32::from),
+        },
+        3 => Rule::Median,
+        4 => Rule::TrimmedMean,
+        5 => Rule::GeometricMedian(WeiszfeldParams {
+            nu: input.weiszfeld.0,
+            // Bounded: the task rules do not bound it yet (see README.md).
+            max_iterations: u32::from(input.weiszfeld.1 % 64),
+            tolerance: input.weiszfeld.2,
+        }),
+        _ => Rule::Bulyan,
+    }
+}
+
+/// `len` values from `vals`, cycled (zeros if none).
+fn vector(vals: &[Val], len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| vals.get(i % vals.len().max(1)).map_or(0.0, |v| v.get()))
+        .collect()
+}
+
+fuzz_target!(|input: Input| {
+    if input.subs.len() > 16 {
+        return;
+    }
+    let mut params = RoundParams::new(rule(&input), u32::from(input.f % 8));
+    params.aggregator.nnm = input.nnm;
+    params.server_lr = input.server_lr;
+    params.pogq = PogqParams {
+        probe_lr: input.pogq.0,
+        min_score: input.pogq.1,
+    };
+    if !input.default_reputation {
+        let r = input.reputation.map(|v| Reputation(v % 1_000_001));
+        params.reputation = ReputationParams {
+            initial: r[0],
+            gain: r[1],
+            disputed_keep: r[2],
+            clear_keep: r[3],
+            floor: r[4],
+            committee_threshold: r[5],
+        };
+    }
+    if params.pogq.check().is_err() || params.reputation.check().is_err() {
+        return;
+    }
+    let dims = usize::from(input.dims % 6);
+    let base = vector(&input.base, dims);
+    if base.iter().any(|v| !v.is_finite()) {
+        return;
+    }
+    let updates: Vec<Vec<f32>> = input
+        .subs
+        .iter()
+        .map(|s| {
+            // An empty update list stands for a wrong length.
+            let len = if s.update.is_empty() { dims + 1 } else { dims };
+            vector(&s.update, len)
+        })
+        .collect();
+    let subs: Vec<SubmissionInput<'_, u8>> = input
+        .subs
+        .iter()
+        .zip(&updates)
+        .map(|(s, u)| SubmissionInput {
+            agent: s.agent % 24,
+            update: u,
+            proof: s
+                .proof
+                .map(|(loss_before, loss_after, samples)| PogqMeasurement {
+                    loss_before,
+                    loss_after,
+                    samples,
+                }),
+            votes: s.votes.iter().take(32).map(|&(k, a)| (k % 24, a)).collect(),
+        })
+        .collect();
+    let mut previous: Vec<(u8, Reputation)> = input
+        .previous
+        .iter()
+        .take(32)
+        .map(|&(k, r)| (k % 24, Reputation(r)))
+        .collect();
+    if input.sort_previous {
+        previous.sort();
+        previous.dedup_by_key(|(k, _)| *k);
+    }
+
+    let authors: Vec<&u8> = subs.iter().map(|s| &s.agent).collect();
+    let ballots: Vec<&[(u8, bool)]> = subs.iter().map(|s| s.votes.as_slice()).collect();
+    let trust = trusted_voters(&authors, &ballots, |k| u64::from(*k) * 1_000);
+    assert!(trust.windows(2).all(|w| w[0].0 < w[1].0));
+
+    let Ok(r) = decide_round(&params, &base, &previous, &subs) else {
+        return;
+    };
+    assert_eq!(r.outcomes.len(), subs.len());
+    assert_eq!(r.model.len(), base.len());
+    assert!(r.effective_f <= params.aggregator.f);
+    if input.sort_previous {
+        assert!(r.reputation.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(r
+            .reputation
+            .iter()
+            .all(|(_, rep)| *rep <= Reputation::ONE || previous.iter().any(|(_, p)| p == rep)));
+    }
+    assert!(r.distrusted.windows(2).all(|w| w[0] < w[1]));
+});
