@@ -20,6 +20,13 @@ struct RawLink {
 }
 
 #[derive(serde::Serialize, Debug)]
+struct RawEntryBytes {
+    entry_type: String,
+    #[serde(with = "serde_bytes")]
+    bytes: Vec<u8>,
+}
+
+#[derive(serde::Serialize, Debug)]
 struct UpdateSubmission {
     original: ActionHash,
     submission: GradientSubmission,
@@ -464,6 +471,26 @@ async fn scenario() {
         )
         .await,
         "AllAgents link: an agent lists only its own key",
+    );
+
+    // --- Malformed entry bytes: a map whose `task` claims an array of 2^32 - 1 elements
+    // (decoding such a hash once made a validator reserve 4 GiB) ---
+    let hostile = vec![
+        0x81, 0xa4, b't', b'a', b's', b'k', 0xdd, 0xff, 0xff, 0xff, 0xff,
+    ];
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ADVERSARY,
+            "raw_entry_bytes",
+            RawEntryBytes {
+                entry_type: "GradientSubmission".into(),
+                bytes: hostile,
+            },
+        )
+        .await,
+        "entry is not well-formed",
     );
 
     // --- Ballots in round 1 ---

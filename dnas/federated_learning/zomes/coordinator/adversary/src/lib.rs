@@ -6,7 +6,7 @@
 
 use federated_learning_integrity::{
     CommitteeBallot, DeviceRegistration, EntryTypes, GradientSubmission, LinkTypes,
-    ModelEvaluation, PogqProof, RoundAggregate,
+    ModelEvaluation, PogqProof, RoundAggregate, UnitEntryTypes,
 };
 use hdk::prelude::*;
 
@@ -26,6 +26,41 @@ pub fn raw_proof(p: PogqProof) -> ExternResult<ActionHash> {
 #[hdk_extern]
 pub fn raw_ballot(b: CommitteeBallot) -> ExternResult<ActionHash> {
     create_entry(EntryTypes::CommitteeBallot(b))
+}
+
+/// Input of [`raw_entry_bytes`].
+#[derive(Serialize, Deserialize, Debug)]
+pub struct RawEntryBytes {
+    /// Which entry type the bytes claim to be: `GradientSubmission`, `Task`, ...
+    pub entry_type: String,
+    /// The entry's serialized bytes, well-formed or not.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// Commits arbitrary bytes as an entry of the named type.
+#[hdk_extern]
+pub fn raw_entry_bytes(r: RawEntryBytes) -> ExternResult<ActionHash> {
+    let unit = match r.entry_type.as_str() {
+        "Task" => UnitEntryTypes::Task,
+        "GradientSubmission" => UnitEntryTypes::GradientSubmission,
+        "CommitteeBallot" => UnitEntryTypes::CommitteeBallot,
+        other => {
+            return Err(wasm_error!(WasmErrorInner::Guest(format!(
+                "unknown entry type {other}"
+            ))))
+        }
+    };
+    let location = ScopedEntryDefIndex::try_from(unit)?;
+    let entry = Entry::App(AppEntryBytes(SerializedBytes::from(UnsafeBytes::from(
+        r.bytes,
+    ))));
+    create(CreateInput::new(
+        location,
+        EntryVisibility::Public,
+        entry,
+        ChainTopOrdering::default(),
+    ))
 }
 
 /// Commits an aggregate as given.
