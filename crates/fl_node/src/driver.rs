@@ -32,7 +32,7 @@ use crate::sim::{Experiment, RoundReport};
 pub const WAIT: Duration = Duration::from_secs(120);
 
 /// Pause between two reads while waiting for the network.
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(200);
 
 /// Where a round's time went.
 #[derive(Debug, Clone, Copy, Default)]
