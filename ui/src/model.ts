@@ -175,9 +175,9 @@ export function describeExclusion(e: Exclusion): string {
     case "negligible_update":
       return "negligible update (no work done)";
     case "duplicate_update":
-      return "copy of another agent's update";
+      return "copy of another update in the round";
     case "committee_rejected":
-      return "rejected by the committee's trusted members";
+      return "rejected by the trusted committee members";
     case "aggregator_outlier":
       return "left out by the robust aggregator";
     default:

@@ -97,7 +97,7 @@ describe("roundView", () => {
     expect(a.claimedScore).toBeCloseTo(0.25);
     expect(a.votes).toEqual([{ member: hashToString(agent(3)), accept: true, score: pogqScore(2, 1.6) }]);
     expect(b.status).toBe("excluded");
-    expect(b.reason).toBe("rejected by the committee's trusted members");
+    expect(b.reason).toBe("rejected by the trusted committee members");
     expect(b.votes[0].accept).toBe(false);
     // Published but not among the aggregate's outcomes.
     expect(c.status).toBe("excluded");
@@ -218,7 +218,7 @@ describe("view", () => {
   it("shows an excluded submission with its reason", () => {
     const html = roundsSection([roundView(roundState(true))]);
     expect(html).toContain("Round 1");
-    expect(html).toContain("rejected by the committee's trusted members");
+    expect(html).toContain("rejected by the trusted committee members");
     expect(html).toContain('data-status="excluded"');
   });
   it("does not count expired peers as online", () => {

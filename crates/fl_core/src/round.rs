@@ -138,8 +138,8 @@ impl Exclusion {
             Exclusion::InvalidProof => "missing or failing PoGQ proof",
             Exclusion::BelowReputationFloor => "reputation below the floor",
             Exclusion::NegligibleUpdate => "negligible update (no work done)",
-            Exclusion::DuplicateUpdate => "copy of another agent's update",
-            Exclusion::CommitteeRejected => "rejected by the committee's trusted members",
+            Exclusion::DuplicateUpdate => "copy of another update in the round",
+            Exclusion::CommitteeRejected => "rejected by the trusted committee members",
             Exclusion::AggregatorOutlier => "left out by the robust aggregator",
         }
     }
