@@ -179,8 +179,19 @@ fuzz_target!(|input: Input| {
         h.len() == evidence.len()
     };
     let reversed: Vec<_> = evidence.iter().rev().cloned().collect();
-    let compute =
-        |evidence| compute_aggregate(&fx.task_hash, &t, round, &base, previous.as_ref(), evidence);
+    // The committee: the members agent(0..12) that votes come from.
+    let committee: Vec<_> = (0..12u8).map(agent).collect();
+    let compute = |evidence| {
+        compute_aggregate(
+            &fx.task_hash,
+            &t,
+            round,
+            &base,
+            previous.as_ref(),
+            &committee,
+            evidence,
+        )
+    };
     let Ok(a) = compute(evidence) else {
         return;
     };

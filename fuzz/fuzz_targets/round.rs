@@ -1,4 +1,4 @@
-//! `fl_core::decide_round` and `fl_core::trust::trusted_voters` on structured input: a few
+//! `fl_core::decide_round` and `fl_core::trust::voter_standing` on structured input: a few
 //! agents, small models, arbitrary proofs, votes, reputations and task parameters (those
 //! that pass the task's own checks, as validation guarantees). Errors are fine; panics
 //! are not, and a decided round must be consistent: one outcome per submission, the
@@ -7,7 +7,7 @@
 
 use arbitrary::Arbitrary;
 use fl_core::aggregate::{Rule, WeiszfeldParams};
-use fl_core::trust::trusted_voters;
+use fl_core::trust::voter_standing;
 use fl_core::{
     decide_round, PogqMeasurement, PogqParams, Reputation, ReputationParams, RoundParams,
     SubmissionInput,
@@ -151,10 +151,12 @@ fuzz_target!(|input: Input| {
 
     let authors: Vec<&u8> = subs.iter().map(|s| &s.agent).collect();
     let ballots: Vec<&[(u8, bool)]> = subs.iter().map(|s| s.votes.as_slice()).collect();
-    let trust = trusted_voters(&authors, &ballots, |k| u64::from(*k) * 1_000);
+    // The committee: the agents 0..12 (votes by the others are ignored).
+    let committee: Vec<u8> = (0..12).collect();
+    let trust = voter_standing(&committee, &authors, &ballots, |k| u64::from(*k) * 1_000);
     assert!(trust.windows(2).all(|w| w[0].0 < w[1].0));
 
-    let Ok(r) = decide_round(&params, &base, &previous, &subs) else {
+    let Ok(r) = decide_round(&params, &base, &previous, &committee, &subs) else {
         return;
     };
     assert_eq!(r.outcomes.len(), subs.len());

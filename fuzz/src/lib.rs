@@ -171,7 +171,7 @@ fn build() -> Fixture {
         votes: vec![(action_hash(5), agent(6), ballot.votes[0].clone())],
     }];
     let aggregate =
-        compute_aggregate(&task_hash, &tasks[0], 0, &task_hash, None, evidence).unwrap();
+        compute_aggregate(&task_hash, &tasks[0], 0, &task_hash, None, &[], evidence).unwrap();
     let evaluation = ModelEvaluation {
         aggregate: action_hash(8),
         round: 0,
@@ -296,7 +296,7 @@ fn check_task(t: &Task, fx: &Fixture) {
         return;
     }
     assert!(decode_model(t, &t.initial_model).is_ok());
-    let first = compute_aggregate(&fx.task_hash, t, 0, &fx.task_hash, None, Vec::new())
+    let first = compute_aggregate(&fx.task_hash, t, 0, &fx.task_hash, None, &[], Vec::new())
         .expect("round 0 of a valid task can always be decided");
     if let Err(e) = decode_model(t, &first.model) {
         panic!("round 0's model of a valid task does not decode: {e}");
@@ -317,6 +317,7 @@ fn check_aggregate(a: &RoundAggregate, fx: &Fixture) {
             next,
             &action_hash(9),
             Some(a),
+            &[],
             Vec::new(),
         ) {
             assert_eq!(check_recomputation(&x, &x), Ok(()));

@@ -505,6 +505,7 @@ async fn scenario() {
         .position(|c| c.agent_pubkey() == &committee[0])
         .unwrap();
     let outsider = (member + 1) % 3;
+    let third = (member + 2) % 3;
     let sub1 = submit(
         &conductors[outsider],
         &cells[outsider],
@@ -513,17 +514,26 @@ async fn scenario() {
         &good,
     )
     .await;
+    let sub2 = submit(
+        &conductors[third],
+        &cells[third],
+        &task_hash,
+        1,
+        &vec![0.3f32; LEN],
+    )
+    .await;
     settle(&cells).await;
     let state1: RoundState = cb.call(&bob.zome(ZOME), "get_round", r1.clone()).await;
     let base1 = state1.base.expect("round 1 is open");
+    let measured = |submission: &ActionHash| CastVote {
+        submission: submission.clone(),
+        loss_before: 1.0,
+        loss_after: 0.9,
+        samples: 5,
+    };
     let cast = CastBallot {
         round: r1.clone(),
-        votes: vec![CastVote {
-            submission: sub1.submission.clone(),
-            loss_before: 1.0,
-            loss_after: 0.9,
-            samples: 5,
-        }],
+        votes: vec![measured(&sub1.submission), measured(&sub2.submission)],
     };
     assert_rejected(
         &call_err(
@@ -589,6 +599,26 @@ async fn scenario() {
         )
         .await,
         "the member already cast its ballot for round 1",
+    );
+
+    // --- A forged round-1 aggregate that cites the ballot for one of its votes only ---
+    settle(&cells).await;
+    let honest1: RoundAggregate = conductors[member]
+        .call(&cells[member].zome(ZOME), "preview_aggregate", r1.clone())
+        .await;
+    assert!(honest1.outcomes.iter().all(|o| o.votes.len() == 1));
+    let mut picked = honest1.clone();
+    picked.outcomes[0].votes.clear();
+    assert_rejected(
+        &call_err(
+            &conductors[member],
+            &cells[member],
+            ADVERSARY,
+            "raw_aggregate",
+            picked,
+        )
+        .await,
+        "but that vote is not counted",
     );
 
     // --- Updates and deletes ---

@@ -209,8 +209,8 @@ async fn scenario() {
                     .collect()
             })
             .unwrap_or_default();
-        let native =
-            fl_core::decide_round(&t.round, &base_model, &table, &inputs).expect("native decision");
+        let native = fl_core::decide_round(&t.round, &base_model, &table, &committee, &inputs)
+            .expect("native decision");
         assert_eq!(
             agg.model,
             f32_bytes(&native.model),

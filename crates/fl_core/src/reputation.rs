@@ -70,13 +70,15 @@ impl std::fmt::Display for Reputation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Evidence {
-    /// The committee accepted the agent's update and it was aggregated.
+    /// The committee accepted the agent's update (and it was aggregated, or the agent is
+    /// below the floor and works its way back).
     Accepted,
-    /// Rejected on contested evidence: a committee rejection by less than two to one, or
-    /// the agent's votes as a committee member not trusted (see [`crate::trust`]).
+    /// Rejected on contested evidence: a committee rejection by less than two to one (of an
+    /// agent above the floor), or the agent's votes as a committee member distrusted (see
+    /// [`crate::trust`]).
     RejectedDisputed,
-    /// Rejected on clear evidence: a committee rejection by two to one or more, an invalid
-    /// proof, or an update that does no work.
+    /// Rejected on clear evidence: a committee rejection by two to one or more (any margin
+    /// for an agent below the floor), an invalid proof, or an update that does no work.
     RejectedClear,
     /// Nothing to go on: the agent did not submit, or only the aggregator judged it.
     Absent,

@@ -10,40 +10,41 @@
 //!    (`BelowReputationFloor`); the committee's opinion alone moves its reputation, so an
 //!    agent can work its way back.
 //! 3. **Work and copies**: an update whose Euclidean norm is below [`MIN_RELATIVE_NORM`]
-//!    of the median norm of the updates still in the round does no work (a free rider's
-//!    zero update); it is excluded (`NegligibleUpdate`, clear evidence). Updates closer to
-//!    one another than [`DUPLICATE_DISTANCE`] of the median pairwise distance are copies:
-//!    only the most reputable author's (then the smallest key's) stays, the others are
-//!    excluded (`DuplicateUpdate`, no evidence: the copier may be the honest one). Copies
-//!    are how colluders over-represent one update (mimic, ALIE and min-max send one
-//!    vector from every attacker); spreading copies further apart is not caught here.
+//!    of the (lower) median norm of the updates still in the round does no work (a free
+//!    rider's zero update); it is excluded (`NegligibleUpdate`, clear evidence). An update
+//!    closer than [`DUPLICATE_DISTANCE`] of its own norm to one kept before it (in order of
+//!    reputation, then key) is a copy (`DuplicateUpdate`, no evidence: the copier may be
+//!    the honest one), and the update it copies earns no reputation either. Copies are how
+//!    colluders over-represent one update (mimic, ALIE and min-max send one vector from
+//!    every attacker); copies spread further apart are not caught here.
 //! 4. **Committee**: only the votes of *trusted* members count (see [`crate::trust`]: a
 //!    member is trusted when its bloc, the members linked to it by agreeing over the
-//!    whole round, carries more than half of the voters' reputation), weighted by
-//!    reputation; a member's vote
-//!    on its own update is ignored. When the rejecting weight exceeds the accepting
-//!    weight the update is excluded before aggregation (`CommitteeRejected`; clear
-//!    evidence at two to one or more, disputed below). Members who voted but are not
-//!    trusted, while others are, lose reputation as on disputed evidence.
-//! 5. **Aggregator**: the task's rule runs on the remaining updates, weighted by
-//!    reputation where the rule allows it, with the task's `f` less the updates already
-//!    left out (each is taken to be one of the `f` Byzantine inputs). Selection rules
-//!    (Krum, Multi-Krum, Bulyan) leave inputs out; the coordinate-wise rules and the
-//!    geometric median flag far inputs, which are dropped and the rule re-run on the rest
-//!    (a committee's acceptance does not keep a flagged input in); the plain mean flags
-//!    but keeps.
+//!    whole round, carries more than half of the whole committee's reputation), weighted
+//!    by reputation; a member's vote on its own update is ignored. When the rejecting
+//!    weight exceeds the accepting weight the update is excluded before aggregation
+//!    (`CommitteeRejected`; clear evidence at two to one or more, disputed below).
+//!    Members who voted and are distrusted, while others are trusted, lose reputation as
+//!    on disputed evidence; members who voted on fewer than half of the round abstain.
+//! 5. **Aggregator**: the task's rule runs on the remaining updates with the task's `f`
+//!    (lowered only when too few remain for it), weighted by reputation where the rule
+//!    allows it. Selection rules (Krum, Multi-Krum, Bulyan) leave inputs out; the
+//!    coordinate-wise rules and the geometric median flag far inputs, which are dropped
+//!    and the rule re-run on the rest (a committee's acceptance does not keep a flagged
+//!    input in); the plain mean flags but keeps. Exclusions before the aggregator do not
+//!    lower `f`: without sybil-resistant membership, junk submissions from extra
+//!    identities would use it up.
 //!
 //! The aggregator's verdict alone never moves reputation: at high Byzantine fractions a
 //! tight cluster of attackers can make honest work look far. A captured committee
 //! (colluders holding the trusted majority by reputation) could exclude honest work, so
-//! the committee should grow with the assumed `f`: with every agent voting, colluders
-//! need most of the voters' reputation to capture it. After the committee:
+//! the committee should be the whole cohort: colluders then need most of the committee's
+//! reputation to capture it. After the committee:
 //!
 //! | committee | aggregator | verdict | evidence |
 //! |---|---|---|---|
 //! | rejects | (not run) | `CommitteeRejected` | clear at 2:1, else disputed |
 //! | accepts or silent | left out or flagged | `AggregatorOutlier` | none |
-//! | accepts | kept | included | accepted |
+//! | accepts | kept | included | accepted (none if others copied it) |
 //! | silent | kept | included | none |
 //!
 //! (The plain mean flags far inputs but keeps them.)
@@ -56,18 +57,19 @@
 use thiserror::Error;
 
 use crate::aggregate::distance::gram_matrix;
+use crate::aggregate::distance::sq_dist;
 use crate::aggregate::{AggregateError, Aggregation, AggregatorConfig, Rule};
 use crate::pogq::{PogqMeasurement, PogqParams};
 use crate::reputation::{Evidence, Reputation, ReputationParams};
-use crate::trust::trusted_voters;
+use crate::trust::{voter_standing, Standing};
 
 /// An update whose norm is below this share of the round's median update norm does no
 /// work and is excluded (step 3 of the module docs).
 pub const MIN_RELATIVE_NORM: f64 = 0.1;
 
-/// Two updates closer than this share of the round's median pairwise distance are
-/// copies of one another (step 3 of the module docs): honest peers train on different
-/// data and never come that close.
+/// Two updates closer to each other than this share of the smaller one's norm are copies
+/// (step 3 of the module docs): honest peers train on different data and never come that
+/// close. Relative to the pair itself, so other updates cannot widen it.
 pub const DUPLICATE_DISTANCE: f64 = 0.01;
 
 /// Task parameters that decide a round.
@@ -220,6 +222,7 @@ pub fn decide_round<K: Ord + Clone>(
     params: &RoundParams,
     base_model: &[f32],
     previous: &[(K, Reputation)],
+    committee: &[K],
     submissions: &[SubmissionInput<'_, K>],
 ) -> Result<RoundResult<K>, RoundError> {
     if !(params.server_lr.is_finite() && params.server_lr > 0.0) {
@@ -257,16 +260,16 @@ pub fn decide_round<K: Ord + Clone>(
     let weight = |k: &K| u64::from(reputation_of(k).0);
     let authors: Vec<&K> = submissions.iter().map(|s| &s.agent).collect();
     let ballots: Vec<&[(K, bool)]> = submissions.iter().map(|s| s.votes.as_slice()).collect();
-    let trust = trusted_voters(&authors, &ballots, weight);
+    let trust = voter_standing(committee, &authors, &ballots, weight);
     let trusted = |k: &K| {
         trust
             .binary_search_by(|(t, _)| t.cmp(k))
-            .is_ok_and(|i| trust[i].1)
+            .is_ok_and(|i| trust[i].1 == Standing::Trusted)
     };
-    let distrusted: Vec<K> = if trust.iter().any(|(_, t)| *t) {
+    let distrusted: Vec<K> = if trust.iter().any(|(_, t)| *t == Standing::Trusted) {
         trust
             .iter()
-            .filter(|(_, t)| !*t)
+            .filter(|(_, t)| *t == Standing::Distrusted)
             .map(|(k, _)| k.clone())
             .collect()
     } else {
@@ -330,40 +333,43 @@ pub fn decide_round<K: Ord + Clone>(
             working.push(i);
         }
     }
-    // Work and copies, judged among the updates still in the round, from one Gram matrix.
+    // Work and copies, among the updates still in the round. Squared norms and a first
+    // screen of the pairwise distances come from one Gram matrix; a pair the screen puts
+    // near each other is measured again element by element.
     let updates: Vec<&[f32]> = working.iter().map(|&i| submissions[i].update).collect();
     let m = working.len();
     let gram = gram_matrix(&updates);
     let norm = |a: usize| gram[a * m + a];
-    let dist = |a: usize, b: usize| (norm(a) + norm(b) - 2.0 * gram[a * m + b]).max(0.0);
-    let lower_median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
+    let mut norms: Vec<f64> = (0..m).map(norm).filter(|n| n.is_finite()).collect();
+    norms.sort_by(f64::total_cmp);
+    let floor = norms
+        .get(norms.len().saturating_sub(1) / 2)
+        .map_or(0.0, |median| median * MIN_RELATIVE_NORM * MIN_RELATIVE_NORM);
+    // Copies: in order of reputation (then key), an update within DUPLICATE_DISTANCE of
+    // its own norm from one already kept is a copy of it.
+    let key = |c: usize| {
+        let agent = &submissions[working[c]].agent;
+        (std::cmp::Reverse(reputation_of(agent)), agent)
     };
-    let floor = lower_median((0..m).map(norm).collect()) * MIN_RELATIVE_NORM * MIN_RELATIVE_NORM;
-    let working_norm_ok: Vec<usize> = (0..m).filter(|&a| norm(a) >= floor).collect();
-    let pairs: Vec<f64> = working_norm_ok
-        .iter()
-        .enumerate()
-        .flat_map(|(x, &a)| working_norm_ok[x + 1..].iter().map(move |&b| (a, b)))
-        .map(|(a, b)| dist(a, b))
+    let mut order: Vec<usize> = (0..m)
+        .filter(|&a| norm(a).is_finite() && norm(a) >= floor)
         .collect();
-    let copy_radius = lower_median(pairs) * DUPLICATE_DISTANCE * DUPLICATE_DISTANCE;
-    // The copies of an update: kept is the most reputable author's (then the smallest key).
-    let mut copy_of: Vec<Option<usize>> = vec![None; m];
-    for (x, &a) in working_norm_ok.iter().enumerate() {
-        for &b in &working_norm_ok[x + 1..] {
-            if dist(a, b) > copy_radius {
-                continue;
+    order.sort_by(|&a, &b| key(a).cmp(&key(b)));
+    let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+    let mut copied = vec![false; m];
+    let mut is_copy = vec![false; m];
+    for a in order {
+        let near = kept.iter().copied().find(|&k| {
+            let radius = DUPLICATE_DISTANCE * DUPLICATE_DISTANCE * norm(a).min(norm(k));
+            let screen = (norm(a) + norm(k) - 2.0 * gram[a * m + k]).max(0.0);
+            screen <= 4.0 * radius && sq_dist(updates[a], updates[k]) <= radius
+        });
+        match near {
+            Some(k) => {
+                is_copy[a] = true;
+                copied[k] = true;
             }
-            let key = |c: usize| {
-                let agent = &submissions[working[c]].agent;
-                (std::cmp::Reverse(reputation_of(agent)), agent)
-            };
-            let (keep, drop) = if key(a) <= key(b) { (a, b) } else { (b, a) };
-            if copy_of[drop].is_none_or(|k| key(keep) < key(k)) {
-                copy_of[drop] = Some(keep);
-            }
+            None => kept.push(a),
         }
     }
     let mut candidates = Vec::new();
@@ -371,7 +377,7 @@ pub fn decide_round<K: Ord + Clone>(
         let (yes, no) = tallies[i];
         if norm(a) < floor {
             outcomes[i] = excluded(Exclusion::NegligibleUpdate, Evidence::RejectedClear, i);
-        } else if copy_of[a].is_some() {
+        } else if is_copy[a] {
             outcomes[i] = excluded(Exclusion::DuplicateUpdate, Evidence::Absent, i);
         } else if committee[i] == Some(false) {
             let evidence = if no >= 2 * yes {
@@ -384,17 +390,16 @@ pub fn decide_round<K: Ord + Clone>(
             candidates.push(i);
         }
     }
+    // An update that others copied earns nobody reputation: who copied whom is unknown.
+    let copied_by_index: Vec<bool> = {
+        let mut v = vec![false; submissions.len()];
+        for (a, &i) in working.iter().enumerate() {
+            v[i] = copied[a];
+        }
+        v
+    };
 
-    // Every update left out before aggregation uses up one of the task's assumed `f`
-    // Byzantine inputs: the aggregator then only guards against the rest.
-    let removed = (submissions.len() - candidates.len()) as u32;
-    let agg = aggregate_candidates(
-        params,
-        params.aggregator.f.saturating_sub(removed),
-        submissions,
-        &candidates,
-        &reputation_of,
-    )?;
+    let agg = aggregate_candidates(params, submissions, &candidates, &reputation_of)?;
     for (j, &i) in candidates.iter().enumerate() {
         // Committee rejections never get here.
         let (verdict, evidence) = match (agg.left_out[j], committee[i]) {
@@ -402,7 +407,7 @@ pub fn decide_round<K: Ord + Clone>(
                 Verdict::Excluded(Exclusion::AggregatorOutlier),
                 Evidence::Absent,
             ),
-            (false, Some(true)) => (Verdict::Included, Evidence::Accepted),
+            (false, Some(true)) if !copied_by_index[i] => (Verdict::Included, Evidence::Accepted),
             (false, _) => (Verdict::Included, Evidence::Absent),
         };
         outcomes[i] = Some(SubmissionOutcome {
@@ -476,7 +481,6 @@ struct Aggregated {
 /// update (if any candidate) and the `f` used.
 fn aggregate_candidates<K>(
     params: &RoundParams,
-    f: u32,
     submissions: &[SubmissionInput<'_, K>],
     candidates: &[usize],
     reputation_of: &impl Fn(&K) -> Reputation,
@@ -486,12 +490,12 @@ fn aggregate_candidates<K>(
             left_out: Vec::new(),
             flagged: Vec::new(),
             aggregate: None,
-            f,
+            f: params.aggregator.f,
         });
     }
     let n = candidates.len();
     let mut config = params.aggregator;
-    let (config, f) = match fitting_f(config.rule, n, f as usize) {
+    let (config, f) = match fitting_f(config.rule, n, config.f as usize) {
         Some(f) => {
             config.f = f as u32;
             if let Rule::MultiKrum { m: Some(m) } = config.rule {
@@ -556,6 +560,22 @@ fn aggregate_candidates<K>(
 mod tests {
     use super::*;
 
+    /// `decide_round` with every member who voted as the committee.
+    fn decide(
+        p: &RoundParams,
+        base: &[f32],
+        previous: &[(u8, Reputation)],
+        subs: &[SubmissionInput<'_, u8>],
+    ) -> Result<RoundResult<u8>, RoundError> {
+        let mut committee: Vec<u8> = subs
+            .iter()
+            .flat_map(|s| s.votes.iter().map(|(k, _)| *k))
+            .collect();
+        committee.sort();
+        committee.dedup();
+        decide_round(p, base, previous, &committee, subs)
+    }
+
     fn params(rule: Rule, f: u32) -> RoundParams {
         RoundParams::new(rule, f)
     }
@@ -599,7 +619,7 @@ mod tests {
             .map(|(i, u)| sub(i as u8, u, &[true, true]))
             .collect();
         subs.push(sub(9, &attack, &[false, false]));
-        let r = decide_round(
+        let r = decide(
             &params(Rule::MultiKrum { m: None }, 1),
             &[0.0, 0.0],
             &[],
@@ -611,12 +631,19 @@ mod tests {
             Verdict::Excluded(Exclusion::CommitteeRejected)
         );
         assert_eq!(r.outcomes[6].evidence, Evidence::RejectedClear);
-        // The committee removed the attack before aggregation, using up Multi-Krum's
-        // f = 1: every honest update is in the mean.
-        assert_eq!(r.effective_f, 0);
-        assert!(r.outcomes[..6]
+        // The committee removed the attack before aggregation; Multi-Krum still assumes
+        // f = 1 and keeps m = n - f = 5 of the 6 honest updates. The one it leaves out
+        // was accepted by the committee: its reputation does not move.
+        let left_out: Vec<_> = r.outcomes[..6]
             .iter()
-            .all(|o| o.verdict == Verdict::Included && o.evidence == Evidence::Accepted));
+            .filter(|o| o.verdict != Verdict::Included)
+            .collect();
+        assert_eq!(left_out.len(), 1);
+        assert_eq!(
+            left_out[0].verdict,
+            Verdict::Excluded(Exclusion::AggregatorOutlier)
+        );
+        assert_eq!(left_out[0].evidence, Evidence::Absent);
         assert!(
             (r.model[0] - 1.0).abs() < 0.05 && (r.model[1] - 1.0).abs() < 0.05,
             "{:?}",
@@ -624,7 +651,8 @@ mod tests {
         );
         let rep = |k: u8| r.reputation.iter().find(|(a, _)| *a == k).unwrap().1;
         assert_eq!(rep(9), Reputation(250_000));
-        assert!((0..6).all(|k| rep(k) == Reputation(550_000)));
+        let risen = (0..6).filter(|&k| rep(k) == Reputation(550_000)).count();
+        assert_eq!(risen, 5);
         assert!(r.distrusted.is_empty());
     }
 
@@ -656,7 +684,7 @@ mod tests {
             [-5.1, -5.0],
         ];
         let subs = colluding_round(&updates);
-        let r = decide_round(&params(Rule::Median, 3), &[0.0, 0.0], &[], &subs).unwrap();
+        let r = decide(&params(Rule::Median, 3), &[0.0, 0.0], &[], &subs).unwrap();
         assert_eq!(r.distrusted, vec![4, 5, 6]);
         for (i, o) in r.outcomes.iter().enumerate() {
             if i < 4 {
@@ -693,7 +721,7 @@ mod tests {
         let previous: Vec<(u8, Reputation)> = (0..7u8)
             .map(|k| (k, Reputation(if k < 4 { 200_000 } else { 900_000 })))
             .collect();
-        let r = decide_round(&params(Rule::Median, 3), &[0.0, 0.0], &previous, &subs).unwrap();
+        let r = decide(&params(Rule::Median, 3), &[0.0, 0.0], &previous, &subs).unwrap();
         assert_eq!(r.distrusted, vec![0, 1, 2, 3]);
         assert!(r.outcomes[..4]
             .iter()
@@ -710,7 +738,7 @@ mod tests {
             .collect();
         // One member accepts the far update at 3.0.
         subs[6].votes = vec![(100, true)];
-        let r = decide_round(&params(Rule::Median, 2), &[0.0], &[], &subs).unwrap();
+        let r = decide(&params(Rule::Median, 2), &[0.0], &[], &subs).unwrap();
         for i in [3, 4, 5] {
             assert_eq!(
                 r.outcomes[i].verdict,
@@ -719,10 +747,10 @@ mod tests {
             );
             assert_eq!(r.outcomes[i].evidence, Evidence::RejectedClear);
         }
-        // The three negligible updates used up f = 2; the median's distance rule still
-        // flags 3.0, and the committee's acceptance does not keep it in, but it does
-        // keep its author's reputation from falling.
-        assert_eq!(r.effective_f, 0);
+        // Four updates remain: the median runs with f = 1. Its distance rule flags 3.0,
+        // and the committee's acceptance does not keep it in, but it does keep its
+        // author's reputation from falling.
+        assert_eq!(r.effective_f, 1);
         assert_eq!(
             r.outcomes[6].verdict,
             Verdict::Excluded(Exclusion::AggregatorOutlier)
@@ -749,7 +777,7 @@ mod tests {
             (6, Reputation(400_000)),
             (7, Reputation(600_000)),
         ];
-        let r = decide_round(&params(Rule::Mean, 0), &[0.0, 0.0], &previous, &subs).unwrap();
+        let r = decide(&params(Rule::Mean, 0), &[0.0, 0.0], &previous, &subs).unwrap();
         let verdict = |agent: u8| {
             let i = subs.iter().position(|s| s.agent == agent).unwrap();
             (r.outcomes[i].verdict, r.outcomes[i].evidence)
@@ -772,18 +800,50 @@ mod tests {
     }
 
     #[test]
+    fn copies_are_judged_pair_by_pair_and_far_updates_do_not_widen_them() {
+        // a ~ b and b ~ c, but c is not a copy of a: only b, the copy of a kept update, goes.
+        let a = [1.0f32, 0.0];
+        let b = [1.0f32, 0.008];
+        let c = [1.0f32, 0.016];
+        let others = [[0.0f32, 1.0], [0.7, 0.7], [-0.5, 0.9]];
+        // Huge, far-apart updates (an attack on a radius taken from the round's median).
+        let huge = [[1e30f32, -1e30], [-1e30, 1e30], [1e30, 1e30]];
+        let mut subs = vec![sub(0, &a, &[]), sub(1, &b, &[]), sub(2, &c, &[])];
+        subs.extend(
+            others
+                .iter()
+                .enumerate()
+                .map(|(i, u)| sub(3 + i as u8, u, &[])),
+        );
+        subs.extend(
+            huge.iter()
+                .enumerate()
+                .map(|(i, u)| sub(10 + i as u8, u, &[])),
+        );
+        let r = decide(&params(Rule::Median, 3), &[0.0, 0.0], &[], &subs).unwrap();
+        let copies: Vec<u8> = subs
+            .iter()
+            .zip(&r.outcomes)
+            .filter(|(_, o)| o.verdict == Verdict::Excluded(Exclusion::DuplicateUpdate))
+            .map(|(s, _)| s.agent)
+            .collect();
+        assert_eq!(copies, vec![1]);
+    }
+
+    #[test]
     fn missing_or_failing_proofs_and_low_reputation_are_excluded_first() {
         let u = [1.0f32, 1.0];
+        // One member, which accepts everything.
         let mut subs = vec![
-            sub(0, &u, &[]),
-            sub(1, &u, &[]),
+            sub(0, &u, &[true]),
+            sub(1, &u, &[true]),
             sub(2, &u, &[true]),
-            sub(3, &u, &[]),
+            sub(3, &[0.5, 0.7], &[true]),
         ];
         subs[0].proof = None;
         subs[1].proof = proof(1.0, 2.0);
         let previous = vec![(2u8, Reputation(50_000))];
-        let r = decide_round(&params(Rule::Mean, 0), &[0.0, 0.0], &previous, &subs).unwrap();
+        let r = decide(&params(Rule::Mean, 0), &[0.0, 0.0], &previous, &subs).unwrap();
         assert_eq!(
             r.outcomes[0].verdict,
             Verdict::Excluded(Exclusion::InvalidProof)
@@ -799,7 +859,7 @@ mod tests {
         // The committee accepted the low-reputation agent's work: it climbs back.
         assert_eq!(r.outcomes[2].evidence, Evidence::Accepted);
         assert_eq!(r.outcomes[3].verdict, Verdict::Included);
-        assert_eq!(r.model, vec![1.0, 1.0]);
+        assert_eq!(r.model, vec![0.5, 0.7]);
         assert_eq!(r.reputation[2], (2, Reputation(145_000)));
     }
 
@@ -811,11 +871,11 @@ mod tests {
         let subs = vec![sub(0, &a, &[]), sub(1, &b, &[]), sub(2, &c, &[])];
         // Krum with f = 2 needs n > 6; with 3 updates f drops to 0. Every update's single
         // nearest neighbour is 1 away, so all scores tie and the smallest update wins.
-        let r = decide_round(&params(Rule::Krum, 2), &[0.0], &[], &subs).unwrap();
+        let r = decide(&params(Rule::Krum, 2), &[0.0], &[], &subs).unwrap();
         assert_eq!(r.effective_f, 0);
         assert_eq!(r.model, vec![1.0]);
         // Two updates: Krum cannot run at all; the coordinate median of {1, 3} is 2.
-        let r = decide_round(&params(Rule::Krum, 1), &[0.0], &[], &subs[..2]).unwrap();
+        let r = decide(&params(Rule::Krum, 1), &[0.0], &[], &subs[..2]).unwrap();
         assert_eq!(r.model, vec![2.0]);
     }
 
@@ -827,7 +887,7 @@ mod tests {
             .enumerate()
             .map(|(i, u)| sub(i as u8, u, &[]))
             .collect();
-        let r = decide_round(&params(Rule::Median, 1), &[0.0], &[], &subs).unwrap();
+        let r = decide(&params(Rule::Median, 1), &[0.0], &[], &subs).unwrap();
         assert_eq!(
             r.outcomes[4].verdict,
             Verdict::Excluded(Exclusion::AggregatorOutlier)
@@ -839,17 +899,17 @@ mod tests {
 
     #[test]
     fn no_submissions_keep_the_model_and_duplicates_are_errors() {
-        let r = decide_round::<u8>(&params(Rule::Krum, 1), &[0.5], &[], &[]).unwrap();
+        let r = decide(&params(Rule::Krum, 1), &[0.5], &[], &[]).unwrap();
         assert_eq!(r.model, vec![0.5]);
         let u = [1.0f32];
         let subs = vec![sub(1, &u, &[]), sub(1, &u, &[])];
         assert_eq!(
-            decide_round(&params(Rule::Mean, 0), &[0.0], &[], &subs),
+            decide(&params(Rule::Mean, 0), &[0.0], &[], &subs),
             Err(RoundError::DuplicateAgent { index: 1 })
         );
         let short = [1.0f32];
         assert!(matches!(
-            decide_round(
+            decide(
                 &params(Rule::Mean, 0),
                 &[0.0, 0.0],
                 &[],

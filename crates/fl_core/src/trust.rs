@@ -10,13 +10,15 @@
 //!
 //! So trust is decided per member, from the round's whole vote matrix:
 //!
-//! 1. Two members *agree* when, over the submissions both voted on (neither being the
-//!    author), they cast the same vote on more than [`AGREEMENT`] (three quarters) of
-//!    them.
-//! 2. A *bloc* is a connected component of that relation: members linked by a chain of
+//! 1. A member *abstains* when it voted on fewer than half of the submissions it did not
+//!    author: its votes do not count and it is not judged.
+//! 2. Two members *agree* when, over the submissions neither authored, they cast the same
+//!    vote on more than [`AGREEMENT`] (three quarters) of them; a vote only one of them
+//!    cast counts as a disagreement, so a ballot with a single vote agrees with nobody.
+//! 3. A *bloc* is a connected component of that relation: members linked by a chain of
 //!    agreeing pairs.
-//! 3. A member is *trusted* when its bloc carries more than half of the reputation of all
-//!    members who voted.
+//! 4. A member is *trusted* when its bloc carries more than half of the reputation of the
+//!    whole committee, voters or not; the other voters are *distrusted*.
 //!
 //! Why three quarters and chains: on label-skewed data an honest member rejects up to a
 //! fifth of the honest updates (measured on digits, Dirichlet 0.5), so two honest members
@@ -26,35 +28,56 @@
 //! submissions (close to half of them at 45 % attackers): a bar at one half would link
 //! the colluders to any honest member who rejects a single honest update.
 //!
-//! Only trusted members' votes decide submissions. While honest members hold the
-//! reputation majority among the voters and agree with each other more often than not,
-//! every honest member is trusted and a colluding bloc is not; a bloc that votes with the
-//! honest members to stay trusted gives up its lies. Nothing tells a captured committee
-//! (colluders holding the majority of the voters' reputation) from an honest one, which is
-//! why the committee should be large: with every agent voting, capture needs the
-//! colluders to hold most of the reputation. The computation uses integer counts and
-//! integer reputation weights only, so every validator gets the same answer.
+//! Why the whole committee's reputation: an aggregator chooses which ballots it cites.
+//! Measured against the cited voters only, an aggregator could cite its colluders alone
+//! and make them the trusted majority; measured against the committee, leaving ballots out
+//! can only make the committee silent.
+//!
+//! Limits: nothing tells a captured committee (colluders holding most of the committee's
+//! reputation) from an honest one, which is why the committee should be the whole cohort;
+//! and colluders who grade their votes from the honest pattern to their own in steps of
+//! less than a quarter can chain the two blocs into one, which leaves every voter trusted
+//! and the committee a plain reputation-weighted majority. The computation uses integer
+//! counts and integer reputation weights only, so every validator gets the same answer.
 
-/// Two members agree when the share of their common submissions on which they voted
-/// alike exceeds `AGREEMENT.0 / AGREEMENT.1`.
+/// Two members agree when the share of the submissions neither authored on which they
+/// voted alike exceeds `AGREEMENT.0 / AGREEMENT.1`.
 pub const AGREEMENT: (u64, u64) = (3, 4);
 
-/// Trust of every member who voted in a round.
+/// How a committee member's votes stand in a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Its bloc holds more than half of the committee's reputation: its votes count.
+    Trusted,
+    /// It voted enough to be judged, and its bloc is not trusted.
+    Distrusted,
+    /// It voted on fewer than half of the submissions it could vote on.
+    Abstained,
+}
+
+/// The standing of every committee member who voted in a round.
 ///
-/// `votes[s]` lists the `(member, accept)` votes on submission `s`, whose author is
-/// `authors[s]`; a member's vote on its own submission and any second vote by a member on
-/// the same submission are ignored. `weight` gives each member's reputation weight.
-/// Returns every voter once, sorted, with `true` when trusted.
-pub fn trusted_voters<K: Ord + Clone>(
+/// `committee` is the round's committee (votes by anyone else are ignored); `votes[s]`
+/// lists the `(member, accept)` votes on submission `s`, whose author is `authors[s]`; a
+/// member's vote on its own submission and any second vote by a member on the same
+/// submission are ignored. `weight` gives each member's reputation weight. Returns every
+/// voter once, sorted by key.
+pub fn voter_standing<K: Ord + Clone>(
+    committee: &[K],
     authors: &[&K],
     votes: &[&[(K, bool)]],
     weight: impl Fn(&K) -> u64,
-) -> Vec<(K, bool)> {
+) -> Vec<(K, Standing)> {
+    let mut members: Vec<&K> = committee.iter().collect();
+    members.sort();
+    members.dedup();
+    let total: u128 = members.iter().map(|k| u128::from(weight(k))).sum();
     let own = |s: usize, k: &K| authors.get(s).is_some_and(|a| *a == k);
     let mut voters: Vec<K> = votes
         .iter()
         .enumerate()
         .flat_map(|(s, vs)| vs.iter().filter(move |(k, _)| !own(s, k)))
+        .filter(|(k, _)| members.binary_search(&k).is_ok())
         .map(|(k, _)| k.clone())
         .collect();
     voters.sort();
@@ -71,19 +94,31 @@ pub fn trusted_voters<K: Ord + Clone>(
             }
         }
     }
+    // Submissions voter v could vote on (not its own), and how many it voted on.
+    let authored = |v: usize, s: usize| own(s, &voters[v]);
+    let judged: Vec<bool> = (0..voters.len())
+        .map(|v| {
+            let open = (0..votes.len()).filter(|&s| !authored(v, s)).count() as u64;
+            let cast = matrix[v].iter().filter(|x| x.is_some()).count() as u64;
+            2 * cast >= open
+        })
+        .collect();
     let weights: Vec<u128> = voters.iter().map(|k| u128::from(weight(k))).collect();
     let agree = |a: usize, b: usize| {
-        let (mut common, mut same) = (0u64, 0u64);
-        for (x, y) in matrix[a].iter().zip(&matrix[b]) {
-            if let (Some(x), Some(y)) = (x, y) {
-                common += 1;
+        let (mut shared, mut same) = (0u64, 0u64);
+        for (s, pair) in matrix[a].iter().zip(&matrix[b]).enumerate() {
+            if authored(a, s) || authored(b, s) {
+                continue;
+            }
+            shared += 1;
+            if let (Some(x), Some(y)) = pair {
                 same += u64::from(x == y);
             }
         }
-        AGREEMENT.1 * same > AGREEMENT.0 * common
+        shared > 0 && AGREEMENT.1 * same > AGREEMENT.0 * shared
     };
-    // Blocs: the connected components of the agreement relation (union-find, the
-    // smallest index as root, so the result does not depend on visiting order).
+    // Blocs: the connected components of the agreement relation among judged voters
+    // (union-find, the smallest index as root, so the result does not depend on order).
     let mut root: Vec<usize> = (0..voters.len()).collect();
     fn find(root: &mut [usize], mut a: usize) -> usize {
         while root[a] != a {
@@ -92,15 +127,14 @@ pub fn trusted_voters<K: Ord + Clone>(
         }
         a
     }
-    for a in 0..voters.len() {
-        for b in a + 1..voters.len() {
+    for a in (0..voters.len()).filter(|&a| judged[a]) {
+        for b in (a + 1..voters.len()).filter(|&b| judged[b]) {
             if agree(a, b) {
                 let (ra, rb) = (find(&mut root, a), find(&mut root, b));
                 root[ra.max(rb)] = ra.min(rb);
             }
         }
     }
-    let total: u128 = weights.iter().sum();
     let mut bloc_weight = vec![0u128; voters.len()];
     for (a, w) in weights.iter().enumerate() {
         let r = find(&mut root, a);
@@ -109,7 +143,14 @@ pub fn trusted_voters<K: Ord + Clone>(
     (0..voters.len())
         .map(|a| {
             let r = find(&mut root, a);
-            (voters[a].clone(), 2 * bloc_weight[r] > total)
+            let standing = if !judged[a] {
+                Standing::Abstained
+            } else if 2 * bloc_weight[r] > total {
+                Standing::Trusted
+            } else {
+                Standing::Distrusted
+            };
+            (voters[a].clone(), standing)
         })
         .collect()
 }
@@ -142,12 +183,36 @@ mod tests {
         (authors, votes)
     }
 
-    fn trust(authors: &[u8], votes: &[Vec<(u8, bool)>], w: impl Fn(&u8) -> u64) -> Vec<bool> {
+    /// Standing of every voter, with the committee made of every member who cast a vote.
+    fn standing(
+        authors: &[u8],
+        votes: &[Vec<(u8, bool)>],
+        w: impl Fn(&u8) -> u64,
+    ) -> Vec<Standing> {
+        let mut committee: Vec<u8> = votes.iter().flatten().map(|(k, _)| *k).collect();
+        committee.sort();
+        committee.dedup();
+        standing_in(&committee, authors, votes, w)
+    }
+
+    fn standing_in(
+        committee: &[u8],
+        authors: &[u8],
+        votes: &[Vec<(u8, bool)>],
+        w: impl Fn(&u8) -> u64,
+    ) -> Vec<Standing> {
         let a: Vec<&u8> = authors.iter().collect();
         let v: Vec<&[(u8, bool)]> = votes.iter().map(Vec::as_slice).collect();
-        trusted_voters(&a, &v, w)
+        voter_standing(committee, &a, &v, w)
             .into_iter()
             .map(|(_, t)| t)
+            .collect()
+    }
+
+    fn trust(authors: &[u8], votes: &[Vec<(u8, bool)>], w: impl Fn(&u8) -> u64) -> Vec<bool> {
+        standing(authors, votes, w)
+            .into_iter()
+            .map(|t| t == Standing::Trusted)
             .collect()
     }
 
@@ -221,7 +286,45 @@ mod tests {
         ];
         // Only one counted vote each, on different submissions: no common submission.
         assert_eq!(trust(&authors, &votes, |_| 1), vec![false, false]);
-        // A lone voter is trusted.
-        assert_eq!(trust(&authors, &votes[..1], |_| 1), vec![true]);
+        // A lone voter is trusted when it holds most of the committee's reputation, not
+        // when others on the committee did not vote (or were not cited).
+        let lone = &votes[..1];
+        let t = |committee: &[u8]| standing_in(committee, &authors, lone, |_| 1);
+        assert_eq!(t(&[1]), vec![Standing::Trusted]);
+        assert_eq!(t(&[0, 1]), vec![Standing::Distrusted]);
+    }
+
+    #[test]
+    fn citing_only_the_colluders_leaves_the_committee_without_trust() {
+        let (authors, votes) = round(11, 9, |_, _| false);
+        // Only the colluders' ballots, against the committee of all twenty.
+        let cited: Vec<Vec<(u8, bool)>> = votes
+            .iter()
+            .map(|vs| vs.iter().filter(|(m, _)| *m >= 11).cloned().collect())
+            .collect();
+        let committee: Vec<u8> = (0..20).collect();
+        let s = standing_in(&committee, &authors, &cited, |_| 1);
+        assert!(s.iter().all(|&x| x == Standing::Distrusted), "{s:?}");
+    }
+
+    #[test]
+    fn a_ballot_with_one_vote_abstains_and_links_nobody() {
+        // Colluder 19 casts a single vote that every other member agrees with: it must
+        // not join the honest and colluding blocs into one.
+        let (authors, mut votes) = round(11, 9, |_, _| false);
+        for (s, ballot) in votes.iter_mut().enumerate() {
+            if s != 0 {
+                ballot.retain(|(m, _)| *m != 19);
+            } else {
+                ballot.iter_mut().for_each(|v| v.1 = true);
+            }
+        }
+        let s = standing(&authors, &votes, |_| 1);
+        assert!(s[..11].iter().all(|&x| x == Standing::Trusted), "{s:?}");
+        assert!(
+            s[11..19].iter().all(|&x| x == Standing::Distrusted),
+            "{s:?}"
+        );
+        assert_eq!(s[19], Standing::Abstained);
     }
 }

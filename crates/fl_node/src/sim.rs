@@ -170,7 +170,7 @@ pub fn simulate(
                     .collect(),
             })
             .collect();
-        let result = decide_round(&exp.round, &model, &reputation, &inputs)?;
+        let result = decide_round(&exp.round, &model, &reputation, &committee, &inputs)?;
         model = result.model;
         reputation = result.reputation;
 

@@ -63,6 +63,7 @@ fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, Acti
         r.round,
         &base,
         ctx.previous.as_ref(),
+        &ctx.committee,
         evidence,
     )
     .map_err(fail)?;

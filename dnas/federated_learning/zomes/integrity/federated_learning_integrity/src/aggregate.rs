@@ -16,7 +16,9 @@ pub struct OutcomeRecord {
     pub submission: ActionHash,
     /// Its PoGQ proof, if one was found.
     pub proof: Option<ActionHash>,
-    /// The committee ballots whose vote on it was counted.
+    /// The committee ballots cited for their vote on it: every cited ballot's vote on every
+    /// listed submission is cited (validation checks), and the round decision then counts
+    /// those of trusted members.
     pub votes: Vec<ActionHash>,
     /// Included, or excluded with the reason.
     pub verdict: Verdict,
@@ -66,14 +68,17 @@ pub struct SubmissionEvidence {
     pub votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)>,
 }
 
-/// Computes the aggregate of a round from its evidence. The coordinator commits exactly
-/// this and validation recomputes it, so the two can never disagree on honest input.
+/// Computes the aggregate of a round from its evidence; `committee` is the round's
+/// committee (trust is measured against its whole reputation). The coordinator commits
+/// exactly this and validation recomputes it, so the two can never disagree on honest
+/// input.
 pub fn compute_aggregate(
     task_hash: &ActionHash,
     task: &Task,
     round: u32,
     base: &ActionHash,
     previous: Option<&RoundAggregate>,
+    committee: &[AgentPubKey],
     mut evidence: Vec<SubmissionEvidence>,
 ) -> Result<RoundAggregate, String> {
     evidence.sort_by(|a, b| a.hash.cmp(&b.hash));
@@ -106,8 +111,14 @@ pub fn compute_aggregate(
                 .collect(),
         })
         .collect();
-    let result = decide_round(&task.round, base_model.as_slice(), &table, &inputs)
-        .map_err(|e| e.to_string())?;
+    let result = decide_round(
+        &task.round,
+        base_model.as_slice(),
+        &table,
+        committee,
+        &inputs,
+    )
+    .map_err(|e| e.to_string())?;
     let model = fl_core::Tensor::new(result.model)
         .and_then(|t| t.encode(task.encoding))
         .map_err(|e| format!("new model: {e}"))?;
@@ -195,12 +206,16 @@ pub fn validate_create_aggregate(
             Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
         }
     }
+    if let Err(e) = check_ballots_counted(a, &ballots) {
+        return Ok(Err(format!("round aggregate: {e}")));
+    }
     let expected = match compute_aggregate(
         &a.task,
         &ctx.task,
         a.round,
         &a.base,
         ctx.previous.as_ref(),
+        &ctx.committee,
         evidence,
     ) {
         Ok(x) => x,
@@ -267,6 +282,28 @@ fn cited_ballots(
         out.push((h.clone(), member, b));
     }
     Ok(Ok(out))
+}
+
+/// Every vote of a cited ballot on a submission the aggregate lists must be cited in that
+/// submission's outcome: an aggregator may leave a ballot out, not pick among its votes.
+fn check_ballots_counted(a: &RoundAggregate, ballots: &CitedBallots) -> Result<(), String> {
+    for (h, _, ballot) in ballots {
+        for v in &ballot.votes {
+            let Ok(i) = a
+                .outcomes
+                .binary_search_by(|o| o.submission.cmp(&v.submission))
+            else {
+                continue;
+            };
+            if !a.outcomes[i].votes.contains(h) {
+                return Err(format!(
+                    "ballot {h} votes on submission {} but that vote is not counted",
+                    v.submission
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn gather(

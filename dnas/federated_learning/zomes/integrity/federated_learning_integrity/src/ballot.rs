@@ -144,7 +144,7 @@ pub fn validate_create_ballot(
         &action.prev_action,
         ctx.opened_at,
         UnitEntryTypes::CommitteeBallot,
-        |other| other.task == b.task && other.round == b.round,
+        |other| other.task == b.task && other.round == b.round && other.base == b.base,
     )?;
     if let Some(first) = earlier {
         return Ok(Err(format!(

@@ -148,7 +148,7 @@ pub fn validate_create_gradient(
         &action.prev_action,
         ctx.opened_at,
         UnitEntryTypes::GradientSubmission,
-        |other| other.task == g.task && other.round == g.round,
+        |other| other.task == g.task && other.round == g.round && other.base == g.base,
     )?;
     if let Some(first) = earlier {
         return Ok(Err(format!(
