@@ -5,14 +5,9 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use fl_core::aggregate::{AggregatorConfig, Rule, WeiszfeldParams};
+use fl_core::aggregate::AggregatorConfig;
 use libfuzzer_sys::fuzz_target;
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-enum Val {
-    Small(i8),
-    Any(f32),
-}
+use mycelix_fl_fuzz::{rule_of, Val};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -31,21 +26,7 @@ fuzz_target!(|input: Input| {
     if input.inputs.len() > 12 {
         return;
     }
-    let rule = match input.rule % 7 {
-        0 => Rule::Mean,
-        1 => Rule::Krum,
-        2 => Rule::MultiKrum {
-            m: input.multi_m.map(u32::from),
-        },
-        3 => Rule::Median,
-        4 => Rule::TrimmedMean,
-        5 => Rule::GeometricMedian(WeiszfeldParams {
-            nu: input.weiszfeld.0,
-            max_iterations: u32::from(input.weiszfeld.1 % 64),
-            tolerance: input.weiszfeld.2,
-        }),
-        _ => Rule::Bulyan,
-    };
+    let rule = rule_of(input.rule, input.multi_m, input.weiszfeld);
     let config = AggregatorConfig {
         rule,
         f: u32::from(input.f % 8),
@@ -63,8 +44,7 @@ fuzz_target!(|input: Input| {
             };
             (0..len)
                 .map(|i| match vals.get(i % vals.len().max(1)) {
-                    Some(Val::Small(v)) => f32::from(*v) / 16.0,
-                    Some(Val::Any(v)) => *v,
+                    Some(v) => v.get(),
                     None => 0.0,
                 })
                 .collect()

@@ -4,8 +4,9 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use fl_core::{draw_committee, Evidence, Reputation, ReputationParams};
+use fl_core::{draw_committee, Evidence, Reputation};
 use libfuzzer_sys::fuzz_target;
+use mycelix_fl_fuzz::reputation_params;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -46,15 +47,7 @@ fuzz_target!(|input: Input| {
         );
     }
 
-    let r = input.params.map(|v| Reputation(v % 1_000_001));
-    let params = ReputationParams {
-        initial: r[0],
-        gain: r[1],
-        disputed_keep: r[2],
-        clear_keep: r[3],
-        floor: r[4],
-        committee_threshold: r[5],
-    };
+    let params = reputation_params(input.params);
     if params.check().is_err() {
         return;
     }

@@ -17,22 +17,7 @@ use federated_learning_integrity::{CommitteeVote, PogqProof, RoundAggregate};
 use fl_core::aggregate::{Rule, WeiszfeldParams};
 use fl_core::{Encoding, Reputation, Tensor};
 use libfuzzer_sys::fuzz_target;
-use mycelix_fl_fuzz::{action_hash, agent, encode, entry_bytes, fixture, task, MODEL_LEN};
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-enum Val {
-    Small(i8),
-    Any(f32),
-}
-
-impl Val {
-    fn get(self) -> f32 {
-        match self {
-            Val::Small(v) => f32::from(v) / 16.0,
-            Val::Any(v) => v,
-        }
-    }
-}
+use mycelix_fl_fuzz::{action_hash, agent, encode, entry_bytes, fixture, task, Val, MODEL_LEN};
 
 #[derive(Arbitrary, Debug)]
 struct Sub {

@@ -6,29 +6,13 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use fl_core::aggregate::{Rule, WeiszfeldParams};
+use fl_core::aggregate::Rule;
 use fl_core::trust::voter_standing;
 use fl_core::{
-    decide_round, PogqMeasurement, PogqParams, Reputation, ReputationParams, RoundParams,
-    SubmissionInput,
+    decide_round, PogqMeasurement, PogqParams, Reputation, RoundParams, SubmissionInput,
 };
 use libfuzzer_sys::fuzz_target;
-
-/// A value: mostly small steps (so updates are near each other), sometimes any `f32`.
-#[derive(Arbitrary, Debug, Clone, Copy)]
-enum Val {
-    Small(i8),
-    Any(f32),
-}
-
-impl Val {
-    fn get(self) -> f32 {
-        match self {
-            Val::Small(v) => f32::from(v) / 16.0,
-            Val::Any(v) => v,
-        }
-    }
-}
+use mycelix_fl_fuzz::{reputation_params, rule_of, Val};
 
 #[derive(Arbitrary, Debug)]
 struct Sub {
@@ -57,22 +41,7 @@ struct Input {
 }
 
 fn rule(input: &Input) -> Rule {
-    match input.rule % 7 {
-        0 => Rule::Mean,
-        1 => Rule::Krum,
-        2 => Rule::MultiKrum {
-            m: input.multi_m.map(u32::from),
-        },
-        3 => Rule::Median,
-        4 => Rule::TrimmedMean,
-        5 => Rule::GeometricMedian(WeiszfeldParams {
-            nu: input.weiszfeld.0,
-            // Bounded: the task rules do not bound it yet (see README.md).
-            max_iterations: u32::from(input.weiszfeld.1 % 64),
-            tolerance: input.weiszfeld.2,
-        }),
-        _ => Rule::Bulyan,
-    }
+    rule_of(input.rule, input.multi_m, input.weiszfeld)
 }
 
 /// `len` values from `vals`, cycled (zeros if none).
@@ -94,15 +63,7 @@ fuzz_target!(|input: Input| {
         min_score: input.pogq.1,
     };
     if !input.default_reputation {
-        let r = input.reputation.map(|v| Reputation(v % 1_000_001));
-        params.reputation = ReputationParams {
-            initial: r[0],
-            gain: r[1],
-            disputed_keep: r[2],
-            clear_keep: r[3],
-            floor: r[4],
-            committee_threshold: r[5],
-        };
+        params.reputation = reputation_params(input.reputation);
     }
     if params.pogq.check().is_err() || params.reputation.check().is_err() {
         return;

@@ -449,3 +449,58 @@ mod tests {
         }
     }
 }
+
+/// A fuzzed value: mostly small steps (so updates are near each other), sometimes any
+/// `f32`.
+#[derive(arbitrary::Arbitrary, Debug, Clone, Copy)]
+pub enum Val {
+    /// `v / 16`.
+    Small(i8),
+    /// Any bits.
+    Any(f32),
+}
+
+impl Val {
+    /// The value.
+    pub fn get(self) -> f32 {
+        match self {
+            Val::Small(v) => f32::from(v) / 16.0,
+            Val::Any(v) => v,
+        }
+    }
+}
+
+/// An aggregation rule from fuzzed bytes. Weiszfeld iterations are capped at 63 to keep
+/// executions fast (task validation allows up to 1000).
+pub fn rule_of(rule: u8, multi_m: Option<u8>, weiszfeld: (f64, u8, f64)) -> fl_core::Rule {
+    use fl_core::aggregate::WeiszfeldParams;
+    use fl_core::Rule;
+    match rule % 7 {
+        0 => Rule::Mean,
+        1 => Rule::Krum,
+        2 => Rule::MultiKrum {
+            m: multi_m.map(u32::from),
+        },
+        3 => Rule::Median,
+        4 => Rule::TrimmedMean,
+        5 => Rule::GeometricMedian(WeiszfeldParams {
+            nu: weiszfeld.0,
+            max_iterations: u32::from(weiszfeld.1 % 64),
+            tolerance: weiszfeld.2,
+        }),
+        _ => Rule::Bulyan,
+    }
+}
+
+/// Reputation parameters from six fuzzed values, each reduced into `[0, 1]`.
+pub fn reputation_params(raw: [u32; 6]) -> fl_core::ReputationParams {
+    let r = raw.map(|v| fl_core::Reputation(v % 1_000_001));
+    fl_core::ReputationParams {
+        initial: r[0],
+        gain: r[1],
+        disputed_keep: r[2],
+        clear_keep: r[3],
+        floor: r[4],
+        committee_threshold: r[5],
+    }
+}
