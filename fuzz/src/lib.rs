@@ -95,6 +95,7 @@ pub fn task(encoding: Encoding, rule: Rule, f: u32, quorum: u32) -> Task {
         quorum,
         aggregation_timeout_ms: 1_000,
         initial_model: Tensor::new(model).unwrap().encode(encoding).unwrap(),
+        admission: Default::default(),
     }
 }
 
@@ -124,6 +125,7 @@ fn build() -> Fixture {
         samples: 32,
         signer: Signer::Agent,
         signature: Vec::new(),
+        membership: None,
     };
     submission.signature = agent_key
         .sign(&submission.signing_bytes())
@@ -178,6 +180,7 @@ fn build() -> Fixture {
         loss: 0.7,
         accuracy: 0.6,
         samples: 20,
+        membership: None,
     };
     Fixture {
         agent_key,

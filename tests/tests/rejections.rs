@@ -72,6 +72,7 @@ fn device_submission(
             registration: registration.clone(),
         },
         signature: Vec::new(),
+        membership: None,
     };
     s.signature = key.sign(&s.signing_bytes()).to_bytes().to_vec();
     s
@@ -392,6 +393,7 @@ async fn scenario() {
         loss: 0.5,
         accuracy: 0.8,
         samples: 10,
+        membership: None,
     };
     for (bad, reason) in [
         (

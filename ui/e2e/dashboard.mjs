@@ -68,6 +68,12 @@ try {
       log(`round ${r}: attacker ${a.slice(0, 12)}… excluded: ${reason}`);
     }
   }
+  // The task is labelled with its admission, as the run published it.
+  const admission = (await page.locator("#task dl").innerText()).match(/admission\s+(\w+)/)?.[1];
+  if (admission !== run.config.admission) {
+    throw new Error(`the task shows admission "${admission}", the run published a ${run.config.admission} task`);
+  }
+  log(`task admission: ${admission}`);
   const reputationRows = await page.locator("#reputation tbody tr").count();
   if (reputationRows < run.config.nodes) {
     throw new Error(`the reputation table shows ${reputationRows} agents, expected ${run.config.nodes}`);

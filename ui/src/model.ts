@@ -43,6 +43,19 @@ export interface Task {
   committee_size: number;
   quorum: number;
   aggregation_timeout_ms: number;
+  /** Who may take part; absent on tasks written before admission existed (open). */
+  admission?: Admission;
+}
+
+/** Integrity `Admission`: open, or closed to invited members. */
+export type Admission =
+  | { kind: "open" }
+  | { kind: "closed"; invites_per_member: number; min_inviter_reputation: number };
+
+/** How the dashboard labels a task's admission. */
+export function admissionLabel(a: Admission | undefined): string {
+  if (!a || a.kind === "open") return "open: any agent on the network may submit (no sybil resistance beyond reputation)";
+  return `closed: members by invite only (${a.invites_per_member} invites per member, from reputation ${(a.min_inviter_reputation / 1e6).toFixed(2)})`;
 }
 
 /** Coordinator `TaskInfo`. */
@@ -446,6 +459,8 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
     quorum: quorum(form.f),
     aggregation_timeout_ms: 10_000,
     initial_model: f32Tensor(new Float32Array(modelLen)),
+    // The dashboard cannot invite yet, so the tasks it starts are open (and say so).
+    admission: { kind: "open" },
   };
 }
 

@@ -2,6 +2,7 @@
 // that came from the network is escaped.
 
 import {
+  admissionLabel,
   describeRule,
   type MetricPoint,
   type ReputationRow,
@@ -41,6 +42,7 @@ export function taskSection(info: TaskInfo | null, tasks: number): string {
   return `<section id="task"><h2>Task: ${esc(t.name)}</h2>
     <p>${esc(t.description)}</p>
     <dl class="settings">
+      <dt>admission</dt><dd>${esc(admissionLabel(t.admission))}</dd>
       <dt>aggregator</dt><dd>${esc(describeRule(t.round))}</dd>
       <dt>committee</dt><dd>${t.committee_size} members, PoGQ threshold ${t.round.pogq.min_score}</dd>
       <dt>quorum</dt><dd>${t.quorum} submissions</dd>

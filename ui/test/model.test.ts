@@ -1,6 +1,7 @@
 import { HoloHashType, encodeHashToBase64, hashFrom32AndType } from "@holochain/client";
 import { describe, expect, it } from "vitest";
 import {
+  admissionLabel,
   type FlEvent,
   type RoundState,
   hashToString,
@@ -246,6 +247,14 @@ describe("new task form", () => {
     expect(t.initial_model.length).toBe(5 + 4 * 650);
     expect([...t.initial_model.slice(0, 5)]).toEqual([1, 138, 2, 0, 0]);
     expect(taskFromForm({ ...form, rule: "median" }).quorum).toBe(5);
+    expect(t.admission).toEqual({ kind: "open" });
+  });
+  it("labels every task open or closed", () => {
+    expect(admissionLabel(undefined)).toMatch(/^open: any agent/);
+    expect(admissionLabel({ kind: "open" })).toMatch(/^open: any agent/);
+    expect(admissionLabel({ kind: "closed", invites_per_member: 2, min_inviter_reputation: 600_000 })).toBe(
+      "closed: members by invite only (2 invites per member, from reputation 0.60)",
+    );
   });
   it("refuses a bad form with a reason", () => {
     expect(() => taskFromForm({ ...form, name: "  " })).toThrow("needs a name");

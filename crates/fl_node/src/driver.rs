@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use federated_learning::{
-    CastBallot, CastVote, GlobalModel, ModelRef, RoundRef, RoundState, SubmitGradient, Submitted,
-    TaskInfo,
+    CastBallot, CastVote, GlobalModel, InviteAgent, JoinTask, ModelRef, RoundRef, RoundState,
+    SubmitGradient, Submitted, TaskInfo,
 };
-use federated_learning_integrity::{GradientSubmission, ModelEvaluation, Task};
+use federated_learning_integrity::{
+    Admission, GradientSubmission, InviteProof, ModelEvaluation, Task,
+};
 use fl_core::aggregate::Rule;
 use fl_core::{Encoding, Tensor, Verdict};
 use holochain::prelude::{ActionHash, AgentPubKey};
@@ -116,6 +118,38 @@ where
     }
 }
 
+/// Admits every peer into the closed task `task` that `clients[author]` wrote: the author
+/// invites each other peer, and each joins with its invite (its membership is what its
+/// submissions and evaluations cite).
+async fn admit_all(clients: &[Client], author: usize, task: &ActionHash) -> Result<()> {
+    let mut invites = Vec::with_capacity(clients.len());
+    for (p, c) in clients.iter().enumerate() {
+        if p == author {
+            continue;
+        }
+        let invite = InviteAgent {
+            task: task.clone(),
+            invitee: c.agent().clone(),
+            standing: None,
+        };
+        let proof: InviteProof = commit(&clients[author], "invite_agent", invite)
+            .await
+            .with_context(|| format!("the task's author inviting peer {p}"))?;
+        invites.push((p, proof.invite_hash));
+    }
+    futures::future::try_join_all(invites.into_iter().map(|(p, invite)| async move {
+        let join = JoinTask {
+            task: task.clone(),
+            invite: Some(invite),
+        };
+        commit::<_, ActionHash>(&clients[p], "join_task", join)
+            .await
+            .with_context(|| format!("peer {p} joining the closed task"))
+    }))
+    .await?;
+    Ok(())
+}
+
 /// Runs `exp` with one peer per client: creates the task (the last peer, honest whenever
 /// any peer is, authors it), then plays every round. `on_round` sees each round's report
 /// and timings as it closes.
@@ -150,6 +184,7 @@ pub async fn run_rounds(
         quorum: minimum_quorum(&exp.round.aggregator.rule, exp.round.aggregator.f),
         aggregation_timeout_ms: 10_000,
         initial_model: f32_bytes(&initial),
+        admission: exp.admission,
     };
     let task_hash: ActionHash = clients[author]
         .call("create_task", task.clone())
@@ -165,6 +200,9 @@ pub async fn run_rounds(
             },
         )
         .await?;
+    }
+    if exp.admission != Admission::Open {
+        admit_all(clients, author, &task_hash).await?;
     }
     let index: HashMap<AgentPubKey, usize> = clients
         .iter()
@@ -353,6 +391,7 @@ pub async fn run_rounds(
                 loss,
                 accuracy,
                 samples,
+                membership: None,
             };
             async move {
                 commit::<_, ActionHash>(c, "publish_evaluation", evaluation)

@@ -14,6 +14,7 @@
 //! TPR = excluded Byzantine submissions / Byzantine submissions, FPR = excluded honest
 //! submissions / honest submissions.
 
+use federated_learning_integrity::Admission;
 use fl_core::{decide_round, draw_committee, Reputation, RoundParams, SubmissionInput, Verdict};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -50,6 +51,9 @@ pub struct Experiment {
     pub validation_fraction: f64,
     /// Seed of every random choice.
     pub seed: u64,
+    /// Who may join the task on conductors (closed: the task's author invites every peer).
+    /// The simulation has no membership: every peer is a member either way.
+    pub admission: Admission,
 }
 
 /// What one round did.
@@ -219,6 +223,7 @@ mod tests {
             sgd: Sgd::default(),
             validation_fraction: 0.2,
             seed: 11,
+            admission: Admission::CLOSED,
         }
     }
 

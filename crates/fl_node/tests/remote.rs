@@ -2,6 +2,7 @@
 //! websockets (holochain_client), here four embedded conductors with admin ports opened,
 //! play a full round. Needs `scripts/pack.sh` to have run.
 
+use federated_learning_integrity::Admission;
 use fl_core::aggregate::Rule;
 use fl_core::RoundParams;
 use fl_node::attacks::Attack;
@@ -44,6 +45,7 @@ async fn a_round_over_websockets_excludes_the_attacker() {
         sgd: Sgd::default(),
         validation_fraction: 0.2,
         seed: 3,
+        admission: Admission::CLOSED,
     };
     let reports = run_rounds(&exp, &clients, &train, &test, |_, _| {})
         .await

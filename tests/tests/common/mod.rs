@@ -10,6 +10,8 @@ pub use federated_learning::{
     AgentReputationRef, CastBallot, CastVote, GlobalModel, ModelRef, RoundRef, RoundState,
     RoundSummary, SignedSubmission, SubmitGradient, Submitted,
 };
+pub use federated_learning::{InviteAgent, JoinTask, MemberInfo};
+pub use federated_learning_integrity::{Admission, Invite, InviteProof, Membership};
 pub use federated_learning_integrity::{
     CommitteeBallot, CommitteeVote, DeviceRegistration, GradientSubmission, ModelEvaluation,
     PogqProof, ReputationEntry, RoundAggregate, Signer, Task,
@@ -72,6 +74,66 @@ async fn network(n: usize, dna: DnaFile) -> (SweetConductorBatch, Vec<SweetCell>
     (conductors, cells)
 }
 
+/// The test DNA (production plus the `adversary` coordinator).
+pub async fn adversarial_dna() -> DnaFile {
+    load(repo().join("tests/workdir/federated_learning.dna")).await
+}
+
+/// Installs `dna` on `conductor` for a new agent with `membrane_proof`, as an invitee
+/// installing the hApp with its invite does. The error is the conductor's, genesis
+/// failures included.
+pub async fn install_with_proof(
+    conductor: &SweetConductor,
+    dna: &DnaFile,
+    app_id: &str,
+    membrane_proof: Option<SerializedBytes>,
+) -> Result<SweetCell, String> {
+    let agent = SweetAgents::one(conductor.keystore()).await;
+    install_for_agent(conductor, dna, app_id, agent, membrane_proof).await
+}
+
+/// [`install_with_proof`] for a given agent key of `conductor`'s keystore.
+pub async fn install_for_agent(
+    conductor: &SweetConductor,
+    dna: &DnaFile,
+    app_id: &str,
+    agent: AgentPubKey,
+    membrane_proof: Option<SerializedBytes>,
+) -> Result<SweetCell, String> {
+    let role = dna.dna_hash().to_string();
+    let bundle = app_bundle_from_dnas(std::slice::from_ref(dna), false, None).await;
+    let settings = RoleSettings::Provisioned {
+        membrane_proof: membrane_proof.map(std::sync::Arc::new),
+        modifiers: None,
+        init_properties: None,
+    };
+    let app = conductor
+        .raw_handle()
+        .install_app_bundle(InstallAppPayload {
+            source: AppBundleSource::Bytes(bundle.pack().expect("bundle packs")),
+            agent_key: Some(agent),
+            installed_app_id: Some(app_id.to_string()),
+            network_seed: None,
+            roles_settings: Some([(role, settings)].into_iter().collect()),
+            ignore_genesis_failure: false,
+        })
+        .await
+        .map_err(|e| match e {
+            holochain::conductor::error::ConductorError::GenesisFailed { errors } => errors
+                .iter()
+                .map(|(_, e)| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        })?;
+    let cell_id = app.all_cells().next().expect("one cell").clone();
+    conductor
+        .enable_app(app_id.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    conductor.get_sweet_cell(cell_id).map_err(|e| e.to_string())
+}
+
 /// Waits until every cell has seen every op.
 pub async fn settle(cells: &[SweetCell]) {
     await_consistency_s(120, cells)
@@ -92,6 +154,7 @@ pub fn task(model_len: u32, rule: Rule, f: u32, committee_size: u32, quorum: u32
         quorum,
         aggregation_timeout_ms: 0,
         initial_model: f32_bytes(&vec![0.0; model_len as usize]),
+        admission: Admission::Open,
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use federated_learning_integrity::Admission;
 use fl_core::aggregate::{AggregatorConfig, Rule, WeiszfeldParams};
 use fl_core::{PogqParams, ReputationParams, RoundParams};
 use fl_node::attacks::Attack;
@@ -175,6 +176,10 @@ struct RunArgs {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Publish an open task: any agent on the network may submit and enter the reputation
+    /// table. By default the task is closed and its author invites every peer.
+    #[arg(long)]
+    open: bool,
     /// Where rounds are decided.
     #[arg(long, value_enum, default_value_t = Backend::Embedded)]
     backend: Backend,
@@ -321,6 +326,11 @@ fn experiment(args: &RunArgs, train: &Dataset) -> Result<Experiment> {
         sgd: Sgd::default(),
         validation_fraction: 0.2,
         seed: args.seed,
+        admission: if args.open {
+            Admission::Open
+        } else {
+            Admission::CLOSED
+        },
     })
 }
 
@@ -365,6 +375,15 @@ fn run(mut args: RunArgs) -> Result<()> {
         },
         exp.rounds,
         args.seed
+    );
+    println!(
+        "task: {}",
+        match (args.backend, exp.admission) {
+            (Backend::Sim, _) => "no membership in the simulation (every peer takes part)",
+            (_, Admission::Open) =>
+                "open (any agent on the network may submit: no sybil resistance beyond reputation)",
+            (_, _) => "closed (the task's author invites every peer; only members may submit)",
+        }
     );
     let bar = ProgressBar::new(exp.rounds as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} rounds {elapsed} (eta {eta}) {msg}")
@@ -465,6 +484,7 @@ fn run(mut args: RunArgs) -> Result<()> {
             "nodes": exp.peers, "byzantine": byzantine, "attack": attack.to_string(),
             "aggregator": exp.round.aggregator, "rounds": exp.rounds, "dataset": train.name,
             "model": model.describe(), "committee": exp.committee_size, "seed": args.seed,
+            "admission": exp.admission.label(),
             "partition": match exp.scheme { Scheme::Iid => "iid".to_string(), Scheme::Dirichlet { alpha } => format!("dirichlet:{alpha}") },
         },
         "rounds": reports.iter().map(|r| serde_json::json!({

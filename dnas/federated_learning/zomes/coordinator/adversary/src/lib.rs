@@ -5,8 +5,8 @@
 //! anything. It is packed only into the test bundle (`tests/workdir/dna.yaml`).
 
 use federated_learning_integrity::{
-    CommitteeBallot, DeviceRegistration, EntryTypes, GradientSubmission, LinkTypes,
-    ModelEvaluation, PogqProof, RoundAggregate, UnitEntryTypes,
+    CommitteeBallot, DeviceRegistration, EntryTypes, GradientSubmission, Invite, LinkTypes,
+    Membership, ModelEvaluation, PogqProof, RoundAggregate, UnitEntryTypes,
 };
 use hdk::prelude::*;
 
@@ -75,6 +75,18 @@ pub fn raw_evaluation(e: ModelEvaluation) -> ExternResult<ActionHash> {
     create_entry(EntryTypes::ModelEvaluation(e))
 }
 
+/// Commits an invite as given (no signing, no checks).
+#[hdk_extern]
+pub fn raw_invite(i: Invite) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::Invite(i))
+}
+
+/// Commits a membership as given.
+#[hdk_extern]
+pub fn raw_membership(m: Membership) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::Membership(m))
+}
+
 /// Commits a device registration as given.
 #[hdk_extern]
 pub fn raw_device(d: DeviceRegistration) -> ExternResult<ActionHash> {
@@ -130,6 +142,8 @@ pub fn raw_link(l: RawLink) -> ExternResult<ActionHash> {
         "AgentToDevices" => LinkTypes::AgentToDevices,
         "AggregateToEvaluations" => LinkTypes::AggregateToEvaluations,
         "AllAgents" => LinkTypes::AllAgents,
+        "TaskToMembers" => LinkTypes::TaskToMembers,
+        "AgentToInvites" => LinkTypes::AgentToInvites,
         other => {
             return Err(wasm_error!(WasmErrorInner::Guest(format!(
                 "unknown link type {other}"
@@ -143,4 +157,32 @@ pub fn raw_link(l: RawLink) -> ExternResult<ActionHash> {
 #[hdk_extern]
 pub fn raw_delete_link(create_link_hash: ActionHash) -> ExternResult<ActionHash> {
     delete_link(create_link_hash, GetOptions::default())
+}
+
+/// What an agent-activity authority holds of an agent's chain: the sequence numbers of
+/// its valid and rejected actions, and how many warrants name it.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ActivityStatus {
+    /// Valid actions' sequence numbers.
+    pub valid: Vec<u32>,
+    /// Rejected actions' sequence numbers (1 is the agent validation package).
+    pub rejected: Vec<u32>,
+    /// Warrants against the agent.
+    pub warrants: usize,
+}
+
+/// The validation status of `agent`'s chain, as its agent-activity authorities see it.
+#[hdk_extern]
+pub fn raw_activity_status(agent: AgentPubKey) -> ExternResult<ActivityStatus> {
+    let activity = get_agent_activity(
+        agent,
+        ChainQueryFilter::new(),
+        ActivityRequest::Full,
+        GetOptions::network(),
+    )?;
+    Ok(ActivityStatus {
+        valid: activity.valid_activity.iter().map(|(s, _)| *s).collect(),
+        rejected: activity.rejected_activity.iter().map(|(s, _)| *s).collect(),
+        warrants: activity.warrants.len(),
+    })
 }

@@ -4,6 +4,7 @@ use federated_learning_integrity::{EntryTypes, LinkTypes, ModelEvaluation, Round
 use hdk::prelude::*;
 
 use crate::fail;
+use crate::membership::own_membership;
 
 /// One participant's evaluation of a round's model.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -18,11 +19,14 @@ pub struct EvaluationInfo {
 
 /// Publishes the caller's evaluation of a round's model on its own held-out data.
 #[hdk_extern]
-pub fn publish_evaluation(evaluation: ModelEvaluation) -> ExternResult<ActionHash> {
+pub fn publish_evaluation(mut evaluation: ModelEvaluation) -> ExternResult<ActionHash> {
     let record = get(evaluation.aggregate.clone(), GetOptions::default())?
         .ok_or_else(|| fail(format!("aggregate {} not found", evaluation.aggregate)))?;
-    RoundAggregate::try_from(record)
+    let aggregate = RoundAggregate::try_from(record)
         .map_err(|_| fail(format!("{} is not a round aggregate", evaluation.aggregate)))?;
+    if evaluation.membership.is_none() {
+        evaluation.membership = own_membership(&aggregate.task)?;
+    }
     let hash = create_entry(EntryTypes::ModelEvaluation(evaluation.clone()))?;
     create_link(
         evaluation.aggregate.clone(),

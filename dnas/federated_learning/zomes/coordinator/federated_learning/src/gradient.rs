@@ -4,6 +4,7 @@ use federated_learning_integrity::{EntryTypes, GradientSubmission, LinkTypes, Po
 use hdk::prelude::*;
 
 use crate::fail;
+use crate::membership::own_membership;
 use crate::round::round_base;
 
 /// An update to sign with the agent key and publish, with its PoGQ measurement.
@@ -44,7 +45,8 @@ pub struct Submitted {
     pub proof: ActionHash,
 }
 
-/// Signs `input` with the agent key and publishes it with its proof.
+/// Signs `input` with the agent key and publishes it with its proof (citing the caller's
+/// membership of the task, which a closed task requires: see [`crate::join_task`]).
 #[hdk_extern]
 pub fn submit_gradient(input: SubmitGradient) -> ExternResult<Submitted> {
     let me = agent_info()?.agent_initial_pubkey;
@@ -58,6 +60,7 @@ pub fn submit_gradient(input: SubmitGradient) -> ExternResult<Submitted> {
         samples: input.samples,
         signer: Signer::Agent,
         signature: Vec::new(),
+        membership: None,
     };
     submission.signature = sign_raw(me.clone(), submission.signing_bytes())?.0.to_vec();
     let mut proof = PogqProof {
@@ -88,8 +91,11 @@ pub fn submit_signed(input: SignedSubmission) -> ExternResult<Submitted> {
     publish(input.submission, input.proof)
 }
 
-fn publish(submission: GradientSubmission, mut proof: PogqProof) -> ExternResult<Submitted> {
+fn publish(mut submission: GradientSubmission, mut proof: PogqProof) -> ExternResult<Submitted> {
     let me = agent_info()?.agent_initial_pubkey;
+    if submission.membership.is_none() {
+        submission.membership = own_membership(&submission.task)?;
+    }
     let base = submission.base.clone();
     let hash = create_entry(EntryTypes::GradientSubmission(submission))?;
     create_link(

@@ -19,6 +19,10 @@
 //! | `publish_evaluation(ModelEvaluation) -> ActionHash` | the caller's loss and accuracy of a round's model |
 //! | `get_evaluations(ActionHash) -> Vec<EvaluationInfo>` | evaluations of an aggregate's model, one per author |
 //! | `list_agents(()) -> Vec<AgentPubKey>` | the directory of agents new tasks are announced to |
+//! | `invite_agent(InviteAgent) -> InviteProof` | invites an agent into a closed task (its membrane proof) |
+//! | `list_invites(()) -> Vec<InviteProof>` / `membrane_invite(()) -> Option<InviteProof>` | invites for the caller; the one it was installed with |
+//! | `join_task(JoinTask) -> ActionHash` | the caller's membership of a task (a closed task needs an invite) |
+//! | `get_my_membership(ActionHash)` / `list_members(ActionHash) -> Vec<MemberInfo>` | the caller's membership; a task's members |
 //!
 //! Every new submission, ballot, aggregate and evaluation is announced with `emit_signal` to the local
 //! UI and with remote signals to the task's known participants (see [`Event`]), from
@@ -29,6 +33,7 @@ mod ballot;
 mod device;
 mod evaluation;
 mod gradient;
+mod membership;
 mod round;
 mod task;
 
@@ -37,6 +42,7 @@ pub use ballot::*;
 pub use device::*;
 pub use evaluation::*;
 pub use gradient::*;
+pub use membership::*;
 pub use round::*;
 pub use task::*;
 

@@ -173,6 +173,7 @@ mod tests {
             quorum: 3,
             aggregation_timeout_ms: 0,
             initial_model: Tensor::new(vec![0.0; 4]).unwrap().canonical_bytes(),
+            admission: Default::default(),
         }
     }
 

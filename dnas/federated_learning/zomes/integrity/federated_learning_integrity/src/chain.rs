@@ -131,12 +131,35 @@ pub fn earlier_entry<T>(
 where
     T: TryFrom<SerializedBytes, Error = SerializedBytesError>,
 {
+    Ok(earlier_entries(author, chain_top, since, unit, matches, 1)?
+        .into_iter()
+        .next())
+}
+
+/// Up to `limit` entries of type `unit` in `author`'s chain, latest first, from
+/// `chain_top` back to `since`, for which `matches` holds (used for "one per agent per
+/// round" rules and per-agent quotas).
+pub fn earlier_entries<T>(
+    author: &AgentPubKey,
+    chain_top: &ActionHash,
+    since: Timestamp,
+    unit: UnitEntryTypes,
+    matches: impl Fn(&T) -> bool,
+    limit: usize,
+) -> ExternResult<Vec<ActionHash>>
+where
+    T: TryFrom<SerializedBytes, Error = SerializedBytesError>,
+{
+    let mut found = Vec::new();
+    if limit == 0 {
+        return Ok(found);
+    }
     let wanted = ScopedEntryDefIndex::try_from(unit)?;
     // Nothing in range when the chain top predates `since`. Checking this first also
     // avoids a subtraction overflow in holochain 0.6.3's ChainFilter::until_timestamp,
     // which panics when the first action after the timestamp lies above the chain top.
     if must_get_action(chain_top.clone())?.action().timestamp() < since {
-        return Ok(None);
+        return Ok(found);
     }
     let activity = must_get_agent_activity(
         author.clone(),
@@ -162,10 +185,13 @@ where
         if let Entry::App(bytes) = entry {
             if let Ok(t) = decode_entry::<T>(SerializedBytes::from(bytes)) {
                 if matches(&t) {
-                    return Ok(Some(item.action.as_hash().clone()));
+                    found.push(item.action.as_hash().clone());
+                    if found.len() >= limit {
+                        break;
+                    }
                 }
             }
         }
     }
-    Ok(None)
+    Ok(found)
 }

@@ -5,6 +5,8 @@ use hdi::prelude::*;
 
 use crate::aggregate::RoundAggregate;
 use crate::chain::typed_record;
+use crate::membership::check_member;
+use crate::task::Task;
 
 /// The loss and accuracy of the model a round's aggregate produced, measured by the author
 /// on data it holds. Self-reported: readers take the median over authors, one per author.
@@ -21,6 +23,9 @@ pub struct ModelEvaluation {
     pub accuracy: f64,
     /// Examples evaluated on.
     pub samples: u32,
+    /// The author's `Membership` of the task: required when the task is closed.
+    #[serde(default)]
+    pub membership: Option<ActionHash>,
 }
 
 /// The measurement alone must be sane: a finite non-negative loss, an accuracy in [0, 1]
@@ -59,7 +64,7 @@ pub fn check_evaluation_round(
 }
 
 /// An evaluation must carry a sane measurement and name a round aggregate and that
-/// aggregate's round, and be dated after it.
+/// aggregate's round, be dated after it, and come from a member when the task is closed.
 pub fn validate_create_evaluation(
     e: &ModelEvaluation,
     action: &Create,
@@ -78,7 +83,18 @@ pub fn validate_create_evaluation(
     if action.timestamp < record.action().timestamp() {
         return Ok(Err("model evaluation is dated before the aggregate".into()));
     }
-    Ok(Ok(()))
+    let (task_record, task) = match typed_record::<Task>(&aggregate.task, "Task")? {
+        Ok(t) => t,
+        Err(reason) => return Ok(Err(format!("model evaluation: {reason}"))),
+    };
+    check_member(
+        &aggregate.task,
+        &task,
+        task_record.action().author(),
+        &action.author,
+        e.membership.as_ref(),
+        "model evaluation",
+    )
 }
 
 #[cfg(test)]
@@ -92,6 +108,7 @@ mod tests {
             loss,
             accuracy,
             samples,
+            membership: None,
         }
     }
 

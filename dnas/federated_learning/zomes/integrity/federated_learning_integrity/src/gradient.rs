@@ -4,6 +4,7 @@ use hdi::prelude::*;
 
 use crate::chain::{earlier_entry, round_context, typed_record};
 use crate::device::DeviceRegistration;
+use crate::membership::check_member;
 use crate::signing::{gradient_message, verify_ed25519, GradientFields};
 use crate::task::{decode_model, Task};
 use crate::UnitEntryTypes;
@@ -43,6 +44,10 @@ pub struct GradientSubmission {
     /// ed25519 signature over [`gradient_message`].
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
+    /// The author's `Membership` of the task: required when the task is closed (not
+    /// signed: the action's signature already binds it to the author).
+    #[serde(default)]
+    pub membership: Option<ActionHash>,
 }
 
 impl GradientSubmission {
@@ -115,8 +120,8 @@ pub fn check_gradient(
 
 /// A submission must decode to the task's model size in the task's encoding with finite
 /// values, carry a valid signature by the author or its registered device, target the open
-/// round with the right base, not predate the round's opening, and be the author's only
-/// one in that round.
+/// round with the right base, come from a member when the task is closed, not predate the
+/// round's opening, and be the author's only one in that round.
 pub fn validate_create_gradient(
     g: &GradientSubmission,
     action: &Create,
@@ -126,6 +131,16 @@ pub fn validate_create_gradient(
         Err(e) => return Ok(Err(format!("gradient submission: {e}"))),
     };
     if let Err(e) = check_update(g, &ctx.task) {
+        return Ok(Err(e));
+    }
+    if let Err(e) = check_member(
+        &g.task,
+        &ctx.task,
+        &ctx.task_author,
+        &action.author,
+        g.membership.as_ref(),
+        "gradient submission",
+    )? {
         return Ok(Err(e));
     }
     let key = match signer_key(&g.signer, &action.author)? {

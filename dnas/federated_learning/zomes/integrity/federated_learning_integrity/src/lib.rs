@@ -16,6 +16,7 @@ pub mod device;
 pub mod evaluation;
 pub mod gradient;
 pub mod links;
+pub mod membership;
 pub mod proof;
 pub mod signing;
 pub mod task;
@@ -26,8 +27,9 @@ pub use ballot::{CommitteeBallot, CommitteeVote};
 pub use device::DeviceRegistration;
 pub use evaluation::ModelEvaluation;
 pub use gradient::{GradientSubmission, Signer};
+pub use membership::{Invite, InviteProof, Membership};
 pub use proof::PogqProof;
-pub use task::Task;
+pub use task::{Admission, Task};
 
 use hdi::prelude::*;
 
@@ -51,6 +53,10 @@ pub enum EntryTypes {
     RoundAggregate(RoundAggregate),
     /// A participant's measurement of a round's resulting model.
     ModelEvaluation(ModelEvaluation),
+    /// An invitation of one agent into a closed task.
+    Invite(Invite),
+    /// An agent's admission into a task.
+    Membership(Membership),
 }
 
 /// Every link type of the DNA.
@@ -77,6 +83,10 @@ pub enum LinkTypes {
     AggregateToEvaluations,
     /// `agents` path -> an agent's own key: the directory peers announce new tasks to.
     AllAgents,
+    /// Task -> each member's membership.
+    TaskToMembers,
+    /// Invitee's key -> the invites written for it.
+    AgentToInvites,
 }
 
 /// Dispatches every op to the rule of its entry or link type.
@@ -119,8 +129,35 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
         FlatOp::RegisterDeleteLink { .. } | FlatOp::StoreRecord(OpRecord::DeleteLink { .. }) => Ok(
             invalid("protocol links are append-only: link deletes are not allowed"),
         ),
+        FlatOp::RegisterAgentActivity(OpActivity::AgentValidationPkg {
+            membrane_proof,
+            action,
+        })
+        | FlatOp::StoreRecord(OpRecord::AgentValidationPkg {
+            membrane_proof,
+            action,
+        }) => Ok(
+            match membership::validate_membrane_proof(membrane_proof.as_deref(), &action.author)? {
+                Ok(()) => ValidateCallbackResult::Valid,
+                Err(reason) => ValidateCallbackResult::Invalid(reason),
+            },
+        ),
         _ => Ok(ValidateCallbackResult::Valid),
     }
+}
+
+/// Checks the agent's own membrane proof at install, before it joins the network: absent,
+/// or an invite bound to this agent and signed by its inviter
+/// ([`membership::check_membrane_proof`]; validation of the agent's validation package
+/// then checks the invite's record).
+#[hdk_extern]
+pub fn genesis_self_check(data: GenesisSelfCheckData) -> ExternResult<ValidateCallbackResult> {
+    Ok(
+        match membership::check_membrane_proof(data.membrane_proof.as_deref(), &data.agent_key) {
+            Ok(_) => ValidateCallbackResult::Valid,
+            Err(reason) => ValidateCallbackResult::Invalid(reason),
+        },
+    )
 }
 
 /// The entry an op carries and `flattened` would decode, if any.
@@ -142,6 +179,8 @@ fn validate_create(entry: EntryTypes, action: &Create) -> ExternResult<ValidateC
         EntryTypes::CommitteeBallot(b) => ballot::validate_create_ballot(&b, action)?,
         EntryTypes::RoundAggregate(a) => aggregate::validate_create_aggregate(&a, action)?,
         EntryTypes::ModelEvaluation(e) => evaluation::validate_create_evaluation(&e, action)?,
+        EntryTypes::Invite(i) => membership::validate_create_invite(&i, action)?,
+        EntryTypes::Membership(m) => membership::validate_create_membership(&m, action)?,
     };
     Ok(match result {
         Ok(()) => ValidateCallbackResult::Valid,

@@ -9,6 +9,7 @@ use crate::chain::typed_record;
 use crate::device::DeviceRegistration;
 use crate::evaluation::ModelEvaluation;
 use crate::gradient::GradientSubmission;
+use crate::membership::{Invite, Membership};
 use crate::proof::PogqProof;
 use crate::task::Task;
 use crate::LinkTypes;
@@ -97,6 +98,18 @@ pub fn validate_create_link(
             }
         }
         LinkTypes::AllAgents => Ok(()),
+        LinkTypes::TaskToMembers => {
+            match target_of::<Membership>(&target_hash, "Membership", author)? {
+                Ok(m) if Some(&m.task) == base_action.as_ref() => Ok(()),
+                Ok(_) => Err("the membership is of another task".into()),
+                Err(e) => Err(e),
+            }
+        }
+        LinkTypes::AgentToInvites => match target_of::<Invite>(&target_hash, "Invite", author)? {
+            Ok(i) if Some(&i.invitee) == base_agent.as_ref() => Ok(()),
+            Ok(_) => Err("the invite is for another agent".into()),
+            Err(e) => Err(e),
+        },
         LinkTypes::AggregateToEvaluations => {
             match target_of::<ModelEvaluation>(&target_hash, "ModelEvaluation", author)? {
                 Ok(e) if Some(&e.aggregate) == base_action.as_ref() => Ok(()),

@@ -17,6 +17,8 @@ pub const GRADIENT_DOMAIN: &[u8] = b"mycelix-fl/gradient/v1";
 pub const PROOF_DOMAIN: &[u8] = b"mycelix-fl/pogq-proof/v1";
 /// Domain of a device registration's proof of possession.
 pub const DEVICE_DOMAIN: &[u8] = b"mycelix-fl/device/v1";
+/// Domain of an invite into a closed task.
+pub const INVITE_DOMAIN: &[u8] = b"mycelix-fl/invite/v1";
 
 /// The fields of a gradient submission that are signed, as raw bytes.
 pub struct GradientFields<'a> {
@@ -80,6 +82,15 @@ pub fn device_message(agent: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(48);
     push_bytes(&mut m, agent);
     message(DEVICE_DOMAIN, &m)
+}
+
+/// The bytes an inviter signs to invite `invitee` (39-byte agent key) into `task`
+/// (39-byte action hash).
+pub fn invite_message(task: &[u8], invitee: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(96);
+    push_bytes(&mut m, task);
+    push_bytes(&mut m, invitee);
+    message(INVITE_DOMAIN, &m)
 }
 
 fn push_bytes(m: &mut Vec<u8>, b: &[u8]) {

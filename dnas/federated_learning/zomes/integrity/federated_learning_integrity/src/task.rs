@@ -13,6 +13,42 @@ pub const MAX_F32_PARAMS: u32 = 990_000;
 /// Longest task name, in bytes.
 pub const MAX_NAME_LEN: usize = 200;
 
+/// Who may take part in a task.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Admission {
+    /// Any agent of the network may submit, vote and evaluate: no sybil resistance beyond
+    /// reputation. Shown as "open" wherever the task is shown.
+    #[default]
+    Open,
+    /// Only the task's author and agents holding a `Membership` (from an `Invite`) may
+    /// submit or evaluate, so only they enter the reputation table and the committee.
+    Closed {
+        /// Invites each member other than the task's author may write (the author's are
+        /// unlimited).
+        invites_per_member: u32,
+        /// Reputation a member needs, in one of the task's aggregates, to invite.
+        min_inviter_reputation: fl_core::Reputation,
+    },
+}
+
+impl Admission {
+    /// A closed task where each member may invite two agents once its reputation reaches
+    /// 0.6 (three accepted rounds from the default initial 0.5).
+    pub const CLOSED: Admission = Admission::Closed {
+        invites_per_member: 2,
+        min_inviter_reputation: fl_core::Reputation(600_000),
+    };
+
+    /// `"open"` or `"closed"`, as outputs label a task.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Admission::Open => "open",
+            Admission::Closed { .. } => "closed",
+        }
+    }
+}
+
 /// A training job. Immutable: everything a round needs to be decided and validated.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
@@ -39,6 +75,9 @@ pub struct Task {
     /// The initial global model, encoded with `encoding`.
     #[serde(with = "serde_bytes")]
     pub initial_model: Vec<u8>,
+    /// Who may take part (open when absent, for tasks written before admission existed).
+    #[serde(default)]
+    pub admission: Admission,
 }
 
 /// Most Weiszfeld iterations a task may ask for: validation of every aggregate repeats
@@ -100,6 +139,18 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
             return Err(format!("multi_krum m = {m} must be in 1..=quorum - f"));
         }
     }
+    if let Admission::Closed {
+        min_inviter_reputation,
+        ..
+    } = task.admission
+    {
+        if min_inviter_reputation > fl_core::Reputation::ONE {
+            return Err(format!(
+                "min_inviter_reputation {} is above 1",
+                min_inviter_reputation.as_f64()
+            ));
+        }
+    }
     if let Rule::GeometricMedian(p) = task.round.aggregator.rule {
         if !(p.nu.is_finite() && p.nu > 0.0 && p.tolerance.is_finite() && p.tolerance >= 0.0) {
             return Err("geometric_median needs nu > 0 and tolerance >= 0".into());
@@ -145,6 +196,7 @@ mod tests {
             initial_model: Tensor::new(vec![0.0; len as usize])
                 .unwrap()
                 .canonical_bytes(),
+            admission: Admission::Open,
         }
     }
 

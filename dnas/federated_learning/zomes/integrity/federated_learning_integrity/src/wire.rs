@@ -113,6 +113,7 @@ mod tests {
             loss: 0.25,
             accuracy: 0.5,
             samples: 9,
+            membership: None,
         };
         let bytes = SerializedBytes::try_from(v.clone()).unwrap();
         assert_eq!(check_msgpack(bytes.bytes()), Ok(()));

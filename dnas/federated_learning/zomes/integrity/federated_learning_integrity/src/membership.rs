@@ -1,0 +1,416 @@
+//! Who may take part in a task: invites, memberships and the membrane proof.
+//!
+//! A task's [`Admission`] is open (any agent may submit, labelled so everywhere) or closed.
+//! In a closed task every submission and evaluation cites its author's [`Membership`];
+//! a membership cites an [`Invite`] bound to its author's key; an invite is written by the
+//! task's author, or by a member whose reputation in one of the task's aggregates reaches
+//! the task's bar, and each member may write only as many invites as the task allows. The
+//! committee is drawn from the reputation table, which only submitters enter, so an agent
+//! without an invite can neither submit, nor vote, nor aggregate.
+//!
+//! An invite can reach the invitee as its membrane proof ([`InviteProof`] at install),
+//! which [`check_membrane_proof`] verifies offline in `genesis_self_check` and every agent
+//! activity authority verifies again with the invite record; or it can be handed to the
+//! coordinator's `join_task` later. Either way the [`Membership`] entry is what admits.
+
+use fl_core::Reputation;
+use hdi::prelude::*;
+
+use crate::aggregate::RoundAggregate;
+use crate::chain::{earlier_entries, earlier_entry, typed_record, Check};
+use crate::signing::{invite_message, verify_ed25519};
+use crate::task::{Admission, Task};
+use crate::wire::{check_msgpack, decode_entry};
+use crate::UnitEntryTypes;
+
+/// An invitation of one agent into one closed task, written by the inviter.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct Invite {
+    /// The closed task.
+    pub task: ActionHash,
+    /// The only agent that may use it.
+    pub invitee: AgentPubKey,
+    /// For an inviter other than the task's author: an aggregate of the task whose
+    /// reputation table gives the inviter at least the task's `min_inviter_reputation`.
+    pub standing: Option<ActionHash>,
+    /// The inviter's ed25519 signature over [`invite_message`], so the invite can be
+    /// verified offline (in `genesis_self_check`) without its record.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
+
+/// An agent's admission into a task, written by the agent.
+#[hdk_entry_helper]
+#[derive(Clone, PartialEq)]
+pub struct Membership {
+    /// The task joined.
+    pub task: ActionHash,
+    /// The `Invite` action that admits the author: required for a closed task, absent for
+    /// an open one.
+    pub invite: Option<ActionHash>,
+}
+
+/// The membrane proof an invitee installs the hApp with: an invite and where it lives.
+#[derive(Serialize, Deserialize, SerializedBytes, Debug, Clone, PartialEq)]
+pub struct InviteProof {
+    /// The `Invite` action.
+    pub invite_hash: ActionHash,
+    /// Its author.
+    pub inviter: AgentPubKey,
+    /// The invite itself.
+    pub invite: Invite,
+}
+
+/// The invite's own rules, given its inviter: a signature by the inviter over the task
+/// and the invitee, and an invitee other than the inviter. Pure.
+pub fn check_invite_signature(invite: &Invite, inviter: &AgentPubKey) -> Result<(), String> {
+    if &invite.invitee == inviter {
+        return Err("invite: an agent cannot invite itself".into());
+    }
+    verify_ed25519(
+        inviter.get_raw_32(),
+        &invite.signature,
+        &invite_message(invite.task.get_raw_39(), invite.invitee.get_raw_39()),
+    )
+    .map_err(|e| format!("invite: bad signature by {inviter}: {e}"))
+}
+
+/// A membrane proof must be absent (the agent joins open tasks only, or gets its invite
+/// later) or an [`InviteProof`] bound to `agent` and signed by its inviter. Pure: what
+/// `genesis_self_check` can check without the network.
+pub fn check_membrane_proof(
+    proof: Option<&SerializedBytes>,
+    agent: &AgentPubKey,
+) -> Result<Option<InviteProof>, String> {
+    let Some(bytes) = proof else {
+        return Ok(None);
+    };
+    check_msgpack(bytes.bytes()).map_err(|e| format!("membrane proof is not well-formed: {e}"))?;
+    let proof: InviteProof =
+        decode_entry(bytes.clone()).map_err(|e| format!("membrane proof is not an invite: {e}"))?;
+    if &proof.invite.invitee != agent {
+        return Err(format!(
+            "membrane proof: the invite is bound to {}, not to {agent}",
+            proof.invite.invitee
+        ));
+    }
+    check_invite_signature(&proof.invite, &proof.inviter)
+        .map_err(|e| format!("membrane proof: {e}"))?;
+    Ok(Some(proof))
+}
+
+/// What a membrane proof's invite record must add to [`check_membrane_proof`]: the
+/// record exists, is valid, was written by the named inviter and is the invite itself.
+pub fn validate_membrane_proof(proof: Option<&SerializedBytes>, agent: &AgentPubKey) -> Check<()> {
+    let proof = match check_membrane_proof(proof, agent) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(Ok(())),
+        Err(e) => return Ok(Err(e)),
+    };
+    let (record, invite) = match typed_record::<Invite>(&proof.invite_hash, "Invite")? {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(format!("membrane proof: {e}"))),
+    };
+    if record.action().author() != &proof.inviter || invite != proof.invite {
+        return Ok(Err(format!(
+            "membrane proof: {} is not this invite by {}",
+            proof.invite_hash, proof.inviter
+        )));
+    }
+    Ok(Ok(()))
+}
+
+/// An invite must be for a closed task, signed by its author (the inviter), and the
+/// inviter must be the task's author or hold the task's reputation bar in a cited
+/// aggregate of the task, and not have used up its invites for the task.
+pub fn validate_create_invite(invite: &Invite, action: &Create) -> Check<()> {
+    let (task_record, task) = match typed_record::<Task>(&invite.task, "Task")? {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(format!("invite: {e}"))),
+    };
+    let Admission::Closed {
+        invites_per_member,
+        min_inviter_reputation,
+    } = task.admission
+    else {
+        return Ok(Err(format!(
+            "invite: task {} is open, so nobody needs an invite",
+            invite.task
+        )));
+    };
+    let inviter = &action.author;
+    if let Err(e) = check_invite_signature(invite, inviter) {
+        return Ok(Err(e));
+    }
+    if inviter == task_record.action().author() {
+        return Ok(Ok(()));
+    }
+    let Some(standing) = &invite.standing else {
+        return Ok(Err(format!(
+            "invite: {inviter} is not the task's author, so the invite must cite an aggregate that shows the inviter's reputation"
+        )));
+    };
+    let (_, aggregate) = match typed_record::<RoundAggregate>(standing, "RoundAggregate")? {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(format!("invite: standing {e}"))),
+    };
+    if let Err(e) = check_standing(invite, inviter, &aggregate, min_inviter_reputation) {
+        return Ok(Err(e));
+    }
+    let used = earlier_entries::<Invite>(
+        inviter,
+        &action.prev_action,
+        task_record.action().timestamp(),
+        UnitEntryTypes::Invite,
+        |i| i.task == invite.task,
+        invites_per_member as usize,
+    )?;
+    if used.len() >= invites_per_member as usize {
+        return Ok(Err(format!(
+            "invite: {inviter} has already written its {invites_per_member} invites for this task"
+        )));
+    }
+    Ok(Ok(()))
+}
+
+/// The cited aggregate must be of the invite's task and give the inviter at least `min`.
+/// Pure.
+pub fn check_standing(
+    invite: &Invite,
+    inviter: &AgentPubKey,
+    aggregate: &RoundAggregate,
+    min: Reputation,
+) -> Result<(), String> {
+    if aggregate.task != invite.task {
+        return Err("invite: the standing aggregate belongs to another task".into());
+    }
+    let have = aggregate
+        .reputation
+        .iter()
+        .find(|e| &e.agent == inviter)
+        .map(|e| e.reputation)
+        .unwrap_or(Reputation(0));
+    if have < min {
+        return Err(format!(
+            "invite: the inviter's reputation {:.3} after round {} is below the task's bar of {:.3} for inviting",
+            have.as_f64(),
+            aggregate.round,
+            min.as_f64()
+        ));
+    }
+    Ok(())
+}
+
+/// A membership of a closed task must cite a valid invite of that task bound to its
+/// author (the task's author needs none); of an open task it must cite none. Either way it
+/// is the author's only membership of the task.
+pub fn validate_create_membership(m: &Membership, action: &Create) -> Check<()> {
+    let (task_record, task) = match typed_record::<Task>(&m.task, "Task")? {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(format!("membership: {e}"))),
+    };
+    let author = &action.author;
+    match (
+        &task.admission,
+        &m.invite,
+        author == task_record.action().author(),
+    ) {
+        (Admission::Open, Some(_), _) => {
+            return Ok(Err(format!(
+                "membership: task {} is open, so a membership cites no invite",
+                m.task
+            )))
+        }
+        (Admission::Closed { .. }, None, false) => {
+            return Ok(Err(format!(
+                "membership: task {} is closed: joining needs an invite",
+                m.task
+            )))
+        }
+        (Admission::Closed { .. }, Some(invite_hash), false) => {
+            let (_, invite) = match typed_record::<Invite>(invite_hash, "Invite")? {
+                Ok(i) => i,
+                Err(e) => return Ok(Err(format!("membership: {e}"))),
+            };
+            if let Err(e) = check_invite_use(&invite, m, author) {
+                return Ok(Err(e));
+            }
+        }
+        _ => {}
+    }
+    let earlier = earlier_entry::<Membership>(
+        author,
+        &action.prev_action,
+        task_record.action().timestamp(),
+        UnitEntryTypes::Membership,
+        |other| other.task == m.task,
+    )?;
+    if let Some(first) = earlier {
+        return Ok(Err(format!(
+            "membership: the agent already joined task {} ({first}); an invite admits once",
+            m.task
+        )));
+    }
+    Ok(Ok(()))
+}
+
+/// The invite must be for the membership's task and bound to its author. Pure.
+pub fn check_invite_use(
+    invite: &Invite,
+    m: &Membership,
+    author: &AgentPubKey,
+) -> Result<(), String> {
+    if invite.task != m.task {
+        return Err("membership: the invite is for another task".into());
+    }
+    if &invite.invitee != author {
+        return Err(format!(
+            "membership: the invite is bound to {}, not to {author}",
+            invite.invitee
+        ));
+    }
+    Ok(())
+}
+
+/// In a closed task, `author` must be the task's author or cite its own valid membership
+/// of the task; `what` names the entry in the rejection. An open task admits anyone.
+pub fn check_member(
+    task_hash: &ActionHash,
+    task: &Task,
+    task_author: &AgentPubKey,
+    author: &AgentPubKey,
+    membership: Option<&ActionHash>,
+    what: &str,
+) -> Check<()> {
+    if task.admission == Admission::Open || author == task_author {
+        return Ok(Ok(()));
+    }
+    let Some(hash) = membership else {
+        return Ok(Err(format!(
+            "{what}: task {task_hash} is closed and {author} cites no membership"
+        )));
+    };
+    Ok(match typed_record::<Membership>(hash, "Membership")? {
+        Ok((record, m)) if record.action().author() == author && &m.task == task_hash => Ok(()),
+        Ok(_) => Err(format!(
+            "{what}: {hash} is not {author}'s membership of task {task_hash}"
+        )),
+        Err(e) => Err(format!("{what}: {e}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn agent(key: &SigningKey) -> AgentPubKey {
+        AgentPubKey::from_raw_32(key.verifying_key().to_bytes().to_vec())
+    }
+
+    fn invite(by: &SigningKey, task: &ActionHash, invitee: &AgentPubKey) -> Invite {
+        let signature = by
+            .sign(&invite_message(task.get_raw_39(), invitee.get_raw_39()))
+            .to_bytes()
+            .to_vec();
+        Invite {
+            task: task.clone(),
+            invitee: invitee.clone(),
+            standing: None,
+            signature,
+        }
+    }
+
+    fn proof_bytes(p: &InviteProof) -> SerializedBytes {
+        SerializedBytes::try_from(p.clone()).unwrap()
+    }
+
+    #[test]
+    fn membrane_proof_must_be_bound_and_signed() {
+        let (author, alice, bob) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+            SigningKey::from_bytes(&[3; 32]),
+        );
+        let task = ActionHash::from_raw_36(vec![7; 36]);
+        let good = InviteProof {
+            invite_hash: ActionHash::from_raw_36(vec![8; 36]),
+            inviter: agent(&author),
+            invite: invite(&author, &task, &agent(&alice)),
+        };
+        assert_eq!(check_membrane_proof(None, &agent(&alice)), Ok(None));
+        assert_eq!(
+            check_membrane_proof(Some(&proof_bytes(&good)), &agent(&alice)),
+            Ok(Some(good.clone()))
+        );
+        // Foreign-bound: Bob installs with Alice's invite.
+        let e = check_membrane_proof(Some(&proof_bytes(&good)), &agent(&bob)).unwrap_err();
+        assert!(e.contains("is bound to"), "{e}");
+        // Forged: signed by Bob but naming the task's author as inviter.
+        let forged = InviteProof {
+            invite: invite(&bob, &task, &agent(&alice)),
+            ..good.clone()
+        };
+        let e = check_membrane_proof(Some(&proof_bytes(&forged)), &agent(&alice)).unwrap_err();
+        assert!(e.contains("does not verify"), "{e}");
+        // Another task's invite does not verify for this one.
+        let mut moved = good.clone();
+        moved.invite.task = ActionHash::from_raw_36(vec![9; 36]);
+        assert!(check_membrane_proof(Some(&proof_bytes(&moved)), &agent(&alice)).is_err());
+        // Not an invite at all.
+        let junk = SerializedBytes::from(UnsafeBytes::from(vec![0x93, 1, 2, 3]));
+        let e = check_membrane_proof(Some(&junk), &agent(&alice)).unwrap_err();
+        assert!(e.contains("not an invite"), "{e}");
+        let e = check_invite_signature(&invite(&alice, &task, &agent(&alice)), &agent(&alice))
+            .unwrap_err();
+        assert!(e.contains("cannot invite itself"), "{e}");
+    }
+
+    #[test]
+    fn invite_use_and_standing() {
+        let (author, alice, bob) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+            SigningKey::from_bytes(&[3; 32]),
+        );
+        let task = ActionHash::from_raw_36(vec![7; 36]);
+        let i = invite(&author, &task, &agent(&alice));
+        let m = Membership {
+            task: task.clone(),
+            invite: Some(ActionHash::from_raw_36(vec![8; 36])),
+        };
+        assert_eq!(check_invite_use(&i, &m, &agent(&alice)), Ok(()));
+        assert!(check_invite_use(&i, &m, &agent(&bob))
+            .unwrap_err()
+            .contains("bound to"));
+        let other = Membership {
+            task: ActionHash::from_raw_36(vec![9; 36]),
+            ..m
+        };
+        assert!(check_invite_use(&i, &other, &agent(&alice))
+            .unwrap_err()
+            .contains("another task"));
+
+        let aggregate = |rep: u32| RoundAggregate {
+            task: task.clone(),
+            round: 2,
+            base: task.clone(),
+            outcomes: vec![],
+            model: vec![],
+            reputation: vec![crate::ReputationEntry {
+                agent: agent(&alice),
+                reputation: Reputation(rep),
+            }],
+        };
+        let min = Reputation::from_f64(0.6);
+        assert_eq!(
+            check_standing(&i, &agent(&alice), &aggregate(700_000), min),
+            Ok(())
+        );
+        let e = check_standing(&i, &agent(&alice), &aggregate(500_000), min).unwrap_err();
+        assert!(e.contains("below the task's bar"), "{e}");
+        let e = check_standing(&i, &agent(&bob), &aggregate(700_000), min).unwrap_err();
+        assert!(e.contains("0.000"), "{e}");
+    }
+}
