@@ -19,12 +19,15 @@ use federated_learning_integrity::device::check_device;
 use federated_learning_integrity::evaluation::{check_evaluation_round, check_measurement};
 use federated_learning_integrity::gradient::{check_gradient, check_update};
 use federated_learning_integrity::proof::{check_proof, check_proof_fields};
-use federated_learning_integrity::signing::{device_message, GRADIENT_DOMAIN};
+use federated_learning_integrity::membership::{
+    check_invite_signature, check_invite_use, check_membrane_proof, check_standing,
+};
+use federated_learning_integrity::signing::{device_message, invite_message, GRADIENT_DOMAIN};
 use federated_learning_integrity::task::{decode_model, validate_create_task};
 use federated_learning_integrity::wire::{check_msgpack, decode_entry};
 use federated_learning_integrity::{
-    CommitteeBallot, CommitteeVote, DeviceRegistration, GradientSubmission, ModelEvaluation,
-    PogqProof, RoundAggregate, Signer, Task,
+    CommitteeBallot, CommitteeVote, DeviceRegistration, GradientSubmission, Invite, InviteProof,
+    Membership, ModelEvaluation, PogqProof, RoundAggregate, Signer, Task,
 };
 use fl_core::aggregate::Rule;
 use fl_core::{Encoding, RoundParams, Tensor};
@@ -60,6 +63,8 @@ pub struct Fixture {
     pub ballot: CommitteeBallot,
     /// Round 0's aggregate of the submission.
     pub aggregate: RoundAggregate,
+    /// The agent's invite of another agent into the task, as that agent's membrane proof.
+    pub invite: InviteProof,
     /// An evaluation of it.
     pub evaluation: ModelEvaluation,
 }
@@ -182,7 +187,25 @@ fn build() -> Fixture {
         samples: 20,
         membership: None,
     };
+    let invitee = agent(6);
+    let invite = InviteProof {
+        invite_hash: action_hash(10),
+        inviter: me.clone(),
+        invite: Invite {
+            task: task_hash.clone(),
+            invitee: invitee.clone(),
+            standing: None,
+            signature: agent_key
+                .sign(&invite_message(
+                    task_hash.get_raw_39(),
+                    invitee.get_raw_39(),
+                ))
+                .to_bytes()
+                .to_vec(),
+        },
+    };
     Fixture {
+        invite,
         agent_key,
         agent: me,
         device_key,
@@ -290,6 +313,28 @@ pub fn check_entry_bytes(data: &[u8]) {
         let _ = check_measurement(&e);
         let _ = check_evaluation_round(&e, &fx.aggregate);
     }
+    if let Some(i) = decode::<Invite>(data) {
+        let r = check_invite_signature(&i, &fx.agent);
+        if i == fx.invite.invite {
+            assert_eq!(r, Ok(()));
+        }
+        let _ = check_standing(&i, &fx.agent, &fx.aggregate, fl_core::Reputation(500_000));
+        let m = Membership {
+            task: fx.task_hash.clone(),
+            invite: Some(fx.invite.invite_hash.clone()),
+        };
+        let _ = check_invite_use(&i, &m, &i.invitee);
+    }
+    if let Some(m) = decode::<Membership>(data) {
+        let _ = check_invite_use(&fx.invite.invite, &m, &fx.invite.invite.invitee);
+    }
+    // The same bytes as a membrane proof, for the invitee and for the inviter.
+    let proof = entry_bytes(data);
+    for installer in [&fx.invite.invite.invitee, &fx.agent] {
+        if let Ok(Some(p)) = check_membrane_proof(Some(&proof), installer) {
+            assert_eq!(&p.invite.invitee, installer);
+        }
+    }
 }
 
 /// A task that validates must have a decodable initial model and a round 0 that can be
@@ -364,6 +409,20 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     add("entries", "ballot", encode(fx.ballot.clone()));
     add("entries", "aggregate", encode(fx.aggregate.clone()));
     add("entries", "evaluation", encode(fx.evaluation.clone()));
+    add("entries", "invite", encode(fx.invite.invite.clone()));
+    add(
+        "entries",
+        "membership",
+        encode(Membership {
+            task: fx.task_hash.clone(),
+            invite: Some(fx.invite.invite_hash.clone()),
+        }),
+    );
+    add(
+        "entries",
+        "invite_proof",
+        encode(fx.invite.clone()),
+    );
     let mut int8 = fx.submission.clone();
     int8.update = Tensor::decode(&fx.submission.update, MODEL_LEN as usize)
         .unwrap()
