@@ -240,6 +240,7 @@ async fn scenario() {
     let _: Submitted = ca
         .call(&alice.zome(ZOME), "submit_gradient", submit_input.clone())
         .await;
+    settle(&cells).await;
     // Carol citing Bob's membership is not a member either.
     let mut stolen = bob_record.clone();
     stolen.signature = cc
@@ -256,7 +257,6 @@ async fn scenario() {
             carol.agent_pubkey()
         ),
     );
-    settle(&cells).await;
     let r0 = RoundRef {
         task: task_hash.clone(),
         round: 0,
