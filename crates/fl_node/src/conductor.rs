@@ -317,8 +317,12 @@ pub struct EmbeddedNetwork {
     /// One client per conductor, in start order.
     pub clients: Vec<Client>,
     conductors: Vec<ConductorHandle>,
+    /// Conductors [`Self::stop`] shut down and [`Self::restart`] has not started again
+    /// (holochain panics on a second shutdown).
+    stopped: Vec<bool>,
+    url: String,
     _bootstrap: kitsune2_bootstrap_srv::BootstrapSrv,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// The default hApp bundle: `workdir/mycelix_fl.happ` of this repository, packed by
@@ -360,9 +364,7 @@ impl EmbeddedNetwork {
                 std::fs::create_dir_all(&root)?;
                 let handle = Conductor::builder()
                     .config(config(&root, &url)?)
-                    .passphrase(Some(Arc::new(std::sync::Mutex::new(
-                        sodoken::LockedArray::from(b"mycelix-fl".to_vec()),
-                    ))))
+                    .passphrase(Some(passphrase()))
                     .no_print_setup()
                     .build()
                     .await
@@ -409,9 +411,11 @@ impl EmbeddedNetwork {
         ));
         let network = EmbeddedNetwork {
             clients,
+            stopped: vec![false; conductors.len()],
             conductors,
+            url,
             _bootstrap: bootstrap,
-            _dir: dir,
+            dir,
         };
         network.await_peers(Duration::from_secs(60)).await?;
         progress(format!(
@@ -473,12 +477,99 @@ impl EmbeddedNetwork {
         Ok(ports)
     }
 
+    /// The data directory of conductor `i`.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("conductor-{i}"))
+    }
+
+    /// Bytes on disk under every conductor's data directory, in start order.
+    pub fn disk_usage(&self) -> Vec<u64> {
+        (0..self.conductors.len())
+            .map(|i| dir_size(&self.data_dir(i)))
+            .collect()
+    }
+
+    /// Shuts conductor `i` down; its data directory and keystore stay for
+    /// [`Self::restart`].
+    pub async fn stop(&mut self, i: usize) -> Result<()> {
+        if self.stopped[i] {
+            bail!("conductor {i} is already stopped");
+        }
+        self.stopped[i] = true;
+        self.conductors[i]
+            .shutdown()
+            .await
+            .context("waiting for the conductor's tasks")?
+            .map_err(|e| anyhow::anyhow!("shutting conductor {i} down: {e}"))
+    }
+
+    /// Starts conductor `i` again from its data directory and keystore: the
+    /// installed, enabled app comes back with its cell, and catches up with the network by
+    /// itself. Returns the peer's new client (also stored in `clients`).
+    pub async fn restart(&mut self, i: usize) -> Result<Client> {
+        // The in-process keystore stops with its conductor, so a new one is spawned on
+        // the same lair directory.
+        let handle = Conductor::builder()
+            .config(config(&self.data_dir(i), &self.url)?)
+            .passphrase(Some(passphrase()))
+            .no_print_setup()
+            .build()
+            .await
+            .map_err(|e| anyhow::anyhow!("restarting conductor {i}: {e:?}"))?;
+        let cell = match &self.clients[i] {
+            Client::Embedded { cell, .. } | Client::Remote { cell, .. } => cell.clone(),
+        };
+        let client = Client::Embedded {
+            handle: handle.clone(),
+            cell,
+        };
+        self.conductors[i] = handle;
+        self.stopped[i] = false;
+        self.clients[i] = client.clone();
+        Ok(client)
+    }
+
     /// Shuts every conductor down.
     pub async fn shutdown(self) {
-        for h in &self.conductors {
-            let _ = h.shutdown().await;
+        for (h, stopped) in self.conductors.iter().zip(&self.stopped) {
+            if !stopped {
+                let _ = h.shutdown().await;
+            }
         }
     }
+}
+
+/// The passphrase of every embedded conductor's in-process lair keystore (the keys live
+/// only in the run's temporary folder).
+fn passphrase() -> Arc<std::sync::Mutex<sodoken::LockedArray>> {
+    Arc::new(std::sync::Mutex::new(sodoken::LockedArray::from(
+        b"mycelix-fl".to_vec(),
+    )))
+}
+
+impl crate::driver::Restart for EmbeddedNetwork {
+    fn stop(&mut self, peer: usize) -> futures::future::BoxFuture<'_, Result<()>> {
+        Box::pin(EmbeddedNetwork::stop(self, peer))
+    }
+
+    fn restart(&mut self, peer: usize) -> futures::future::BoxFuture<'_, Result<Client>> {
+        Box::pin(EmbeddedNetwork::restart(self, peer))
+    }
+}
+
+/// Bytes of every file under `dir` (0 for what cannot be read).
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// A conductor configuration on `root` that uses only the local bootstrap server and

@@ -21,7 +21,9 @@ use federated_learning_integrity::{
 };
 use fl_core::aggregate::Rule;
 use fl_core::{Encoding, Tensor, Verdict};
+use futures::future::BoxFuture;
 use holochain::prelude::{ActionHash, AgentPubKey};
+use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -53,6 +55,57 @@ pub struct RoundTiming {
     pub evaluate: Duration,
     /// The whole round.
     pub total: Duration,
+    /// The peer whose conductor was down for the round (fault runs).
+    pub down: Option<usize>,
+    /// After the round, until the restarted peer read the new model from its own conductor.
+    pub catch_up: Duration,
+    /// This process's resident memory at the end of the round (0 where unreadable).
+    pub rss_bytes: u64,
+}
+
+/// This process's resident set size, from `/proc/self/statm` (0 where unreadable).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// A backend that can take a peer's conductor down and bring it back with its data (the
+/// embedded one).
+pub trait Restart: Send {
+    /// Shuts peer `peer`'s conductor down.
+    fn stop(&mut self, peer: usize) -> BoxFuture<'_, Result<()>>;
+    /// Starts it again from its data directory; the peer's new client.
+    fn restart(&mut self, peer: usize) -> BoxFuture<'_, Result<Client>>;
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// One report per round.
+    pub reports: Vec<RoundReport>,
+    /// Fault runs: the read-back of every included submission from every conductor.
+    pub readback: Option<Readback>,
+}
+
+/// After a fault run, every submission any aggregate included, read from every peer's
+/// conductor.
+#[derive(Debug, Clone, Copy)]
+pub struct Readback {
+    /// Included submissions.
+    pub submissions: usize,
+    /// Conductors each was read from.
+    pub conductors: usize,
+}
+
+/// Kill-and-restart faults: every `every` rounds (from round `every` on) a random peer
+/// other than the task's author is down for the whole round and restarted after it.
+pub struct Faults<'a> {
+    /// Rounds between two faults (0: none).
+    pub every: usize,
+    /// Where conductors are stopped and started.
+    pub backend: &'a mut dyn Restart,
 }
 
 /// The smallest quorum `rule` can run at with `f` Byzantine inputs (the task's rule).
@@ -105,7 +158,13 @@ where
     let deadline = Instant::now() + WAIT;
     loop {
         match client.call(function, input.clone()).await {
-            Err(e) if e.message.contains("may be retried") && Instant::now() < deadline => {
+            // "may be retried": validation needs entries the conductor cannot fetch yet;
+            // "may aggregate only from": a lower-ranked aggregator before its turn.
+            Err(e)
+                if (e.message.contains("may be retried")
+                    || e.message.contains("may aggregate only from"))
+                    && Instant::now() < deadline =>
+            {
                 tokio::time::sleep(POLL).await
             }
             other => {
@@ -158,8 +217,11 @@ pub async fn run_rounds(
     clients: &[Client],
     train: &Dataset,
     test: &Dataset,
+    mut faults: Option<Faults<'_>>,
     mut on_round: impl FnMut(&RoundReport, &RoundTiming),
-) -> Result<Vec<RoundReport>> {
+) -> Result<RunResult> {
+    let mut clients: Vec<Client> = clients.to_vec();
+    let mut fault_rng = ChaCha8Rng::seed_from_u64(exp.seed ^ 0xfa17);
     if clients.len() != exp.peers {
         bail!(
             "{} peers need {} conductors, got {}",
@@ -202,7 +264,7 @@ pub async fn run_rounds(
         .await?;
     }
     if exp.admission != Admission::Open {
-        admit_all(clients, author, &task_hash).await?;
+        admit_all(&clients, author, &task_hash).await?;
     }
     let index: HashMap<AgentPubKey, usize> = clients
         .iter()
@@ -211,22 +273,39 @@ pub async fn run_rounds(
         .collect();
 
     let mut reports = Vec::with_capacity(exp.rounds);
+    let mut included: Vec<ActionHash> = Vec::new();
     for round in 0..exp.rounds as u32 {
         let started = Instant::now();
         let mut timing = RoundTiming::default();
         let previous = round.checked_sub(1);
+        // A fault run takes one peer (never the task's author) down for this round.
+        if let Some(f) = faults.as_mut() {
+            if f.every > 0 && round > 0 && (round as usize).is_multiple_of(f.every) {
+                let mut victim = fault_rng.random_range(0..clients.len() - 1);
+                if victim >= author {
+                    victim += 1;
+                }
+                f.backend
+                    .stop(victim)
+                    .await
+                    .with_context(|| format!("round {round}: stopping peer {victim}"))?;
+                timing.down = Some(victim);
+            }
+        }
+        let online: Vec<usize> = (0..clients.len())
+            .filter(|p| Some(*p) != timing.down)
+            .collect();
         // Every peer reads the global model from its own conductor.
-        let models = futures::future::try_join_all(clients.iter().map(|c| async {
-            let m: GlobalModel = c
-                .call(
-                    "get_global_model",
-                    ModelRef {
-                        task: task_hash.clone(),
-                        round: previous,
-                    },
-                )
-                .await?;
-            Ok::<_, anyhow::Error>(Tensor::decode(&m.model, params)?.into_vec())
+        let models = futures::future::try_join_all(online.iter().map(|&p| {
+            let c = &clients[p];
+            let m = ModelRef {
+                task: task_hash.clone(),
+                round: previous,
+            };
+            async move {
+                let m: GlobalModel = c.call("get_global_model", m).await?;
+                Ok::<_, anyhow::Error>(Tensor::decode(&m.model, params)?.into_vec())
+            }
         }))
         .await
         .with_context(|| format!("round {round}: reading the global model"))?;
@@ -238,7 +317,8 @@ pub async fn run_rounds(
         timing.train = started.elapsed();
 
         let at = Instant::now();
-        let submitted = futures::future::join_all(clients.iter().enumerate().map(|(p, c)| {
+        let submitted = futures::future::join_all(online.iter().map(|&p| {
+            let c = &clients[p];
             let proof = cohort.proof(exp, p, &model, &updates[p]);
             let input = SubmitGradient {
                 task: task_hash.clone(),
@@ -254,7 +334,7 @@ pub async fn run_rounds(
         .await;
         let mut excluded: Vec<(usize, String)> = Vec::new();
         let mut by_submission: HashMap<ActionHash, usize> = HashMap::new();
-        for (p, s) in submitted.into_iter().enumerate() {
+        for (&p, s) in online.iter().zip(submitted) {
             match s {
                 Ok(s) => {
                     by_submission.insert(s.submission, p);
@@ -283,7 +363,7 @@ pub async fn run_rounds(
         // The committee, as the network drew it; its members re-score and vote.
         let at = Instant::now();
         let committee: Vec<AgentPubKey> = clients[author].call("get_committee", r.clone()).await?;
-        let members: Vec<usize> = committee
+        let ranked: Vec<usize> = committee
             .iter()
             .map(|a| {
                 index
@@ -292,6 +372,12 @@ pub async fn run_rounds(
                     .ok_or_else(|| anyhow!("round {round}: committee member {a} is not a peer"))
             })
             .collect::<Result<_>>()?;
+        // A member whose conductor is down casts no ballot (it abstains).
+        let members: Vec<usize> = ranked
+            .iter()
+            .copied()
+            .filter(|m| Some(*m) != timing.down)
+            .collect();
         let expected = by_submission.len();
         futures::future::try_join_all(members.iter().map(|&m| {
             let (c, r, by_submission) = (&clients[m], r.clone(), &by_submission);
@@ -331,6 +417,8 @@ pub async fn run_rounds(
 
         // The entitled peer aggregates once it sees every submission with every vote.
         let at = Instant::now();
+        // The best-ranked member that is up (rank r may aggregate r timeouts after the
+        // round opened; `commit` waits for that).
         let aggregator = members.first().copied().unwrap_or(author);
         let c = &clients[aggregator];
         until(
@@ -340,7 +428,7 @@ pub async fn run_rounds(
                 Ok((s.submissions.len() >= expected
                     && s.submissions
                         .iter()
-                        .all(|x| x.proof.is_some() && x.votes.len() >= committee.len()))
+                        .all(|x| x.proof.is_some() && x.votes.len() >= members.len()))
                 .then_some(()))
             },
         )
@@ -352,7 +440,8 @@ pub async fn run_rounds(
 
         // Every peer reads the new model.
         let at = Instant::now();
-        let models = futures::future::try_join_all(clients.iter().enumerate().map(|(p, c)| {
+        let models = futures::future::try_join_all(online.iter().map(|&p| {
+            let c = &clients[p];
             let m = ModelRef {
                 task: task_hash.clone(),
                 round: Some(round),
@@ -383,7 +472,8 @@ pub async fn run_rounds(
         // dashboard charts).
         let at = Instant::now();
         let new_model = Tensor::decode(&models[0], params)?.into_vec();
-        futures::future::try_join_all(clients.iter().enumerate().map(|(p, c)| {
+        futures::future::try_join_all(online.iter().map(|&p| {
+            let c = &clients[p];
             let (loss, accuracy, samples) = cohort.evaluation(exp, p, &new_model);
             let evaluation = ModelEvaluation {
                 aggregate: aggregate.clone(),
@@ -403,6 +493,8 @@ pub async fn run_rounds(
         timing.evaluate = at.elapsed();
         timing.total = started.elapsed();
 
+        timing.rss_bytes = resident_bytes();
+
         let state: RoundState = c.call("get_round", r.clone()).await?;
         let (_, agg) = state
             .aggregate
@@ -416,8 +508,9 @@ pub async fn run_rounds(
                 );
             };
             counted += 1;
-            if let Verdict::Excluded(reason) = o.verdict {
-                excluded.push((p, reason.describe().to_string()));
+            match o.verdict {
+                Verdict::Excluded(reason) => excluded.push((p, reason.describe().to_string())),
+                Verdict::Included => included.push(o.submission.clone()),
             }
         }
         if counted < by_submission.len() {
@@ -427,9 +520,41 @@ pub async fn run_rounds(
                 }
             }
         }
+        // The peer that was down starts again and catches up on its own: its conductor
+        // fetches what it missed and serves the new model.
+        if let (Some(v), Some(f)) = (timing.down, faults.as_mut()) {
+            let at = Instant::now();
+            clients[v] = f
+                .backend
+                .restart(v)
+                .await
+                .with_context(|| format!("round {round}: restarting peer {v}"))?;
+            let m = ModelRef {
+                task: task_hash.clone(),
+                round: Some(round),
+            };
+            let c = &clients[v];
+            until(
+                || format!("round {round}: restarted peer {v} did not read the new model"),
+                || async {
+                    Ok(
+                        match c
+                            .call::<_, GlobalModel>("get_global_model", m.clone())
+                            .await
+                        {
+                            Ok(g) if g.aggregate.as_ref() == Some(&aggregate) => Some(()),
+                            _ => None,
+                        },
+                    )
+                },
+            )
+            .await?;
+            timing.catch_up = at.elapsed();
+        }
         let report = RoundReport::new(
             round as usize,
             &cohort,
+            timing.down.as_slice(),
             (
                 exp.model.accuracy(&new_model, test.x.view(), &test.y),
                 exp.model.loss(&new_model, test.x.view(), &test.y),
@@ -439,5 +564,31 @@ pub async fn run_rounds(
         on_round(&report, &timing);
         reports.push(report);
     }
-    Ok(reports)
+    let readback = match faults {
+        Some(_) => Some(read_back(&clients, &included).await?),
+        None => None,
+    };
+    Ok(RunResult { reports, readback })
+}
+
+/// Reads every submission in `included` from every client's conductor.
+async fn read_back(clients: &[Client], included: &[ActionHash]) -> Result<Readback> {
+    for (p, c) in clients.iter().enumerate() {
+        for h in included {
+            until(
+                || format!("peer {p} could not read included submission {h}"),
+                || async {
+                    Ok(c.call::<_, GradientSubmission>("get_submission", h.clone())
+                        .await
+                        .ok()
+                        .filter(|s| !s.update.is_empty()))
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(Readback {
+        submissions: included.len(),
+        conductors: clients.len(),
+    })
 }

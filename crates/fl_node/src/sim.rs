@@ -75,10 +75,12 @@ pub struct RoundReport {
 
 impl RoundReport {
     /// The report of a round that excluded `excluded` (peer, reason), with the new global
-    /// model's test `(accuracy, loss)`; TPR and FPR come from the cohort's ground truth.
+    /// model's test `(accuracy, loss)`; TPR and FPR come from the cohort's ground truth,
+    /// over the peers that took part (not those in `absent`).
     pub fn new(
         round: usize,
         cohort: &Cohort,
+        absent: &[usize],
         (accuracy, loss): (f64, f64),
         mut excluded: Vec<(usize, String)>,
     ) -> Self {
@@ -88,15 +90,18 @@ impl RoundReport {
             .filter(|(p, _)| cohort.is_byzantine(*p))
             .count();
         let wrong = excluded.len() - caught;
-        let honest = cohort.peers() - cohort.byzantine;
+        // Peers that took no part (their conductor was down) count on neither side.
+        let absent_byzantine = absent.iter().filter(|p| cohort.is_byzantine(**p)).count();
+        let byzantine = cohort.byzantine - absent_byzantine;
+        let honest = cohort.peers() - cohort.byzantine - (absent.len() - absent_byzantine);
         RoundReport {
             round,
             accuracy,
             loss,
-            tpr: if cohort.byzantine == 0 {
+            tpr: if byzantine == 0 {
                 1.0
             } else {
-                caught as f64 / cohort.byzantine as f64
+                caught as f64 / byzantine as f64
             },
             fpr: if honest == 0 {
                 0.0
@@ -190,6 +195,7 @@ pub fn simulate(
         let report = RoundReport::new(
             round,
             &cohort,
+            &[],
             (
                 exp.model.accuracy(&model, test.x.view(), &test.y),
                 exp.model.loss(&model, test.x.view(), &test.y),

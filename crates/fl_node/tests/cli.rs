@@ -44,7 +44,8 @@ fn a_short_simulated_run_reports_rounds_and_writes_json() {
 }
 
 /// The end-to-end run CI makes on real conductors: 4 conductors in this process, 2 rounds,
-/// one of them flipping and scaling its update; needs `scripts/pack.sh` to have run.
+/// one of them flipping and scaling its update, and in round 1 another one's conductor
+/// down for the round and restarted after it; needs `scripts/pack.sh` to have run.
 #[test]
 fn an_embedded_run_on_four_conductors_excludes_the_attacker_in_both_rounds() {
     let dir = tempfile::tempdir().unwrap();
@@ -59,11 +60,14 @@ fn an_embedded_run_on_four_conductors_excludes_the_attacker_in_both_rounds() {
         "0.25",
         "--aggregator",
         "median",
+        "--faults",
+        "1",
         "--output",
         out.to_str().unwrap(),
     ]);
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("backend: embedded"), "{stdout}");
+    assert!(stdout.contains("task: closed"), "{stdout}");
     assert!(stdout.contains("every conductor sees 4 peers"), "{stdout}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
@@ -83,6 +87,18 @@ fn an_embedded_run_on_four_conductors_excludes_the_attacker_in_both_rounds() {
         json["summary"]["final_accuracy"].as_f64().unwrap() > 0.5,
         "{json}"
     );
+    assert_eq!(json["config"]["admission"], "closed", "{json}");
+    // Round 1 ran without one honest peer (the seed picks peer 1), which then restarted,
+    // caught up, and like every conductor served every included submission.
+    assert_eq!(
+        rounds[0]["footprint"]["down"],
+        serde_json::Value::Null,
+        "{json}"
+    );
+    assert_eq!(rounds[1]["footprint"]["down"], 1, "{json}");
+    let readback = &json["summary"]["readback"];
+    assert_eq!(readback["conductors"], 4, "{json}");
+    assert!(readback["submissions"].as_u64().unwrap() >= 4, "{json}");
 }
 
 #[test]
@@ -104,6 +120,10 @@ fn bad_input_is_one_clear_line_and_a_non_zero_exit() {
         (
             vec!["run", "--byzantine-fraction", "1.5"],
             "--byzantine-fraction must be in [0, 1)",
+        ),
+        (
+            vec!["run", "--backend", "sim", "--faults", "2"],
+            "--faults needs the embedded backend",
         ),
         (
             vec!["run", "--happ", "/no/such.happ", "--nodes", "4", "--f", "0"],

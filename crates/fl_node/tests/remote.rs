@@ -47,9 +47,10 @@ async fn a_round_over_websockets_excludes_the_attacker() {
         seed: 3,
         admission: Admission::CLOSED,
     };
-    let reports = run_rounds(&exp, &clients, &train, &test, |_, _| {})
+    let reports = run_rounds(&exp, &clients, &train, &test, None, |_, _| {})
         .await
-        .expect("the round closes");
+        .expect("the round closes")
+        .reports;
     network.shutdown().await;
     assert_eq!(reports.len(), 1);
     assert!(

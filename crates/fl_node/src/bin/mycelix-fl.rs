@@ -9,9 +9,9 @@ use federated_learning_integrity::Admission;
 use fl_core::aggregate::{AggregatorConfig, Rule, WeiszfeldParams};
 use fl_core::{PogqParams, ReputationParams, RoundParams};
 use fl_node::attacks::Attack;
-use fl_node::conductor::{connect_remote, EmbeddedNetwork};
+use fl_node::conductor::{connect_remote, dir_size, EmbeddedNetwork};
 use fl_node::data::{builtin, load_csv, Dataset};
-use fl_node::driver::run_rounds;
+use fl_node::driver::{run_rounds, Faults, Restart};
 use fl_node::model::Model;
 use fl_node::partition::Scheme;
 use fl_node::sim::{simulate, Experiment, RoundReport};
@@ -180,6 +180,11 @@ struct RunArgs {
     /// table. By default the task is closed and its author invites every peer.
     #[arg(long)]
     open: bool,
+    /// Embedded backend: every K rounds take a random peer's conductor (never the task's
+    /// author's) down for a round and restart it from its data after; at the end, read
+    /// every included submission back from every conductor. 0: no faults.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    faults: usize,
     /// Where rounds are decided.
     #[arg(long, value_enum, default_value_t = Backend::Embedded)]
     backend: Backend,
@@ -353,6 +358,9 @@ fn run(mut args: RunArgs) -> Result<()> {
         }
         args.nodes = args.admin_ports.len();
     }
+    if args.faults > 0 && args.backend != Backend::Embedded {
+        bail!("--faults needs the embedded backend (it stops and restarts conductors in this process)");
+    }
     let (train, test) = load(&args).context("loading the data set")?;
     let exp = experiment(&args, &train)?;
     let (attack, byzantine, model) = (exp.attack, exp.byzantine, exp.model);
@@ -392,6 +400,10 @@ fn run(mut args: RunArgs) -> Result<()> {
     let started = Instant::now();
     let mut last = Instant::now();
     let mut round_ms: Vec<f64> = Vec::new();
+    // Conductor backends: per round, resident memory, bytes on disk, the peer that was down
+    // and how long it took to catch up.
+    let mut footprint: Vec<serde_json::Value> = Vec::new();
+    let mut readback: Option<fl_node::driver::Readback> = None;
     let mut agents: Vec<String> = Vec::new();
     let print_round = |r: &RoundReport, ms: f64, detail: String| {
         let excluded: Vec<String> = r
@@ -424,7 +436,7 @@ fn run(mut args: RunArgs) -> Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             runtime.block_on(async {
                 bar.set_message("starting conductors");
-                let (network, clients) = if args.backend == Backend::Embedded {
+                let (mut network, clients) = if args.backend == Backend::Embedded {
                     let network = EmbeddedNetwork::start(exp.peers, &args.happ, |step| {
                         bar.suspend(|| println!("conductors: {step}"))
                     })
@@ -438,21 +450,53 @@ fn run(mut args: RunArgs) -> Result<()> {
                 };
                 bar.set_message("");
                 agents = clients.iter().map(|c| c.agent().to_string()).collect();
-                let reports = run_rounds(&exp, &clients, &train, &test, |r, t| {
+                let data_dirs: Vec<PathBuf> = network
+                    .iter()
+                    .flat_map(|n| (0..exp.peers).map(|i| n.data_dir(i)))
+                    .collect();
+                let faults = match network.as_mut() {
+                    Some(n) if args.faults > 0 => Some(Faults {
+                        every: args.faults,
+                        backend: n as &mut dyn Restart,
+                    }),
+                    _ => None,
+                };
+                let result = run_rounds(&exp, &clients, &train, &test, faults, |r, t| {
                     let ms = t.total.as_secs_f64() * 1e3;
                     round_ms.push(ms);
                     let part = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                    let disk: u64 = data_dirs.iter().map(|d| dir_size(d)).sum();
+                    let mb = |b: u64| b as f64 / 1e6;
+                    footprint.push(serde_json::json!({
+                        "rss_mb": mb(t.rss_bytes),
+                        "disk_mb": (!data_dirs.is_empty()).then(|| mb(disk)),
+                        "down": t.down,
+                        "catch_up_ms": t.down.map(|_| part(t.catch_up)),
+                    }));
+                    let down = match t.down {
+                        Some(v) => format!(
+                            "; peer {v} down, restarted and caught up in {:.0} ms",
+                            part(t.catch_up)
+                        ),
+                        None => String::new(),
+                    };
+                    let disk = if data_dirs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", disk {:.0} MB", mb(disk))
+                    };
                     print_round(
                         r,
                         ms,
                         format!(
-                            " (train {:.0}, submit {:.0}, vote {:.0}, aggregate {:.0}, propagate {:.0}, evaluate {:.0})",
+                            " (train {:.0}, submit {:.0}, vote {:.0}, aggregate {:.0}, propagate {:.0}, evaluate {:.0}; RSS {:.0} MB{disk}{down})",
                             part(t.train),
                             part(t.submit),
                             part(t.vote),
                             part(t.aggregate),
                             part(t.propagate),
-                            part(t.evaluate)
+                            part(t.evaluate),
+                            mb(t.rss_bytes),
                         ),
                     )
                 })
@@ -460,7 +504,9 @@ fn run(mut args: RunArgs) -> Result<()> {
                 if let Some(network) = network {
                     network.shutdown().await;
                 }
-                reports
+                let result = result?;
+                readback = result.readback;
+                anyhow::Ok(result.reports)
             })?
         }
     };
@@ -469,6 +515,15 @@ fn run(mut args: RunArgs) -> Result<()> {
     sorted.sort_by(f64::total_cmp);
     let median_ms = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
     let (final_acc, tpr, fpr, warmup) = summarize(&reports, args.warmup);
+    if let Some(rb) = readback {
+        println!(
+            "faults: every {} rounds a conductor was down for a round; all {} included submissions read back from each of the {} conductors",
+            args.faults, rb.submissions, rb.conductors
+        );
+    }
+    if let Some(line) = history_line(&round_ms, &footprint) {
+        println!("{line}");
+    }
     println!(
         "summary: final accuracy {:.3}; after {} warm-up rounds TPR {:.3}, FPR {:.3}; median round {:.0} ms; {:.1} s in all",
         final_acc,
@@ -489,9 +544,11 @@ fn run(mut args: RunArgs) -> Result<()> {
         },
         "rounds": reports.iter().map(|r| serde_json::json!({
             "round": r.round, "ms": round_ms.get(r.round), "accuracy": r.accuracy, "loss": r.loss, "tpr": r.tpr, "fpr": r.fpr,
+            "footprint": footprint.get(r.round),
             "excluded": r.excluded.iter().map(|(p, why)| serde_json::json!({"peer": p, "reason": why})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
-        "summary": { "final_accuracy": final_acc, "warmup": warmup, "tpr": tpr, "fpr": fpr, "median_round_ms": median_ms },
+        "summary": { "final_accuracy": final_acc, "warmup": warmup, "tpr": tpr, "fpr": fpr, "median_round_ms": median_ms,
+            "readback": readback.map(|rb| serde_json::json!({"submissions": rb.submissions, "conductors": rb.conductors})) },
         // Conductor backends: each peer's agent key, in peer order; peers 0..byzantine attack.
         "agents": agents,
     });
@@ -499,6 +556,36 @@ fn run(mut args: RunArgs) -> Result<()> {
         .with_context(|| format!("writing {}", args.output.display()))?;
     println!("results: {}", args.output.display());
     Ok(())
+}
+
+/// For runs of 20 rounds or more on conductors: whether history slows rounds down or grows
+/// memory, as rounds 1-10 against the last 10 (median round time; resident memory and
+/// disk after round 10 and after the last round).
+fn history_line(round_ms: &[f64], footprint: &[serde_json::Value]) -> Option<String> {
+    let n = round_ms.len();
+    if n < 20 || footprint.len() < n {
+        return None;
+    }
+    let median = |xs: &[f64]| {
+        let mut v = xs.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (early, late) = (median(&round_ms[1..11]), median(&round_ms[n - 10..]));
+    let at = |i: usize, key: &str| footprint[i][key].as_f64().unwrap_or(0.0);
+    let pct = |a: f64, b: f64| if a > 0.0 { (b / a - 1.0) * 100.0 } else { 0.0 };
+    Some(format!(
+        "history: median round {early:.0} ms in rounds 1-10, {late:.0} ms in rounds {}-{} ({:+.0} %); RSS {:.0} MB after round 10, {:.0} MB after round {} ({:+.1} %); disk {:.0} MB -> {:.0} MB",
+        n - 10,
+        n - 1,
+        pct(early, late),
+        at(10, "rss_mb"),
+        at(n - 1, "rss_mb"),
+        n - 1,
+        pct(at(10, "rss_mb"), at(n - 1, "rss_mb")),
+        at(10, "disk_mb"),
+        at(n - 1, "disk_mb"),
+    ))
 }
 
 fn matrix(args: MatrixArgs) -> Result<()> {
