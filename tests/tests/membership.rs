@@ -19,15 +19,6 @@ struct RawLink {
     tag: Vec<u8>,
 }
 
-#[derive(serde::Deserialize, Debug)]
-struct ActivityStatus {
-    #[allow(dead_code)]
-    valid: Vec<u32>,
-    rejected: Vec<u32>,
-    #[allow(dead_code)]
-    warrants: usize,
-}
-
 fn closed_task() -> Task {
     Task {
         name: "closed sweettest".into(),
@@ -282,14 +273,36 @@ async fn scenario() {
             carol.agent_pubkey()
         ),
     );
+    assert_rejected(
+        &call_err(
+            cc,
+            carol,
+            ADVERSARY,
+            "raw_evaluation",
+            ModelEvaluation {
+                membership: Some(bob_member.clone()),
+                ..evaluation.clone()
+            },
+        )
+        .await,
+        &format!(
+            "model evaluation: {bob_member} is not {}'s membership of task {task_hash}",
+            carol.agent_pubkey()
+        ),
+    );
     let _: ActionHash = cb
         .call(&bob.zome(ZOME), "publish_evaluation", evaluation.clone())
         .await;
+    // The task's author is a member without an invite.
+    assert_rejected(
+        &call_err(ca, alice, ADVERSARY, "raw_membership", reused.clone()).await,
+        "membership: the task's author is a member without an invite",
+    );
 
     // --- Members invite with standing, within their quota ---
     assert_rejected(
         &invite_err(cc, carol, &task_hash, &outsider, Some(agg0.clone())).await,
-        "invite: the inviter's reputation 0.000 after round 0 is below the task's bar of 0.500 for inviting",
+        "invite: the inviter is not in the reputation table after round 0, so it has no standing in the task",
     );
     let dave = SweetAgents::one(cc.keystore()).await;
     let dave_invite = invite(cb, bob, &task_hash, &dave, Some(agg0.clone())).await;
@@ -402,15 +415,40 @@ async fn scenario() {
         .map(|_| ())
         .unwrap_err();
     assert_rejected(&e, "membrane proof is not an invite");
+    // Self-signed: an agent cannot invite itself.
+    let hank = SweetAgents::one(cc.keystore()).await;
+    let signature = cc
+        .keystore()
+        .sign(
+            hank.clone(),
+            invite_message(task_hash.get_raw_39(), hank.get_raw_39()).into(),
+        )
+        .await
+        .expect("hank signs");
+    let self_proof = InviteProof {
+        invite_hash: bob_invite.invite_hash.clone(),
+        inviter: hank.clone(),
+        invite: Invite {
+            task: task_hash.clone(),
+            invitee: hank.clone(),
+            standing: None,
+            signature: signature.0.to_vec(),
+        },
+    };
+    let e = install_for_agent(cc, &dna, "hank", hank, Some(proof_bytes(&self_proof)))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_rejected(&e, "membrane proof: invite: an agent cannot invite itself");
     // Signed by Alice but naming a record that is not the invite: genesis cannot look it
-    // up, so the agent installs, and its authorities reject its validation package.
+    // up, so the agent installs, but joining with it fails.
     let gina = SweetAgents::one(cc.keystore()).await;
     let gina_invite = invite(ca, alice, &task_hash, &gina, None).await;
     let misplaced = InviteProof {
         invite_hash: task_hash.clone(),
         ..gina_invite.clone()
     };
-    install_for_agent(
+    let gina_cell = install_for_agent(
         cc,
         &dna,
         "gina",
@@ -419,16 +457,13 @@ async fn scenario() {
     )
     .await
     .expect("genesis cannot see the invite record");
-    conductors.exchange_peer_info().await;
-    eventually(120, || async {
-        let status: ActivityStatus = ca
-            .call(&alice.zome(ADVERSARY), "raw_activity_status", gina.clone())
-            .await;
-        status.rejected.contains(&1).then_some(())
-    })
-    .await;
+    assert_rejected(
+        &call_err(cc, &gina_cell, ZOME, "join_task", join(None)).await,
+        &format!("membership: {task_hash} is not an Invite"),
+    );
 
     // The members, as anyone reads them.
+    conductors.exchange_peer_info().await;
     let members = eventually(120, || async {
         let members: Vec<MemberInfo> = ca
             .call(&alice.zome(ZOME), "list_members", task_hash.clone())

@@ -710,4 +710,34 @@ async fn scenario() {
         &call_err(cb, bob, ADVERSARY, "raw_delete_link", own).await,
         "protocol links are append-only: link deletes are not allowed",
     );
+
+    // --- A round whose committee is empty is closed by the task's author ---
+    // Nobody can reach a committee threshold of 1, so round 1 has no committee.
+    let mut unreachable = task(LEN as u32, Rule::Median, 0, 3, 2);
+    unreachable.round.reputation.committee_threshold = Reputation::ONE;
+    let lone: ActionHash = ca.call(&alice.zome(ZOME), "create_task", unreachable).await;
+    settle(&cells).await;
+    for round in 0..2 {
+        submit(ca, alice, &lone, round, &good).await;
+        submit(cb, bob, &lone, round, &good).await;
+        settle(&cells).await;
+        let r = RoundRef {
+            task: lone.clone(),
+            round,
+        };
+        if round == 1 {
+            let committee: Vec<AgentPubKey> =
+                cb.call(&bob.zome(ZOME), "get_committee", r.clone()).await;
+            assert!(committee.is_empty(), "{committee:?}");
+            assert_rejected(
+                &call_err(cb, bob, ZOME, "aggregate_round", r.clone()).await,
+                &format!(
+                    "round 1 has no committee (nobody holds the committee threshold), so it is aggregated by the task's author, not {}",
+                    bob.agent_pubkey()
+                ),
+            );
+        }
+        let _: ActionHash = ca.call(&alice.zome(ZOME), "aggregate_round", r).await;
+        settle(&cells).await;
+    }
 }

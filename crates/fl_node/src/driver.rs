@@ -214,13 +214,12 @@ async fn admit_all(clients: &[Client], author: usize, task: &ActionHash) -> Resu
 /// and timings as it closes.
 pub async fn run_rounds(
     exp: &Experiment,
-    clients: &[Client],
+    mut clients: Vec<Client>,
     train: &Dataset,
     test: &Dataset,
     mut faults: Option<Faults<'_>>,
     mut on_round: impl FnMut(&RoundReport, &RoundTiming),
 ) -> Result<RunResult> {
-    let mut clients: Vec<Client> = clients.to_vec();
     let mut fault_rng = ChaCha8Rng::seed_from_u64(exp.seed ^ 0xfa17);
     if clients.len() != exp.peers {
         bail!(

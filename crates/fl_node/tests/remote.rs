@@ -47,7 +47,7 @@ async fn a_round_over_websockets_excludes_the_attacker() {
         seed: 3,
         admission: Admission::CLOSED,
     };
-    let reports = run_rounds(&exp, &clients, &train, &test, None, |_, _| {})
+    let reports = run_rounds(&exp, clients, &train, &test, None, |_, _| {})
         .await
         .expect("the round closes")
         .reports;

@@ -461,7 +461,9 @@ fn run(mut args: RunArgs) -> Result<()> {
                     }),
                     _ => None,
                 };
-                let result = run_rounds(&exp, &clients, &train, &test, faults, |r, t| {
+                // The driver owns the clients: a restarted peer's old conductor handle is
+                // dropped when the driver replaces it.
+                let result = run_rounds(&exp, clients, &train, &test, faults, |r, t| {
                     let ms = t.total.as_secs_f64() * 1e3;
                     round_ms.push(ms);
                     let part = |d: std::time::Duration| d.as_secs_f64() * 1e3;

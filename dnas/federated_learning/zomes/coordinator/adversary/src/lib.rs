@@ -158,31 +158,3 @@ pub fn raw_link(l: RawLink) -> ExternResult<ActionHash> {
 pub fn raw_delete_link(create_link_hash: ActionHash) -> ExternResult<ActionHash> {
     delete_link(create_link_hash, GetOptions::default())
 }
-
-/// What an agent-activity authority holds of an agent's chain: the sequence numbers of
-/// its valid and rejected actions, and how many warrants name it.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct ActivityStatus {
-    /// Valid actions' sequence numbers.
-    pub valid: Vec<u32>,
-    /// Rejected actions' sequence numbers (1 is the agent validation package).
-    pub rejected: Vec<u32>,
-    /// Warrants against the agent.
-    pub warrants: usize,
-}
-
-/// The validation status of `agent`'s chain, as its agent-activity authorities see it.
-#[hdk_extern]
-pub fn raw_activity_status(agent: AgentPubKey) -> ExternResult<ActivityStatus> {
-    let activity = get_agent_activity(
-        agent,
-        ChainQueryFilter::new(),
-        ActivityRequest::Full,
-        GetOptions::network(),
-    )?;
-    Ok(ActivityStatus {
-        valid: activity.valid_activity.iter().map(|(s, _)| *s).collect(),
-        rejected: activity.rejected_activity.iter().map(|(s, _)| *s).collect(),
-        warrants: activity.warrants.len(),
-    })
-}

@@ -146,7 +146,9 @@ pub fn compute_aggregate(
 }
 
 /// Who may publish the aggregate: in round 0 the task's author; later a member of the
-/// round's committee, the first-ranked at once and rank `r` after `r` timeouts.
+/// round's committee, the first-ranked at once and rank `r` after `r` timeouts; and the
+/// task's author again when nobody holds the committee threshold (an empty committee
+/// would otherwise leave the round with no one entitled to close it, for ever).
 pub fn check_aggregator(
     ctx: &RoundContext,
     author: &AgentPubKey,
@@ -158,6 +160,16 @@ pub fn check_aggregator(
         } else {
             Err(format!(
                 "round 0 is aggregated by the task's author, not {author}"
+            ))
+        };
+    }
+    if ctx.committee.is_empty() {
+        return if author == &ctx.task_author {
+            Ok(())
+        } else {
+            Err(format!(
+                "round {} has no committee (nobody holds the committee threshold), so it is aggregated by the task's author, not {author}",
+                ctx.previous.as_ref().map_or(0, |p| p.round + 1)
             ))
         };
     }

@@ -25,7 +25,14 @@ where
     };
     Ok(match decoded {
         Some(t) => Ok((record, t)),
-        None => Err(format!("{hash} is not a {what}")),
+        None => {
+            let article = if what.starts_with(['A', 'E', 'I', 'O', 'U']) {
+                "an"
+            } else {
+                "a"
+            };
+            Err(format!("{hash} is not {article} {what}"))
+        }
     })
 }
 

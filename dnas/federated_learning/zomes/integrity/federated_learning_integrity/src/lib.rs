@@ -137,8 +137,9 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
             membrane_proof,
             action,
         }) => Ok(
-            match membership::validate_membrane_proof(membrane_proof.as_deref(), &action.author)? {
-                Ok(()) => ValidateCallbackResult::Valid,
+            // What genesis_self_check ran, again: a conductor that skipped it is caught here.
+            match membership::check_membrane_proof(membrane_proof.as_deref(), &action.author) {
+                Ok(_) => ValidateCallbackResult::Valid,
                 Err(reason) => ValidateCallbackResult::Invalid(reason),
             },
         ),
@@ -148,8 +149,8 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
 
 /// Checks the agent's own membrane proof at install, before it joins the network: absent,
 /// or an invite bound to this agent and signed by its inviter
-/// ([`membership::check_membrane_proof`]; validation of the agent's validation package
-/// then checks the invite's record).
+/// ([`membership::check_membrane_proof`], which validation of the agent's validation
+/// package runs again; the invite's record is checked when the agent joins a task).
 #[hdk_extern]
 pub fn genesis_self_check(data: GenesisSelfCheckData) -> ExternResult<ValidateCallbackResult> {
     Ok(

@@ -3,15 +3,19 @@
 //! A task's [`Admission`] is open (any agent may submit, labelled so everywhere) or closed.
 //! In a closed task every submission and evaluation cites its author's [`Membership`];
 //! a membership cites an [`Invite`] bound to its author's key; an invite is written by the
-//! task's author, or by a member whose reputation in one of the task's aggregates reaches
-//! the task's bar, and each member may write only as many invites as the task allows. The
-//! committee is drawn from the reputation table, which only submitters enter, so an agent
-//! without an invite can neither submit, nor vote, nor aggregate.
+//! task's author, or by a member listed in the reputation table of one of the task's
+//! aggregates with at least the task's bar, and each member may write only as many invites
+//! as the task allows. The committee is drawn from the reputation table, which only
+//! submitters enter, so an agent without an invite can neither submit, nor vote, nor
+//! aggregate.
 //!
 //! An invite can reach the invitee as its membrane proof ([`InviteProof`] at install),
-//! which [`check_membrane_proof`] verifies offline in `genesis_self_check` and every agent
-//! activity authority verifies again with the invite record; or it can be handed to the
-//! coordinator's `join_task` later. Either way the [`Membership`] entry is what admits.
+//! which [`check_membrane_proof`] verifies offline in `genesis_self_check`, and the
+//! authorities of the agent's validation package verify again the same way (a conductor
+//! that skipped genesis is caught there); or it can be handed to the coordinator's
+//! `join_task` later. Either way only the [`Membership`] entry admits: its validation
+//! fetches the invite record. The validation package does not, since a hash that names no
+//! record would leave it pending for ever.
 
 use fl_core::Reputation;
 use hdi::prelude::*;
@@ -100,30 +104,9 @@ pub fn check_membrane_proof(
     Ok(Some(proof))
 }
 
-/// What a membrane proof's invite record must add to [`check_membrane_proof`]: the
-/// record exists, is valid, was written by the named inviter and is the invite itself.
-pub fn validate_membrane_proof(proof: Option<&SerializedBytes>, agent: &AgentPubKey) -> Check<()> {
-    let proof = match check_membrane_proof(proof, agent) {
-        Ok(Some(p)) => p,
-        Ok(None) => return Ok(Ok(())),
-        Err(e) => return Ok(Err(e)),
-    };
-    let (record, invite) = match typed_record::<Invite>(&proof.invite_hash, "Invite")? {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(format!("membrane proof: {e}"))),
-    };
-    if record.action().author() != &proof.inviter || invite != proof.invite {
-        return Ok(Err(format!(
-            "membrane proof: {} is not this invite by {}",
-            proof.invite_hash, proof.inviter
-        )));
-    }
-    Ok(Ok(()))
-}
-
-/// An invite must be for a closed task, signed by its author (the inviter), and the
-/// inviter must be the task's author or hold the task's reputation bar in a cited
-/// aggregate of the task, and not have used up its invites for the task.
+/// An invite must be for a closed task, signed by its author (the inviter) and not dated
+/// before the task; the inviter must be the task's author, or be listed with at least the
+/// task's bar in a cited aggregate of the task and not have used up its invites for it.
 pub fn validate_create_invite(invite: &Invite, action: &Create) -> Check<()> {
     let (task_record, task) = match typed_record::<Task>(&invite.task, "Task")? {
         Ok(t) => t,
@@ -141,6 +124,11 @@ pub fn validate_create_invite(invite: &Invite, action: &Create) -> Check<()> {
     };
     let inviter = &action.author;
     if let Err(e) = check_invite_signature(invite, inviter) {
+        return Ok(Err(e));
+    }
+    if let Err(e) =
+        check_not_before_task("invite", action.timestamp, task_record.action().timestamp())
+    {
         return Ok(Err(e));
     }
     if inviter == task_record.action().author() {
@@ -174,8 +162,8 @@ pub fn validate_create_invite(invite: &Invite, action: &Create) -> Check<()> {
     Ok(Ok(()))
 }
 
-/// The cited aggregate must be of the invite's task and give the inviter at least `min`.
-/// Pure.
+/// The cited aggregate must be of the invite's task, list the inviter in its reputation
+/// table, and give it at least `min`. Pure.
 pub fn check_standing(
     invite: &Invite,
     inviter: &AgentPubKey,
@@ -185,12 +173,19 @@ pub fn check_standing(
     if aggregate.task != invite.task {
         return Err("invite: the standing aggregate belongs to another task".into());
     }
-    let have = aggregate
+    // Only members and the task's author ever enter a closed task's table, so being in it
+    // is also what shows the inviter is a member.
+    let Some(have) = aggregate
         .reputation
         .iter()
         .find(|e| &e.agent == inviter)
         .map(|e| e.reputation)
-        .unwrap_or(Reputation(0));
+    else {
+        return Err(format!(
+            "invite: the inviter is not in the reputation table after round {}, so it has no standing in the task",
+            aggregate.round
+        ));
+    };
     if have < min {
         return Err(format!(
             "invite: the inviter's reputation {:.3} after round {} is below the task's bar of {:.3} for inviting",
@@ -211,6 +206,13 @@ pub fn validate_create_membership(m: &Membership, action: &Create) -> Check<()> 
         Err(e) => return Ok(Err(format!("membership: {e}"))),
     };
     let author = &action.author;
+    if let Err(e) = check_not_before_task(
+        "membership",
+        action.timestamp,
+        task_record.action().timestamp(),
+    ) {
+        return Ok(Err(e));
+    }
     match (
         &task.admission,
         &m.invite,
@@ -221,6 +223,11 @@ pub fn validate_create_membership(m: &Membership, action: &Create) -> Check<()> 
                 "membership: task {} is open, so a membership cites no invite",
                 m.task
             )))
+        }
+        (Admission::Closed { .. }, Some(_), true) => {
+            return Ok(Err(
+                "membership: the task's author is a member without an invite".into(),
+            ))
         }
         (Admission::Closed { .. }, None, false) => {
             return Ok(Err(format!(
@@ -253,6 +260,19 @@ pub fn validate_create_membership(m: &Membership, action: &Create) -> Check<()> 
         )));
     }
     Ok(Ok(()))
+}
+
+/// Invites and memberships must not be dated before their task: the quota and "joins once"
+/// walks stop at the task's timestamp, so a backdated entry would escape them. Pure.
+pub fn check_not_before_task(what: &str, at: Timestamp, created: Timestamp) -> Result<(), String> {
+    if at < created {
+        return Err(format!(
+            "{what}: dated {} us, before its task was created at {} us",
+            at.as_micros(),
+            created.as_micros()
+        ));
+    }
+    Ok(())
 }
 
 /// The invite must be for the membership's task and bound to its author. Pure.
@@ -368,6 +388,18 @@ mod tests {
     }
 
     #[test]
+    fn invites_and_memberships_cannot_predate_their_task() {
+        let created = Timestamp::from_micros(5_000_000);
+        assert_eq!(check_not_before_task("invite", created, created), Ok(()));
+        let e = check_not_before_task("membership", Timestamp::from_micros(4_000_000), created)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "membership: dated 4000000 us, before its task was created at 5000000 us"
+        );
+    }
+
+    #[test]
     fn invite_use_and_standing() {
         let (author, alice, bob) = (
             SigningKey::from_bytes(&[1; 32]),
@@ -411,6 +443,9 @@ mod tests {
         let e = check_standing(&i, &agent(&alice), &aggregate(500_000), min).unwrap_err();
         assert!(e.contains("below the task's bar"), "{e}");
         let e = check_standing(&i, &agent(&bob), &aggregate(700_000), min).unwrap_err();
-        assert!(e.contains("0.000"), "{e}");
+        assert!(
+            e.contains("is not in the reputation table after round 2"),
+            "{e}"
+        );
     }
 }
