@@ -3,8 +3,8 @@
 use federated_learning_integrity::{EntryTypes, LinkTypes, ModelEvaluation, RoundAggregate};
 use hdk::prelude::*;
 
-use crate::fail;
 use crate::membership::own_membership;
+use crate::{fail, linked_entries};
 
 /// One participant's evaluation of a round's model.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -46,22 +46,12 @@ pub fn get_evaluations(aggregate: ActionHash) -> ExternResult<Vec<EvaluationInfo
     )?;
     links.sort_by_key(|l| (l.author.clone(), l.timestamp));
     links.dedup_by(|b, a| a.author == b.author);
-    let mut out = Vec::new();
-    for link in links {
-        let Some(hash) = link.target.into_action_hash() else {
-            continue;
-        };
-        let Some(record) = get(hash.clone(), GetOptions::default())? else {
-            continue;
-        };
-        let author = record.action().author().clone();
-        if let Ok(evaluation) = ModelEvaluation::try_from(record) {
-            out.push(EvaluationInfo {
-                hash,
-                author,
-                evaluation,
-            });
-        }
-    }
-    Ok(out)
+    Ok(linked_entries::<ModelEvaluation>(links)?
+        .into_iter()
+        .map(|(hash, author, evaluation)| EvaluationInfo {
+            hash,
+            author,
+            evaluation,
+        })
+        .collect())
 }

@@ -261,6 +261,28 @@ fn announce_action(action: &SignedActionHashed) -> ExternResult<()> {
     Ok(())
 }
 
+/// The records `links` point to that decode as `T`, in link order, each with its action
+/// hash and author; links to anything else, or to records not found, are skipped.
+pub(crate) fn linked_entries<T>(links: Vec<Link>) -> ExternResult<Vec<(ActionHash, AgentPubKey, T)>>
+where
+    T: TryFrom<Record>,
+{
+    let mut out = Vec::new();
+    for link in links {
+        let Some(hash) = link.target.into_action_hash() else {
+            continue;
+        };
+        let Some(record) = get(hash.clone(), GetOptions::default())? else {
+            continue;
+        };
+        let author = record.action().author().clone();
+        if let Ok(entry) = T::try_from(record) {
+            out.push((hash, author, entry));
+        }
+    }
+    Ok(out)
+}
+
 /// An error for the caller, as a zome-call failure with this message.
 pub(crate) fn fail(message: impl Into<String>) -> WasmError {
     wasm_error!(WasmErrorInner::Guest(message.into()))

@@ -7,7 +7,7 @@ use federated_learning_integrity::{
 };
 use hdk::prelude::*;
 
-use crate::fail;
+use crate::{fail, linked_entries};
 
 /// Input of [`invite_agent`].
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -55,24 +55,14 @@ pub fn list_invites() -> ExternResult<Vec<InviteProof>> {
         GetStrategy::Network,
     )?;
     links.sort_by_key(|l| l.timestamp);
-    let mut out = Vec::new();
-    for link in links {
-        let Some(hash) = link.target.into_action_hash() else {
-            continue;
-        };
-        let Some(record) = get(hash.clone(), GetOptions::default())? else {
-            continue;
-        };
-        let inviter = record.action().author().clone();
-        if let Ok(invite) = Invite::try_from(record) {
-            out.push(InviteProof {
-                invite_hash: hash,
-                inviter,
-                invite,
-            });
-        }
-    }
-    Ok(out)
+    Ok(linked_entries::<Invite>(links)?
+        .into_iter()
+        .map(|(invite_hash, inviter, invite)| InviteProof {
+            invite_hash,
+            inviter,
+            invite,
+        })
+        .collect())
 }
 
 /// The invite this cell was installed with (its membrane proof), if any.
@@ -169,23 +159,14 @@ pub fn list_members(task: ActionHash) -> ExternResult<Vec<MemberInfo>> {
         LinkQuery::try_new(task, LinkTypes::TaskToMembers)?,
         GetStrategy::Network,
     )?;
-    let mut out = Vec::new();
-    for link in links {
-        let Some(hash) = link.target.into_action_hash() else {
-            continue;
-        };
-        let Some(record) = get(hash.clone(), GetOptions::default())? else {
-            continue;
-        };
-        let agent = record.action().author().clone();
-        if let Ok(m) = Membership::try_from(record) {
-            out.push(MemberInfo {
-                agent,
-                membership: hash,
-                invite: m.invite,
-            });
-        }
-    }
+    let mut out: Vec<MemberInfo> = linked_entries::<Membership>(links)?
+        .into_iter()
+        .map(|(membership, agent, m)| MemberInfo {
+            agent,
+            membership,
+            invite: m.invite,
+        })
+        .collect();
     out.sort_by(|a, b| a.agent.cmp(&b.agent));
     out.dedup_by(|b, a| a.agent == b.agent);
     Ok(out)
