@@ -121,22 +121,18 @@ fuzz_target!(|input: Input| {
         submission.round = round;
         submission.base = base.clone();
         submission.update = update.encode(encoding).unwrap();
+        if let Some((loss_before, loss_after, samples)) = s.proof {
+            submission.proof = PogqProof {
+                loss_before,
+                loss_after,
+                samples,
+                signature: Vec::new(),
+            };
+        }
         evidence.push(SubmissionEvidence {
             hash: hash.clone(),
             author: agent(s.author % 12),
             submission,
-            proof: s.proof.map(|(loss_before, loss_after, samples)| {
-                (
-                    action_hash(s.hash ^ 0x80),
-                    PogqProof {
-                        submission: hash.clone(),
-                        loss_before,
-                        loss_after,
-                        samples,
-                        signature: Vec::new(),
-                    },
-                )
-            }),
             votes: s
                 .votes
                 .iter()

@@ -18,7 +18,6 @@ use federated_learning_integrity::chain::{committee_from, RoundContext};
 use federated_learning_integrity::device::check_device;
 use federated_learning_integrity::evaluation::{check_evaluation_round, check_measurement};
 use federated_learning_integrity::gradient::{check_gradient, check_update};
-use federated_learning_integrity::proof::{check_proof, check_proof_fields};
 use federated_learning_integrity::membership::{
     check_invite_signature, check_invite_use, check_membrane_proof, check_standing,
 };
@@ -57,8 +56,6 @@ pub struct Fixture {
     pub submission_hash: ActionHash,
     /// The same update signed by the device.
     pub device_submission: GradientSubmission,
-    /// The submission's proof.
-    pub proof: PogqProof,
     /// A ballot accepting the submission.
     pub ballot: CommitteeBallot,
     /// Round 0's aggregate of the submission.
@@ -130,34 +127,23 @@ fn build() -> Fixture {
         samples: 32,
         signer: Signer::Agent,
         signature: Vec::new(),
+        proof: PogqProof {
+            loss_before: 1.0,
+            loss_after: 0.8,
+            samples: 32,
+            signature: Vec::new(),
+        },
         membership: None,
     };
-    submission.signature = agent_key
-        .sign(&submission.signing_bytes())
-        .to_bytes()
-        .to_vec();
+    sign_submission(&agent_key, &mut submission);
     let mut device_submission = GradientSubmission {
         signer: Signer::Device {
             registration: action_hash(2),
         },
         ..submission.clone()
     };
-    device_submission.signature = device_key
-        .sign(&device_submission.signing_bytes())
-        .to_bytes()
-        .to_vec();
+    sign_submission(&device_key, &mut device_submission);
     let submission_hash = action_hash(3);
-    let mut proof = PogqProof {
-        submission: submission_hash.clone(),
-        loss_before: 1.0,
-        loss_after: 0.8,
-        samples: 32,
-        signature: Vec::new(),
-    };
-    proof.signature = agent_key
-        .sign(&proof.signing_bytes(&submission.signature))
-        .to_bytes()
-        .to_vec();
     let ballot = CommitteeBallot {
         task: task_hash.clone(),
         round: 0,
@@ -174,7 +160,6 @@ fn build() -> Fixture {
         hash: submission_hash.clone(),
         author: me.clone(),
         submission: submission.clone(),
-        proof: Some((action_hash(4), proof.clone())),
         votes: vec![(action_hash(5), agent(6), ballot.votes[0].clone())],
     }];
     let aggregate =
@@ -215,11 +200,19 @@ fn build() -> Fixture {
         submission,
         submission_hash,
         device_submission,
-        proof,
         ballot,
         aggregate,
         evaluation,
     }
+}
+
+/// Signs `s` with `key`, then its proof over the submission's signature.
+pub fn sign_submission(key: &SigningKey, s: &mut GradientSubmission) {
+    s.signature = key.sign(&s.signing_bytes()).to_bytes().to_vec();
+    s.proof.signature = key
+        .sign(&s.proof.signing_bytes(&s.signature))
+        .to_bytes()
+        .to_vec();
 }
 
 /// The fixture, built once per process.
@@ -288,13 +281,6 @@ pub fn check_entry_bytes(data: &[u8]) {
                 assert!(decode_model(task, &g.update).is_ok());
             }
             let _ = check_update(&g, task);
-        }
-    }
-    if let Some(p) = decode::<PogqProof>(data) {
-        let fields = check_proof_fields(&p);
-        let all = check_proof(&p, &fx.submission, fx.agent_key.verifying_key().as_bytes());
-        if fields.is_err() {
-            assert_eq!(fields, all);
         }
     }
     if let Some(b) = decode::<CommitteeBallot>(data) {
@@ -405,7 +391,6 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         "submission_device",
         encode(fx.device_submission.clone()),
     );
-    add("entries", "proof", encode(fx.proof.clone()));
     add("entries", "ballot", encode(fx.ballot.clone()));
     add("entries", "aggregate", encode(fx.aggregate.clone()));
     add("entries", "evaluation", encode(fx.evaluation.clone()));
@@ -418,11 +403,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             invite: Some(fx.invite.invite_hash.clone()),
         }),
     );
-    add(
-        "entries",
-        "invite_proof",
-        encode(fx.invite.clone()),
-    );
+    add("entries", "invite_proof", encode(fx.invite.clone()));
     let mut int8 = fx.submission.clone();
     int8.update = Tensor::decode(&fx.submission.update, MODEL_LEN as usize)
         .unwrap()
@@ -487,7 +468,11 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            check_proof(&fx.proof, &fx.submission, key.as_bytes()),
+            federated_learning_integrity::proof::check_proof(
+                &fx.submission.proof,
+                &fx.submission,
+                key.as_bytes()
+            ),
             Ok(())
         );
         assert_eq!(check_ballot(&fx.ballot, &fx.tasks[0]), Ok(()));

@@ -72,10 +72,25 @@ fn device_submission(
             registration: registration.clone(),
         },
         signature: Vec::new(),
+        proof: PogqProof {
+            loss_before: 1.0,
+            loss_after: 0.9,
+            samples: 5,
+            signature: Vec::new(),
+        },
         membership: None,
     };
-    s.signature = key.sign(&s.signing_bytes()).to_bytes().to_vec();
+    sign(key, &mut s);
     s
+}
+
+/// Signs `s` and then its proof (over the submission's signature) with `key`.
+fn sign(key: &SigningKey, s: &mut GradientSubmission) {
+    s.signature = key.sign(&s.signing_bytes()).to_bytes().to_vec();
+    s.proof.signature = key
+        .sign(&s.proof.signing_bytes(&s.signature))
+        .to_bytes()
+        .to_vec();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,28 +270,38 @@ async fn scenario() {
         f32_bytes(&good),
     );
     device_sub.samples = 11;
-    device_sub.signature = bob_key
-        .sign(&device_sub.signing_bytes())
-        .to_bytes()
-        .to_vec();
-    let mut device_proof = PogqProof {
-        submission: task_hash.clone(),
-        loss_before: 1.0,
-        loss_after: 0.9,
-        samples: 5,
-        signature: Vec::new(),
-    };
-    device_proof.signature = bob_key
-        .sign(&device_proof.signing_bytes(&device_sub.signature))
-        .to_bytes()
-        .to_vec();
+    sign(&bob_key, &mut device_sub);
+
+    // --- PoGQ proofs (each carried in its submission) ---
+    let mut infinite = device_sub.clone();
+    infinite.proof.loss_after = f64::INFINITY;
+    sign(&bob_key, &mut infinite);
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_submission", infinite).await,
+        "PoGQ proof: loss_after is inf, but a loss must be finite",
+    );
+    let mut altered = device_sub.clone();
+    altered.proof.loss_after = 0.1;
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_submission", altered).await,
+        "PoGQ proof: bad signature: signature does not verify",
+    );
+    // A proof lifted from another submission is signed over that submission's signature.
+    let mut lifted = device_sub.clone();
+    lifted.samples = 12;
+    sign(&bob_key, &mut lifted);
+    lifted.proof = device_sub.proof.clone();
+    assert_rejected(
+        &call_err(cb, bob, ADVERSARY, "raw_submission", lifted).await,
+        "PoGQ proof: bad signature: signature does not verify",
+    );
+
     let bob_sub: Submitted = cb
         .call(
             &bob.zome(ZOME),
             "submit_signed",
             SignedSubmission {
                 submission: device_sub.clone(),
-                proof: device_proof.clone(),
             },
         )
         .await;
@@ -295,30 +320,6 @@ async fn scenario() {
         )
         .await,
         "the agent already submitted for round 0",
-    );
-
-    // --- PoGQ proofs ---
-    let mut unbound = device_proof.clone();
-    unbound.submission = task_hash.clone();
-    assert_rejected(
-        &call_err(cb, bob, ADVERSARY, "raw_proof", unbound).await,
-        "PoGQ proof does not bind to a submission",
-    );
-    let mut second = device_proof.clone();
-    second.submission = bob_sub.submission.clone();
-    assert_rejected(
-        &call_err(cb, bob, ADVERSARY, "raw_proof", second.clone()).await,
-        "PoGQ proof: the submission already has a proof",
-    );
-    assert_rejected(
-        &call_err(cc, carol, ADVERSARY, "raw_proof", second.clone()).await,
-        "PoGQ proof is written by",
-    );
-    let mut infinite = second.clone();
-    infinite.loss_after = f64::INFINITY;
-    assert_rejected(
-        &call_err(cb, bob, ADVERSARY, "raw_proof", infinite).await,
-        "loss_after is inf, but a loss must be finite",
     );
 
     let carol_sub = submit(cc, carol, &task_hash, 0, &vec![0.2; LEN]).await;
@@ -662,7 +663,7 @@ async fn scenario() {
             bob,
             ADVERSARY,
             "raw_link",
-            link(&task_hash, &bob_sub.proof, "RoundToSubmissions"),
+            link(&task_hash, &bob_device, "RoundToSubmissions"),
         )
         .await,
         "RoundToSubmissions link: target",
@@ -684,10 +685,10 @@ async fn scenario() {
             bob,
             ADVERSARY,
             "raw_link",
-            link(&bob_sub.submission, &carol_sub.proof, "SubmissionToProof"),
+            link(&agg0, &bob_sub.submission, "RoundToSubmissions"),
         )
         .await,
-        "SubmissionToProof link",
+        "the submission belongs to another round",
     );
     let untagged = link(&task_hash, &agg0, "TaskToAggregates");
     assert_rejected(
@@ -698,12 +699,7 @@ async fn scenario() {
         .call(
             &bob.zome(ADVERSARY),
             "raw_link",
-            RawLink {
-                base: bob.agent_pubkey().clone().into(),
-                target: bob_sub.submission.clone().into(),
-                link_type: "AgentToSubmissions".into(),
-                tag: Vec::new(),
-            },
+            link(&task_hash, &bob_sub.submission, "RoundToSubmissions"),
         )
         .await;
     assert_rejected(

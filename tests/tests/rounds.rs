@@ -190,7 +190,7 @@ async fn scenario() {
             .map(|s| fl_core::SubmissionInput {
                 agent: s.author.clone(),
                 update: &updates[index_of(&s.author)],
-                proof: s.proof.as_ref().map(|(_, p)| p.measurement()),
+                proof: Some(s.proof.measurement()),
                 votes: s
                     .votes
                     .iter()

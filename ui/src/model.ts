@@ -67,9 +67,8 @@ export interface TaskInfo {
   task: Task;
 }
 
-/** Integrity `PogqProof`. */
+/** Integrity `PogqProof` (carried in its submission). */
 export interface PogqProof {
-  submission: Hash;
   loss_before: number;
   loss_after: number;
   samples: number;
@@ -90,14 +89,13 @@ export interface SubmissionInfo {
   author: Hash;
   samples: number;
   update_bytes: number;
-  proof: [Hash, PogqProof] | null;
+  proof: PogqProof;
   votes: [Hash, Hash, CommitteeVote][];
 }
 
 /** Integrity `OutcomeRecord`. */
 export interface OutcomeRecord {
   submission: Hash;
-  proof: Hash | null;
   votes: Hash[];
   verdict: Verdict;
 }
@@ -228,8 +226,8 @@ export interface SubmissionView {
   hash: string;
   author: string;
   samples: number;
-  /** The submitter's claimed PoGQ score, `null` without a proof. */
-  claimedScore: number | null;
+  /** The submitter's claimed PoGQ score. */
+  claimedScore: number;
   /** Committee votes: member, accept, the member's own score. */
   votes: { member: string; accept: boolean; score: number }[];
   /** `pending` until the round closes. */
@@ -270,7 +268,7 @@ export function roundView(state: RoundState): RoundView {
       hash: hashToString(s.hash),
       author: hashToString(s.author),
       samples: s.samples,
-      claimedScore: s.proof ? pogqScore(s.proof[1].loss_before, s.proof[1].loss_after) : null,
+      claimedScore: pogqScore(s.proof.loss_before, s.proof.loss_after),
       votes: s.votes.map(([, member, v]) => ({
         member: hashToString(member),
         accept: v.accept,
@@ -464,12 +462,11 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
   };
 }
 
-/** Every hash a round's state contains (submissions, proofs, votes, aggregate). */
+/** Every hash a round's state contains (submissions, ballots, aggregate). */
 export function hashesIn(state: RoundState): Set<string> {
   const out = new Set<string>();
   for (const s of state.submissions) {
     out.add(hashToString(s.hash));
-    if (s.proof) out.add(hashToString(s.proof[0]));
     for (const [v] of s.votes) out.add(hashToString(v));
   }
   if (state.aggregate) out.add(hashToString(state.aggregate[0]));

@@ -6,7 +6,7 @@
 
 use federated_learning_integrity::{
     CommitteeBallot, DeviceRegistration, EntryTypes, GradientSubmission, Invite, LinkTypes,
-    Membership, ModelEvaluation, PogqProof, RoundAggregate, UnitEntryTypes,
+    Membership, ModelEvaluation, RoundAggregate, UnitEntryTypes,
 };
 use hdk::prelude::*;
 
@@ -14,12 +14,6 @@ use hdk::prelude::*;
 #[hdk_extern]
 pub fn raw_submission(s: GradientSubmission) -> ExternResult<ActionHash> {
     create_entry(EntryTypes::GradientSubmission(s))
-}
-
-/// Commits a proof as given.
-#[hdk_extern]
-pub fn raw_proof(p: PogqProof) -> ExternResult<ActionHash> {
-    create_entry(EntryTypes::PogqProof(p))
 }
 
 /// Commits a ballot as given.
@@ -136,9 +130,7 @@ pub fn raw_link(l: RawLink) -> ExternResult<ActionHash> {
         "TaskToAggregates" => LinkTypes::TaskToAggregates,
         "RoundToSubmissions" => LinkTypes::RoundToSubmissions,
         "RoundToAggregate" => LinkTypes::RoundToAggregate,
-        "SubmissionToProof" => LinkTypes::SubmissionToProof,
         "RoundToBallots" => LinkTypes::RoundToBallots,
-        "AgentToSubmissions" => LinkTypes::AgentToSubmissions,
         "AgentToDevices" => LinkTypes::AgentToDevices,
         "AggregateToEvaluations" => LinkTypes::AggregateToEvaluations,
         "AllAgents" => LinkTypes::AllAgents,

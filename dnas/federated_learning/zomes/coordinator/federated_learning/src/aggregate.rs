@@ -10,8 +10,8 @@ use crate::fail;
 use crate::round::{canonical_aggregate, round_base, round_evidence, RoundRef};
 use crate::task::get_task_info;
 
-/// Aggregates a round from the submissions, proofs and votes linked to it and publishes
-/// the result. The caller must be entitled (task author in round 0, else a committee
+/// Aggregates a round from the submissions (with their proofs) and votes linked to it and
+/// publishes the result. The caller must be entitled (task author in round 0, else a committee
 /// member whose rank's timeout has passed) and the quorum must be met.
 #[hdk_extern]
 pub fn aggregate_round(r: RoundRef) -> ExternResult<ActionHash> {

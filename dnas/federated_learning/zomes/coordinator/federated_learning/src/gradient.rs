@@ -1,4 +1,4 @@
-//! Publishing updates and their PoGQ proofs.
+//! Publishing updates with their PoGQ proofs.
 
 use federated_learning_integrity::{EntryTypes, GradientSubmission, LinkTypes, PogqProof, Signer};
 use hdk::prelude::*;
@@ -27,22 +27,18 @@ pub struct SubmitGradient {
     pub proof_samples: u32,
 }
 
-/// An update and proof already signed by a registered device.
+/// An update and its proof already signed by a registered device.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct SignedSubmission {
-    /// The submission (signer: the device).
+    /// The submission (signer: the device), its proof signed over its signature.
     pub submission: GradientSubmission,
-    /// Its proof; `submission` is filled in here and need not be set.
-    pub proof: PogqProof,
 }
 
-/// The published entries.
+/// The published entry.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct Submitted {
-    /// The submission.
+    /// The submission (its proof inside).
     pub submission: ActionHash,
-    /// Its proof.
-    pub proof: ActionHash,
 }
 
 /// Signs `input` with the agent key and publishes it with its proof (citing the caller's
@@ -60,20 +56,20 @@ pub fn submit_gradient(input: SubmitGradient) -> ExternResult<Submitted> {
         samples: input.samples,
         signer: Signer::Agent,
         signature: Vec::new(),
+        proof: PogqProof {
+            loss_before: input.loss_before,
+            loss_after: input.loss_after,
+            samples: input.proof_samples,
+            signature: Vec::new(),
+        },
         membership: None,
     };
     submission.signature = sign_raw(me.clone(), submission.signing_bytes())?.0.to_vec();
-    let mut proof = PogqProof {
-        submission: ActionHash::from_raw_36(vec![0; 36]),
-        loss_before: input.loss_before,
-        loss_after: input.loss_after,
-        samples: input.proof_samples,
-        signature: Vec::new(),
-    };
-    proof.signature = sign_raw(me, proof.signing_bytes(&submission.signature))?
-        .0
-        .to_vec();
-    publish(submission, proof)
+    submission.proof.signature =
+        sign_raw(me, submission.proof.signing_bytes(&submission.signature))?
+            .0
+            .to_vec();
+    publish(submission)
 }
 
 /// A published submission, update bytes included (committee members re-score it).
@@ -88,11 +84,10 @@ pub fn get_submission(hash: ActionHash) -> ExternResult<GradientSubmission> {
 /// Publishes an update and proof signed by one of the caller's registered devices.
 #[hdk_extern]
 pub fn submit_signed(input: SignedSubmission) -> ExternResult<Submitted> {
-    publish(input.submission, input.proof)
+    publish(input.submission)
 }
 
-fn publish(mut submission: GradientSubmission, mut proof: PogqProof) -> ExternResult<Submitted> {
-    let me = agent_info()?.agent_initial_pubkey;
+fn publish(mut submission: GradientSubmission) -> ExternResult<Submitted> {
     if submission.membership.is_none() {
         submission.membership = own_membership(&submission.task)?;
     }
@@ -104,17 +99,5 @@ fn publish(mut submission: GradientSubmission, mut proof: PogqProof) -> ExternRe
         LinkTypes::RoundToSubmissions,
         (),
     )?;
-    create_link(me.clone(), hash.clone(), LinkTypes::AgentToSubmissions, ())?;
-    proof.submission = hash.clone();
-    let proof_hash = create_entry(EntryTypes::PogqProof(proof))?;
-    create_link(
-        hash.clone(),
-        proof_hash.clone(),
-        LinkTypes::SubmissionToProof,
-        (),
-    )?;
-    Ok(Submitted {
-        submission: hash,
-        proof: proof_hash,
-    })
+    Ok(Submitted { submission: hash })
 }

@@ -8,7 +8,7 @@
 //! | `submit_gradient(SubmitGradient) -> Submitted` | signs (agent key) and publishes an update with its PoGQ proof |
 //! | `submit_signed(SignedSubmission) -> Submitted` | publishes an update and proof a device signed |
 //! | `get_submission(ActionHash) -> GradientSubmission` | a submission with its update bytes |
-//! | `get_round(RoundRef) -> RoundState` | submissions, proofs, votes, committee, quorum, aggregate |
+//! | `get_round(RoundRef) -> RoundState` | submissions (with proofs), votes, committee, quorum, aggregate |
 //! | `cast_ballot(CastBallot) -> ActionHash` | a committee member's re-scores of a round's submissions |
 //! | `aggregate_round(RoundRef) -> ActionHash` | computes and publishes the round's aggregate |
 //! | `preview_aggregate(RoundRef) -> RoundAggregate` | the aggregate the round would get now |

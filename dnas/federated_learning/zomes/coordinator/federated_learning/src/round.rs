@@ -30,8 +30,8 @@ pub struct SubmissionInfo {
     pub samples: u32,
     /// Size of the encoded update in bytes.
     pub update_bytes: u32,
-    /// The PoGQ proof, if published.
-    pub proof: Option<(ActionHash, PogqProof)>,
+    /// Its PoGQ proof.
+    pub proof: PogqProof,
     /// Committee votes: (the member's ballot, member, its vote on this submission).
     pub votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)>,
 }
@@ -132,7 +132,7 @@ pub(crate) fn participants(task: &ActionHash, base: &ActionHash) -> ExternResult
     Ok(out)
 }
 
-/// The submissions of the round based on `base`, with their proofs and committee votes
+/// The submissions of the round based on `base`, with their committee votes
 /// (ballots by non-members and a member's second ballot left out), ordered by hash.
 pub(crate) fn round_evidence(
     task: &ActionHash,
@@ -163,30 +163,6 @@ pub(crate) fn round_evidence(
             continue;
         }
         let author = record.action().author().clone();
-        let mut proof = None;
-        let proof_links = get_links(
-            LinkQuery::try_new(hash.clone(), LinkTypes::SubmissionToProof)?,
-            GetStrategy::Network,
-        )?;
-        let mut proof_targets: Vec<ActionHash> = proof_links
-            .into_iter()
-            .filter_map(|l| l.target.into_action_hash())
-            .collect();
-        proof_targets.sort();
-        for p in proof_targets {
-            let Some(r) = get(p.clone(), GetOptions::default())? else {
-                continue;
-            };
-            if r.action().author() != &author {
-                continue;
-            }
-            if let Ok(pr) = PogqProof::try_from(r) {
-                if pr.submission == hash {
-                    proof = Some((p, pr));
-                    break;
-                }
-            }
-        }
         let votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)> = ballots
             .iter()
             .filter_map(|(h, member, b)| {
@@ -198,7 +174,6 @@ pub(crate) fn round_evidence(
             hash,
             author,
             submission,
-            proof,
             votes,
         });
     }
@@ -266,7 +241,7 @@ pub fn get_round(r: RoundRef) -> ExternResult<RoundState> {
             author: e.author,
             samples: e.submission.samples,
             update_bytes: e.submission.update.len() as u32,
-            proof: e.proof,
+            proof: e.submission.proof,
             votes: e.votes,
         })
         .collect();

@@ -6,16 +6,13 @@ use hdi::prelude::*;
 use crate::ballot::{CommitteeBallot, CommitteeVote};
 use crate::chain::{round_context, typed_record, RoundContext};
 use crate::gradient::GradientSubmission;
-use crate::proof::PogqProof;
 use crate::task::{decode_model, Task};
 
 /// What a round decided about one submission, with the entries that decided it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct OutcomeRecord {
-    /// The submission.
+    /// The submission (its PoGQ proof inside).
     pub submission: ActionHash,
-    /// Its PoGQ proof, if one was found.
-    pub proof: Option<ActionHash>,
     /// The committee ballots cited for their vote on it: every cited ballot's vote on every
     /// listed submission is cited (validation checks), and the round decision then counts
     /// those of trusted members.
@@ -60,10 +57,8 @@ pub struct SubmissionEvidence {
     pub hash: ActionHash,
     /// Its author.
     pub author: AgentPubKey,
-    /// The submission.
+    /// The submission, its PoGQ proof inside.
     pub submission: GradientSubmission,
-    /// Its proof.
-    pub proof: Option<(ActionHash, PogqProof)>,
     /// Committee votes on it: (the member's ballot, member, its vote on this submission).
     pub votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)>,
 }
@@ -103,7 +98,7 @@ pub fn compute_aggregate(
         .map(|(e, u)| SubmissionInput {
             agent: e.author.clone(),
             update: u,
-            proof: e.proof.as_ref().map(|(_, p)| p.measurement()),
+            proof: Some(e.submission.proof.measurement()),
             votes: e
                 .votes
                 .iter()
@@ -131,7 +126,6 @@ pub fn compute_aggregate(
             .zip(&result.outcomes)
             .map(|(e, o)| OutcomeRecord {
                 submission: e.hash.clone(),
-                proof: e.proof.as_ref().map(|(h, _)| h.clone()),
                 votes: e.votes.iter().map(|(h, _, _)| h.clone()).collect(),
                 verdict: o.verdict,
             })
@@ -191,7 +185,7 @@ pub fn check_aggregator(
 }
 
 /// An aggregate must be published by an entitled member, reference at least a quorum of
-/// the round's submissions with their own proofs and committee votes, and equal the
+/// the round's submissions with their committee votes, and equal the
 /// recomputation of verdicts, model and reputation from those entries.
 pub fn validate_create_aggregate(
     a: &RoundAggregate,
@@ -335,21 +329,6 @@ fn gather(
         )));
     }
     let author = record.action().author().clone();
-    let proof = match &o.proof {
-        None => None,
-        Some(h) => match typed_record::<PogqProof>(h, "PogqProof")? {
-            Ok((r, p)) if p.submission == o.submission && r.action().author() == &author => {
-                Some((h.clone(), p))
-            }
-            Ok(_) => {
-                return Ok(Err(format!(
-                    "proof {h} does not belong to submission {}",
-                    o.submission
-                )))
-            }
-            Err(e) => return Ok(Err(e)),
-        },
-    };
     let mut votes = Vec::with_capacity(o.votes.len());
     for h in &o.votes {
         let Ok(i) = ballots.binary_search_by(|(x, _, _)| x.cmp(h)) else {
@@ -377,7 +356,6 @@ fn gather(
         hash: o.submission.clone(),
         author,
         submission,
-        proof,
         votes,
     }))
 }

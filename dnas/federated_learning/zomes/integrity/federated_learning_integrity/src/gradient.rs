@@ -5,11 +5,12 @@ use hdi::prelude::*;
 use crate::chain::{earlier_entry, round_context, typed_record};
 use crate::device::DeviceRegistration;
 use crate::membership::check_member;
+use crate::proof::{check_proof, PogqProof};
 use crate::signing::{gradient_message, verify_ed25519, GradientFields};
 use crate::task::{decode_model, Task};
 use crate::UnitEntryTypes;
 
-/// Who signed a submission or proof.
+/// Who signed a submission (and its proof).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Signer {
@@ -44,6 +45,9 @@ pub struct GradientSubmission {
     /// ed25519 signature over [`gradient_message`].
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
+    /// The submitter's PoGQ measurement of the update, signed by the same signer over this
+    /// submission's signature.
+    pub proof: PogqProof,
     /// The author's `Membership` of the task: required when the task is closed (not
     /// signed: the action's signature already binds it to the author).
     #[serde(default)]
@@ -67,7 +71,7 @@ impl GradientSubmission {
     }
 }
 
-/// The public key that must have signed, for a submission or proof authored by `author`.
+/// The public key that must have signed, for a submission authored by `author`.
 pub fn signer_key(signer: &Signer, author: &AgentPubKey) -> ExternResult<Result<Vec<u8>, String>> {
     match signer {
         Signer::Agent => Ok(Ok(author.get_raw_32().to_vec())),
@@ -108,20 +112,23 @@ pub fn check_signature(g: &GradientSubmission, signer_key: &[u8]) -> Result<(), 
 }
 
 /// Every rule of a submission that needs no look-up, given its task and the key that must
-/// have signed: [`check_update`], then [`check_signature`], as validation runs them.
+/// have signed: [`check_update`], [`check_signature`], then [`check_proof`] of its PoGQ
+/// proof, as validation runs them.
 pub fn check_gradient(
     g: &GradientSubmission,
     task: &Task,
     signer_key: &[u8],
 ) -> Result<(), String> {
     check_update(g, task)?;
-    check_signature(g, signer_key)
+    check_signature(g, signer_key)?;
+    check_proof(&g.proof, g, signer_key)
 }
 
 /// A submission must decode to the task's model size in the task's encoding with finite
-/// values, carry a valid signature by the author or its registered device, target the open
-/// round with the right base, come from a member when the task is closed, not predate the
-/// round's opening, and be the author's only one in that round.
+/// values, carry a valid signature by the author or its registered device and a scorable
+/// PoGQ proof signed by the same key, target the open round with the right base, come from
+/// a member when the task is closed, not predate the round's opening, and be the author's
+/// only one in that round.
 pub fn validate_create_gradient(
     g: &GradientSubmission,
     action: &Create,
@@ -147,7 +154,7 @@ pub fn validate_create_gradient(
         Ok(k) => k,
         Err(e) => return Ok(Err(format!("gradient submission: {e}"))),
     };
-    if let Err(e) = check_signature(g, &key) {
+    if let Err(e) = check_signature(g, &key).and_then(|()| check_proof(&g.proof, g, &key)) {
         return Ok(Err(e));
     }
     if action.timestamp < ctx.opened_at {

@@ -1,9 +1,10 @@
 //! Integrity zome of Mycelix FL: the entry and link types of the round protocol and the
 //! validation of every rule in DESIGN.md's "What validation must reject".
 //!
-//! One module per entry type (`task`, `device`, `gradient`, `proof`, `ballot`, `aggregate`,
-//! `evaluation`), each with the entry struct and its `validate_create_*` function; `links`
-//! validates every link type; this file only dispatches. The rules themselves are pure functions over
+//! One module per entry type (`task`, `device`, `gradient`, `ballot`, `aggregate`,
+//! `evaluation`, `membership`), each with the entry struct and its `validate_create_*`
+//! function (`proof` holds the PoGQ proof a submission carries); `links` validates every
+//! link type; this file only dispatches. The rules themselves are pure functions over
 //! the entry and the records it references, so they run natively in tests as well as in
 //! validation (each module's `check_*` functions, which `fuzz/` also runs on arbitrary
 //! bytes). Entry bytes pass [`wire::check_msgpack`] before they are decoded. Protocol
@@ -46,7 +47,6 @@ pub enum EntryTypes {
     /// A signed model update for one round.
     GradientSubmission(GradientSubmission),
     /// The submitter's PoGQ measurement of its update.
-    PogqProof(PogqProof),
     /// A committee member's re-scores of a round's submissions.
     CommitteeBallot(CommitteeBallot),
     /// The outcome of a round.
@@ -71,12 +71,8 @@ pub enum LinkTypes {
     RoundToSubmissions,
     /// A round's base -> the aggregate that closes it.
     RoundToAggregate,
-    /// Submission -> its PoGQ proof.
-    SubmissionToProof,
     /// A round's base -> the committee's ballots.
     RoundToBallots,
-    /// Agent -> its submissions.
-    AgentToSubmissions,
     /// Agent -> its device registrations.
     AgentToDevices,
     /// A round's aggregate -> evaluations of its model.
@@ -176,7 +172,6 @@ fn validate_create(entry: EntryTypes, action: &Create) -> ExternResult<ValidateC
         EntryTypes::Task(t) => task::validate_create_task(&t),
         EntryTypes::DeviceRegistration(d) => device::validate_create_device(&d, action),
         EntryTypes::GradientSubmission(g) => gradient::validate_create_gradient(&g, action)?,
-        EntryTypes::PogqProof(p) => proof::validate_create_proof(&p, action)?,
         EntryTypes::CommitteeBallot(b) => ballot::validate_create_ballot(&b, action)?,
         EntryTypes::RoundAggregate(a) => aggregate::validate_create_aggregate(&a, action)?,
         EntryTypes::ModelEvaluation(e) => evaluation::validate_create_evaluation(&e, action)?,

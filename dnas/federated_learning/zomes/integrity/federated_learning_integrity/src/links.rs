@@ -10,7 +10,6 @@ use crate::device::DeviceRegistration;
 use crate::evaluation::ModelEvaluation;
 use crate::gradient::GradientSubmission;
 use crate::membership::{Invite, Membership};
-use crate::proof::PogqProof;
 use crate::task::Task;
 use crate::LinkTypes;
 
@@ -67,26 +66,11 @@ pub fn validate_create_link(
                 Err(e) => Err(e),
             }
         }
-        LinkTypes::SubmissionToProof => {
-            match target_of::<PogqProof>(&target_hash, "PogqProof", author)? {
-                Ok(p) if Some(&p.submission) == base_action.as_ref() => Ok(()),
-                Ok(_) => Err("the proof belongs to another submission".into()),
-                Err(e) => Err(e),
-            }
-        }
         LinkTypes::RoundToBallots => {
             match target_of::<CommitteeBallot>(&target_hash, "CommitteeBallot", author)? {
                 Ok(b) if Some(&b.base) == base_action.as_ref() => Ok(()),
                 Ok(_) => Err("the ballot is for another round".into()),
                 Err(e) => Err(e),
-            }
-        }
-        LinkTypes::AgentToSubmissions => {
-            if base_agent.as_ref() != Some(author) {
-                Err("an agent links only its own submissions".into())
-            } else {
-                target_of::<GradientSubmission>(&target_hash, "GradientSubmission", author)?
-                    .map(|_| ())
             }
         }
         LinkTypes::AgentToDevices => {

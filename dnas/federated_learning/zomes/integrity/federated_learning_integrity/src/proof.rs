@@ -1,21 +1,18 @@
-//! Proof of Gradient Quality: the submitter's own measurement of its update.
+//! Proof of Gradient Quality: the submitter's own measurement of its update, carried in
+//! the submission.
 
 use fl_core::PogqMeasurement;
 use hdi::prelude::*;
 
-use crate::chain::{earlier_entry, typed_record};
-use crate::gradient::{signer_key, GradientSubmission};
+use crate::gradient::GradientSubmission;
 use crate::signing::{proof_message, verify_ed25519};
-use crate::UnitEntryTypes;
 
 /// The loss of the base model on the submitter's data before and after applying its update
-/// with the task's probe learning rate, bound to the submission (its action, and in the
-/// signature its signature) and signed by the same key.
-#[hdk_entry_helper]
-#[derive(Clone, PartialEq)]
+/// with the task's probe learning rate. It travels inside its [`GradientSubmission`] (one
+/// entry, so no validator ever waits for a proof published apart from its update), signed
+/// by the submission's signer over [`proof_message`] of the submission's own signature.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct PogqProof {
-    /// The submission measured.
-    pub submission: ActionHash,
     /// Loss before applying the update.
     pub loss_before: f64,
     /// Loss after applying it with the probe learning rate.
@@ -82,53 +79,4 @@ pub fn check_proof(
 ) -> Result<(), String> {
     check_proof_fields(p)?;
     check_proof_signature(p, submission, signer_key)
-}
-
-/// A proof must bind to a gradient submission by the same author, carry finite
-/// non-negative losses, be signed by the submission's signer, and be the only proof of
-/// that submission.
-pub fn validate_create_proof(p: &PogqProof, action: &Create) -> ExternResult<Result<(), String>> {
-    let (record, submission) =
-        match typed_record::<GradientSubmission>(&p.submission, "GradientSubmission")? {
-            Ok(s) => s,
-            Err(e) => {
-                return Ok(Err(format!(
-                    "PoGQ proof does not bind to a submission: {e}"
-                )))
-            }
-        };
-    if record.action().author() != &action.author {
-        return Ok(Err(format!(
-            "PoGQ proof is written by {} but the submission is by {}",
-            action.author,
-            record.action().author()
-        )));
-    }
-    if let Err(e) = check_proof_fields(p) {
-        return Ok(Err(e));
-    }
-    let key = match signer_key(&submission.signer, &action.author)? {
-        Ok(k) => k,
-        Err(e) => return Ok(Err(format!("PoGQ proof: {e}"))),
-    };
-    if let Err(e) = check_proof_signature(p, &submission, &key) {
-        return Ok(Err(e));
-    }
-    let since = record.action().timestamp();
-    if action.timestamp < since {
-        return Ok(Err("PoGQ proof is dated before its submission".into()));
-    }
-    let earlier = earlier_entry::<PogqProof>(
-        &action.author,
-        &action.prev_action,
-        since,
-        UnitEntryTypes::PogqProof,
-        |other| other.submission == p.submission,
-    )?;
-    if let Some(first) = earlier {
-        return Ok(Err(format!(
-            "PoGQ proof: the submission already has a proof ({first})"
-        )));
-    }
-    Ok(Ok(()))
 }
