@@ -151,6 +151,28 @@ async fn scenario() {
                 Some(&agg_hash),
                 "conductor {i} sees another aggregate"
             );
+            // What clients poll agrees with the round it stands for.
+            let ballots: std::collections::BTreeSet<&ActionHash> = s
+                .submissions
+                .iter()
+                .flat_map(|x| x.votes.iter().map(|(b, _, _)| b))
+                .collect();
+            let progress: federated_learning::RoundProgress = conductors[i]
+                .call(
+                    &cells[i].zome(ZOME),
+                    "round_progress",
+                    s.base.clone().expect("the round is open"),
+                )
+                .await;
+            assert_eq!(
+                progress,
+                federated_learning::RoundProgress {
+                    submissions: N as u32,
+                    ballots: ballots.len() as u32,
+                    aggregates: 1,
+                },
+                "conductor {i}"
+            );
             let m: GlobalModel = conductors[i]
                 .call(
                     &cells[i].zome(ZOME),

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use federated_learning::{
-    CastBallot, CastVote, GlobalModel, InviteAgent, JoinTask, ModelRef, RoundRef, RoundState,
-    SubmitGradient, Submitted, TaskInfo,
+    CastBallot, CastVote, GlobalModel, InviteAgent, JoinTask, ModelRef, RoundProgress, RoundRef,
+    RoundState, SubmitGradient, Submitted, TaskInfo,
 };
 use federated_learning_integrity::{
     Admission, GradientSubmission, InviteProof, ModelEvaluation, Task,
@@ -35,8 +35,14 @@ use crate::sim::{Experiment, RoundReport};
 /// How long any one wait for the network may take before the run fails.
 pub const WAIT: Duration = Duration::from_secs(120);
 
-/// Pause between two reads while waiting for the network.
+/// Pause between two reads while waiting for the network: the first, growing by half at
+/// every miss up to [`POLL_MAX`]. Polls take CPU from validation, more as a run's history
+/// grows: holochain 0.6.3's link query selects link ops by type and only then filters
+/// the base, so every `get_links` reads every link op the conductor holds.
 const POLL: Duration = Duration::from_millis(200);
+
+/// The longest pause between two reads of one wait.
+const POLL_MAX: Duration = Duration::from_millis(1000);
 
 /// Where a round's time went.
 #[derive(Debug, Clone, Copy, Default)]
@@ -130,13 +136,15 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
     out
 }
 
-/// Polls `f` every [`POLL`] until it returns `Some`, failing after [`WAIT`] with `what`.
+/// Polls `f` until it returns `Some`, [`POLL`] apart at first and backing off to
+/// [`POLL_MAX`], failing after [`WAIT`] with `what`.
 async fn until<T, F, Fut>(what: impl Fn() -> String, mut f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>>>,
 {
     let deadline = Instant::now() + WAIT;
+    let mut pause = POLL;
     loop {
         if let Some(t) = f().await? {
             return Ok(t);
@@ -144,8 +152,14 @@ where
         if Instant::now() > deadline {
             bail!("{} within {} s", what(), WAIT.as_secs());
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 3 / 2).min(POLL_MAX);
     }
+}
+
+/// The progress of the round based on `base`, as `client`'s conductor holds it.
+async fn progress(client: &Client, base: &ActionHash) -> Result<RoundProgress> {
+    Ok(client.call("round_progress", base.clone()).await?)
 }
 
 /// Calls `function` on `client`, retrying for up to [`WAIT`] while the conductor reports
@@ -273,6 +287,9 @@ pub async fn run_rounds(
 
     let mut reports = Vec::with_capacity(exp.rounds);
     let mut included: Vec<ActionHash> = Vec::new();
+    // The open round's base: the task, then each round's aggregate. Waits poll the cheap
+    // `round_progress` of the base and read the full round only once its counts are there.
+    let mut base = task_hash.clone();
     for round in 0..exp.rounds as u32 {
         let started = Instant::now();
         let mut timing = RoundTiming::default();
@@ -380,11 +397,14 @@ pub async fn run_rounds(
         let expected = by_submission.len();
         futures::future::try_join_all(members.iter().map(|&m| {
             let (c, r, by_submission) = (&clients[m], r.clone(), &by_submission);
-            let (cohort, model) = (&cohort, &model);
+            let (cohort, model, base) = (&cohort, &model, &base);
             async move {
                 let state = until(
                     || format!("round {round}: member {m} did not see {expected} submissions"),
                     || async {
+                        if (progress(c, base).await?.submissions as usize) < expected {
+                            return Ok(None);
+                        }
                         let s: RoundState = c.call("get_round", r.clone()).await?;
                         Ok((s.submissions.len() >= expected).then_some(s))
                     },
@@ -421,6 +441,10 @@ pub async fn run_rounds(
         until(
             || format!("round {round}: the aggregator (peer {aggregator}) did not see every vote"),
             || async {
+                let p = progress(c, &base).await?;
+                if (p.submissions as usize) < expected || (p.ballots as usize) < members.len() {
+                    return Ok(None);
+                }
                 let s: RoundState = c.call("get_round", r.clone()).await?;
                 Ok((s.submissions.len() >= expected
                     && s.submissions.iter().all(|x| x.votes.len() >= members.len()))
@@ -441,12 +465,15 @@ pub async fn run_rounds(
                 task: task_hash.clone(),
                 round: Some(round),
             };
-            let aggregate = &aggregate;
+            let (aggregate, base) = (&aggregate, &base);
             until(
                 move || format!("round {round}: peer {p} did not read the new model"),
                 move || {
                     let m = m.clone();
                     async move {
+                        if progress(c, base).await?.aggregates == 0 {
+                            return Ok(None);
+                        }
                         Ok(
                             match c.call::<_, GlobalModel>("get_global_model", m).await {
                                 Ok(g) if g.aggregate.as_ref() == Some(aggregate) => Some(g.model),
@@ -532,6 +559,9 @@ pub async fn run_rounds(
             until(
                 || format!("round {round}: restarted peer {v} did not read the new model"),
                 || async {
+                    if progress(c, &base).await?.aggregates == 0 {
+                        return Ok(None);
+                    }
                     Ok(
                         match c
                             .call::<_, GlobalModel>("get_global_model", m.clone())
@@ -546,6 +576,7 @@ pub async fn run_rounds(
             .await?;
             timing.catch_up = at.elapsed();
         }
+        base = aggregate;
         let report = RoundReport::new(
             round as usize,
             &cohort,

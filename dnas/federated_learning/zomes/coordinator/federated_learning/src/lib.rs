@@ -16,6 +16,7 @@
 //! | `get_reputation(AgentReputationRef) -> Reputation` / `get_reputation_table(ActionHash)` | reputation after the latest round |
 //! | `list_rounds(ActionHash) -> Vec<RoundSummary>` | every closed round of a task |
 //! | `get_committee(RoundRef) -> Vec<AgentPubKey>` | a round's ranked committee |
+//! | `round_progress(ActionHash) -> RoundProgress` | submissions, ballots and aggregates linked to a round's base (cheap to poll) |
 //! | `publish_evaluation(ModelEvaluation) -> ActionHash` | the caller's loss and accuracy of a round's model |
 //! | `get_evaluations(ActionHash) -> Vec<EvaluationInfo>` | evaluations of an aggregate's model, one per author |
 //! | `list_agents(()) -> Vec<AgentPubKey>` | the directory of agents new tasks are announced to |

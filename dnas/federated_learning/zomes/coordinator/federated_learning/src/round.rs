@@ -267,3 +267,40 @@ pub fn get_committee(r: RoundRef) -> ExternResult<Vec<AgentPubKey>> {
         .map_err(fail)?
         .committee)
 }
+
+/// How far the round based on `base` has come, counted from the base's links alone:
+/// distinct submissions, ballots and aggregates linked to it (validated links, whose
+/// targets [`get_round`] still checks).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundProgress {
+    /// Submissions linked to the base.
+    pub submissions: u32,
+    /// Ballots linked to the base.
+    pub ballots: u32,
+    /// Aggregates closing the round.
+    pub aggregates: u32,
+}
+
+/// The round's [`RoundProgress`]: three link reads (local on a conductor that holds the
+/// base, as every full-arc one does) and no records, cheap enough to poll: a client
+/// waiting for a round polls this and reads [`get_round`] once the counts are there.
+#[hdk_extern]
+pub fn round_progress(base: ActionHash) -> ExternResult<RoundProgress> {
+    let count = |link_type: LinkTypes| -> ExternResult<u32> {
+        let mut targets: Vec<AnyLinkableHash> = get_links(
+            LinkQuery::try_new(base.clone(), link_type)?,
+            GetStrategy::Network,
+        )?
+        .into_iter()
+        .map(|l| l.target)
+        .collect();
+        targets.sort();
+        targets.dedup();
+        Ok(targets.len() as u32)
+    };
+    Ok(RoundProgress {
+        submissions: count(LinkTypes::RoundToSubmissions)?,
+        ballots: count(LinkTypes::RoundToBallots)?,
+        aggregates: count(LinkTypes::RoundToAggregate)?,
+    })
+}
