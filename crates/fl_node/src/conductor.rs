@@ -597,13 +597,14 @@ fn config(root: &Path, url: &str) -> Result<ConductorConfig> {
     };
     cfg.network.bootstrap_url = url2::Url2::parse(url);
     cfg.network.relay_url = url2::Url2::parse(url);
+    let gossip = gossip_ms();
     cfg.network.advanced = Some(serde_json::json!({
         // Required for a plain-http relay on 127.0.0.1.
         "irohTransport": { "relayAllowPlainText": true },
         "k2Gossip": {
-            "initiateIntervalMs": gossip_ms(),
+            "initiateIntervalMs": gossip,
             "initiateJitterMs": 10,
-            "minInitiateIntervalMs": gossip_ms()
+            "minInitiateIntervalMs": gossip
         }
     }));
     // Ops often arrive before the ops they depend on (a vote before its submission).

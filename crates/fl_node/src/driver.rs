@@ -162,6 +162,37 @@ async fn progress(client: &Client, base: &ActionHash) -> Result<RoundProgress> {
     Ok(client.call("round_progress", base.clone()).await?)
 }
 
+/// Waits until `client`'s conductor serves `aggregate` (which closes the round based on
+/// `base`) as the model after `round` of `task`; the model's bytes.
+async fn read_new_model(
+    client: &Client,
+    task: &ActionHash,
+    round: u32,
+    base: &ActionHash,
+    aggregate: &ActionHash,
+    what: impl Fn() -> String,
+) -> Result<Vec<u8>> {
+    let m = ModelRef {
+        task: task.clone(),
+        round: Some(round),
+    };
+    until(what, || async {
+        if progress(client, base).await?.aggregates == 0 {
+            return Ok(None);
+        }
+        Ok(
+            match client
+                .call::<_, GlobalModel>("get_global_model", m.clone())
+                .await
+            {
+                Ok(g) if g.aggregate.as_ref() == Some(aggregate) => Some(g.model),
+                _ => None,
+            },
+        )
+    })
+    .await
+}
+
 /// Calls `function` on `client`, retrying for up to [`WAIT`] while the conductor reports
 /// that a commit may be retried (its validation needs entries it cannot fetch yet).
 async fn commit<I, O>(client: &Client, function: &str, input: I) -> Result<O, CallError>
@@ -460,28 +491,13 @@ pub async fn run_rounds(
         // Every peer reads the new model.
         let at = Instant::now();
         let models = futures::future::try_join_all(online.iter().map(|&p| {
-            let c = &clients[p];
-            let m = ModelRef {
-                task: task_hash.clone(),
-                round: Some(round),
-            };
-            let (aggregate, base) = (&aggregate, &base);
-            until(
+            read_new_model(
+                &clients[p],
+                &task_hash,
+                round,
+                &base,
+                &aggregate,
                 move || format!("round {round}: peer {p} did not read the new model"),
-                move || {
-                    let m = m.clone();
-                    async move {
-                        if progress(c, base).await?.aggregates == 0 {
-                            return Ok(None);
-                        }
-                        Ok(
-                            match c.call::<_, GlobalModel>("get_global_model", m).await {
-                                Ok(g) if g.aggregate.as_ref() == Some(aggregate) => Some(g.model),
-                                _ => None,
-                            },
-                        )
-                    }
-                },
             )
         }))
         .await?;
@@ -551,28 +567,9 @@ pub async fn run_rounds(
                 .restart(v)
                 .await
                 .with_context(|| format!("round {round}: restarting peer {v}"))?;
-            let m = ModelRef {
-                task: task_hash.clone(),
-                round: Some(round),
-            };
-            let c = &clients[v];
-            until(
-                || format!("round {round}: restarted peer {v} did not read the new model"),
-                || async {
-                    if progress(c, &base).await?.aggregates == 0 {
-                        return Ok(None);
-                    }
-                    Ok(
-                        match c
-                            .call::<_, GlobalModel>("get_global_model", m.clone())
-                            .await
-                        {
-                            Ok(g) if g.aggregate.as_ref() == Some(&aggregate) => Some(()),
-                            _ => None,
-                        },
-                    )
-                },
-            )
+            read_new_model(&clients[v], &task_hash, round, &base, &aggregate, || {
+                format!("round {round}: restarted peer {v} did not read the new model")
+            })
             .await?;
             timing.catch_up = at.elapsed();
         }
