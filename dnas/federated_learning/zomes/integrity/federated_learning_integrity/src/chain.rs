@@ -25,15 +25,44 @@ where
     };
     Ok(match decoded {
         Some(t) => Ok((record, t)),
-        None => {
-            let article = if what.starts_with(['A', 'E', 'I', 'O', 'U']) {
-                "an"
-            } else {
-                "a"
-            };
-            Err(format!("{hash} is not {article} {what}"))
-        }
+        None => Err(not_a(hash, what)),
     })
+}
+
+/// Fetches an action and its entry, validated or not, and decodes the entry as `T`; an
+/// action of another type is a rejection naming `what`. Unlike [`typed_record`] this does
+/// not wait for the record to be validated and integrated here: `must_get_action` and
+/// `must_get_entry` read what the conductor holds, in validation limbo too. For rules
+/// that look only at what the target says (a link's target fits its type), whose own
+/// authorities validate the target; a link published with its target in one commit then
+/// validates at once instead of waiting for the target's integration (holochain 0.6.3
+/// retries ops that await a dependency only after 100 ms to 3 s).
+pub fn typed_action<T>(hash: &ActionHash, what: &str) -> Check<(SignedActionHashed, T)>
+where
+    T: TryFrom<SerializedBytes, Error = SerializedBytesError>,
+{
+    let action = must_get_action(hash.clone())?;
+    let decoded = match action.action().entry_hash() {
+        Some(entry_hash) => match must_get_entry(entry_hash.clone())?.into_content() {
+            Entry::App(bytes) => decode_entry::<T>(SerializedBytes::from(bytes)).ok(),
+            _ => None,
+        },
+        None => None,
+    };
+    Ok(match decoded {
+        Some(t) => Ok((action, t)),
+        None => Err(not_a(hash, what)),
+    })
+}
+
+/// "`hash` is not a(n) `what`".
+fn not_a(hash: &ActionHash, what: &str) -> String {
+    let article = if what.starts_with(['A', 'E', 'I', 'O', 'U']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{hash} is not {article} {what}")
 }
 
 /// Everything a round's entries are checked against: the task, the round's base, the

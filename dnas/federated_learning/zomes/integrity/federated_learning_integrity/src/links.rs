@@ -5,7 +5,7 @@ use hdi::prelude::*;
 
 use crate::aggregate::RoundAggregate;
 use crate::ballot::CommitteeBallot;
-use crate::chain::typed_record;
+use crate::chain::typed_action;
 use crate::device::DeviceRegistration;
 use crate::evaluation::ModelEvaluation;
 use crate::gradient::GradientSubmission;
@@ -108,7 +108,8 @@ pub fn validate_create_link(
     })
 }
 
-/// The link target decoded as `T`, which the link's author must have written.
+/// The link target decoded as `T` (validated here or not: its own authorities validate
+/// it), which the link's author must have written.
 fn target_of<T>(
     hash: &ActionHash,
     what: &str,
@@ -117,11 +118,11 @@ fn target_of<T>(
 where
     T: TryFrom<SerializedBytes, Error = SerializedBytesError>,
 {
-    Ok(match typed_record::<T>(hash, what)? {
-        Ok((record, t)) if record.action().author() == author => Ok(t),
-        Ok((record, _)) => Err(format!(
+    Ok(match typed_action::<T>(hash, what)? {
+        Ok((action, t)) if action.action().author() == author => Ok(t),
+        Ok((action, _)) => Err(format!(
             "created by {author} but the target was written by {}",
-            record.action().author()
+            action.action().author()
         )),
         Err(e) => Err(format!("target {e}")),
     })
