@@ -19,10 +19,7 @@ where
     T: TryFrom<SerializedBytes, Error = SerializedBytesError>,
 {
     let record = must_get_valid_record(hash.clone())?;
-    let decoded = match record.entry().as_option() {
-        Some(Entry::App(bytes)) => decode_entry::<T>(SerializedBytes::from(bytes.clone())).ok(),
-        _ => None,
-    };
+    let decoded = record.entry().as_option().and_then(app_entry::<T>);
     Ok(match decoded {
         Some(t) => Ok((record, t)),
         None => Err(not_a(hash, what)),
@@ -43,16 +40,24 @@ where
 {
     let action = must_get_action(hash.clone())?;
     let decoded = match action.action().entry_hash() {
-        Some(entry_hash) => match must_get_entry(entry_hash.clone())?.into_content() {
-            Entry::App(bytes) => decode_entry::<T>(SerializedBytes::from(bytes)).ok(),
-            _ => None,
-        },
+        Some(entry_hash) => app_entry::<T>(must_get_entry(entry_hash.clone())?.as_content()),
         None => None,
     };
     Ok(match decoded {
         Some(t) => Ok((action, t)),
         None => Err(not_a(hash, what)),
     })
+}
+
+/// An app entry decoded as `T`; `None` for any other entry or a failed decoding.
+fn app_entry<T>(entry: &Entry) -> Option<T>
+where
+    T: TryFrom<SerializedBytes, Error = SerializedBytesError>,
+{
+    match entry {
+        Entry::App(bytes) => decode_entry::<T>(SerializedBytes::from(bytes.clone())).ok(),
+        _ => None,
+    }
 }
 
 /// "`hash` is not a(n) `what`".
@@ -218,14 +223,10 @@ where
             Some(e) => e,
             None => must_get_entry(entry_hash.clone())?.into_content(),
         };
-        if let Entry::App(bytes) = entry {
-            if let Ok(t) = decode_entry::<T>(SerializedBytes::from(bytes)) {
-                if matches(&t) {
-                    found.push(item.action.as_hash().clone());
-                    if found.len() >= limit {
-                        break;
-                    }
-                }
+        if app_entry::<T>(&entry).is_some_and(|t| matches(&t)) {
+            found.push(item.action.as_hash().clone());
+            if found.len() >= limit {
+                break;
             }
         }
     }
