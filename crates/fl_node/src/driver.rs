@@ -57,7 +57,8 @@ pub struct RoundTiming {
     pub aggregate: Duration,
     /// Until every peer reads the new global model.
     pub propagate: Duration,
-    /// Every peer publishing its evaluation of the new model.
+    /// Every peer publishing its evaluation of the previous round's model (after this
+    /// round's submissions; not part of `submit`).
     pub evaluate: Duration,
     /// The whole round.
     pub total: Duration,
@@ -321,6 +322,8 @@ pub async fn run_rounds(
     // The open round's base: the task, then each round's aggregate. Waits poll the cheap
     // `round_progress` of the base and read the full round only once its counts are there.
     let mut base = task_hash.clone();
+    // The last closed round's model, which the peers evaluate during the next round.
+    let mut evaluations: Option<Evaluations> = None;
     for round in 0..exp.rounds as u32 {
         let started = Instant::now();
         let mut timing = RoundTiming::default();
@@ -331,6 +334,10 @@ pub async fn run_rounds(
                 let mut victim = fault_rng.random_range(0..clients.len() - 1);
                 if victim >= author {
                     victim += 1;
+                }
+                // The victim evaluates the last model before it goes down.
+                if let Some(pending) = &evaluations {
+                    publish_evaluations(&clients, &[victim], &cohort, exp, pending).await?;
                 }
                 f.backend
                     .stop(victim)
@@ -390,6 +397,16 @@ pub async fn run_rounds(
             }
         }
         timing.submit = at.elapsed();
+        // The previous round's evaluations go out after this round's submissions, so that
+        // a submission's author has committed nothing since the round opened: the
+        // one-submission-per-round rule then has no chain to read, where an evaluation
+        // committed in between made validators wait for its agent activity (holochain
+        // 0.6.3 retries such an op only after up to 3 s).
+        if let Some(pending) = evaluations.take() {
+            let at = Instant::now();
+            publish_evaluations(&clients, &online, &cohort, exp, &pending).await?;
+            timing.evaluate = at.elapsed();
+        }
         if by_submission.len() < task.quorum as usize {
             bail!(
                 "round {round}: only {} updates were accepted, the task's quorum is {} ({})",
@@ -506,29 +523,7 @@ pub async fn run_rounds(
         }
         timing.propagate = at.elapsed();
 
-        // Every peer publishes its evaluation of the new model on its own data (what the
-        // dashboard charts).
-        let at = Instant::now();
         let new_model = Tensor::decode(&models[0], params)?.into_vec();
-        futures::future::try_join_all(online.iter().map(|&p| {
-            let c = &clients[p];
-            let (loss, accuracy, samples) = cohort.evaluation(exp, p, &new_model);
-            let evaluation = ModelEvaluation {
-                aggregate: aggregate.clone(),
-                round,
-                loss,
-                accuracy,
-                samples,
-                membership: None,
-            };
-            async move {
-                commit::<_, ActionHash>(c, "publish_evaluation", evaluation)
-                    .await
-                    .with_context(|| format!("round {round}: peer {p} publishing its evaluation"))
-            }
-        }))
-        .await?;
-        timing.evaluate = at.elapsed();
         timing.total = started.elapsed();
 
         timing.rss_bytes = resident_bytes();
@@ -573,6 +568,11 @@ pub async fn run_rounds(
             .await?;
             timing.catch_up = at.elapsed();
         }
+        evaluations = Some(Evaluations {
+            aggregate: aggregate.clone(),
+            round,
+            model: new_model.clone(),
+        });
         base = aggregate;
         let report = RoundReport::new(
             round as usize,
@@ -587,11 +587,62 @@ pub async fn run_rounds(
         on_round(&report, &timing);
         reports.push(report);
     }
+    // The last round's evaluations, from every peer (all are up between rounds).
+    if let Some(pending) = evaluations.take() {
+        let all: Vec<usize> = (0..clients.len()).collect();
+        publish_evaluations(&clients, &all, &cohort, exp, &pending).await?;
+    }
     let readback = match faults {
         Some(_) => Some(read_back(&clients, &included).await?),
         None => None,
     };
     Ok(RunResult { reports, readback })
+}
+
+/// A closed round's model, which the peers evaluate.
+struct Evaluations {
+    /// The round's aggregate.
+    aggregate: ActionHash,
+    /// The round.
+    round: u32,
+    /// The aggregated model's parameters.
+    model: Vec<f32>,
+}
+
+/// Every peer in `peers` publishes its evaluation of `pending.model` on its own held-out
+/// data (what the dashboard charts).
+async fn publish_evaluations(
+    clients: &[Client],
+    peers: &[usize],
+    cohort: &Cohort,
+    exp: &Experiment,
+    pending: &Evaluations,
+) -> Result<()> {
+    let Evaluations {
+        aggregate,
+        round,
+        model,
+    } = pending;
+    let round = *round;
+    futures::future::try_join_all(peers.iter().map(|&p| {
+        let c = &clients[p];
+        let (loss, accuracy, samples) = cohort.evaluation(exp, p, model);
+        let evaluation = ModelEvaluation {
+            aggregate: aggregate.clone(),
+            round,
+            loss,
+            accuracy,
+            samples,
+            membership: None,
+        };
+        async move {
+            commit::<_, ActionHash>(c, "publish_evaluation", evaluation)
+                .await
+                .with_context(|| format!("round {round}: peer {p} publishing its evaluation"))
+        }
+    }))
+    .await?;
+    Ok(())
 }
 
 /// Reads every submission in `included` from every client's conductor.

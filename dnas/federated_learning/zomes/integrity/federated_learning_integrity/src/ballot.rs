@@ -7,7 +7,7 @@
 use fl_core::PogqMeasurement;
 use hdi::prelude::*;
 
-use crate::chain::{earlier_entry, round_context, typed_record};
+use crate::chain::{earlier_entry, round_context, typed_action};
 use crate::gradient::GradientSubmission;
 use crate::task::Task;
 use crate::UnitEntryTypes;
@@ -118,9 +118,12 @@ pub fn validate_create_ballot(
     if let Err(e) = check_ballot(b, &ctx.task) {
         return Ok(Err(e));
     }
+    // Only what each submission says is checked here, so it is read from validation
+    // limbo too (as links read their targets): the submissions' own authorities validate
+    // them, and an aggregate counts only valid ones.
     for v in &b.votes {
         let submission =
-            match typed_record::<GradientSubmission>(&v.submission, "GradientSubmission")? {
+            match typed_action::<GradientSubmission>(&v.submission, "GradientSubmission")? {
                 Ok((_, s)) => s,
                 Err(e) => return Ok(Err(format!("committee ballot: {e}"))),
             };
