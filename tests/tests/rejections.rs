@@ -576,6 +576,30 @@ async fn scenario() {
             }]),
             "says accept = true but its measurement scores",
         ),
+        (
+            // Three votes 1.2-2 % worse than the base model: each fails the task's -1 %,
+            // but the ballot's threshold is its median minus 3 MADs (-2.8 %), so all pass.
+            // (The vote rule is checked before the votes' targets are read.)
+            raw({
+                let mut votes: Vec<CommitteeVote> = [
+                    (&sub1.submission, 1.012),
+                    (&sub2.submission, 1.02),
+                    (&base1, 1.016),
+                ]
+                .into_iter()
+                .map(|(h, loss_after)| CommitteeVote {
+                    submission: h.clone(),
+                    loss_before: 1.0,
+                    loss_after,
+                    samples: 5,
+                    accept: false,
+                })
+                .collect();
+                votes.sort_by(|a, b| a.submission.cmp(&b.submission));
+                votes
+            }),
+            "against the ballot's threshold of -0.028000",
+        ),
     ] {
         assert_rejected(
             &call_err(

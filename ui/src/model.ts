@@ -27,7 +27,8 @@ export interface Rule {
 /** fl_core `RoundParams`. */
 export interface RoundParams {
   aggregator: { rule: Rule; f: number; nnm: boolean };
-  pogq: { probe_lr: number; min_score: number };
+  /** `mad_band`: a vote also passes within this many MADs below its ballot's median score (0: off; absent in older tasks). */
+  pogq: { probe_lr: number; min_score: number; mad_band?: number };
   reputation: Record<string, number>;
   server_lr: number;
 }
@@ -442,7 +443,7 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
     encoding: "f32",
     round: {
       aggregator: { rule: form.rule === "multi_krum" ? { rule: "multi_krum", m: null } : { rule: form.rule }, f: form.f, nnm: false },
-      pogq: { probe_lr: 1, min_score: -0.01 },
+      pogq: { probe_lr: 1, min_score: -0.01, mad_band: 3 },
       reputation: {
         initial: 500_000,
         gain: 100_000,

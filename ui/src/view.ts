@@ -44,7 +44,7 @@ export function taskSection(info: TaskInfo | null, tasks: number): string {
     <dl class="settings">
       <dt>admission</dt><dd>${esc(admissionLabel(t.admission))}</dd>
       <dt>aggregator</dt><dd>${esc(describeRule(t.round))}</dd>
-      <dt>committee</dt><dd>${t.committee_size} members, PoGQ threshold ${t.round.pogq.min_score}</dd>
+      <dt>committee</dt><dd>${t.committee_size} members, PoGQ threshold ${t.round.pogq.min_score}${t.round.pogq.mad_band ? ` or within ${t.round.pogq.mad_band} MADs of the ballot's median` : ""}</dd>
       <dt>quorum</dt><dd>${t.quorum} submissions</dd>
       <dt>model</dt><dd>${esc(t.layout)} (${t.model_len} parameters)</dd>
       <dt>author</dt><dd>${hashLabel(hashToString(info.author))}</dd>

@@ -31,7 +31,9 @@ pub mod trust;
 
 pub use aggregate::{AggregateError, Aggregation, AggregatorConfig, Rule};
 pub use committee::{draw_committee, CommitteeError};
-pub use pogq::{PogqError, PogqMeasurement, PogqParams, PogqVerdict};
+pub use pogq::{
+    ballot_verdicts, BallotVerdicts, PogqError, PogqMeasurement, PogqParams, PogqVerdict,
+};
 pub use reputation::{Evidence, Reputation, ReputationParams, ReputationParamsError};
 pub use round::{
     decide_round, Exclusion, RoundError, RoundParams, RoundResult, SubmissionInput,

@@ -18,6 +18,26 @@
 //! it on their own held-out data and vote with the same formula. Validation can recompute
 //! the score from the stated losses; it cannot recompute the losses (the data is private),
 //! which is why the committee re-scores.
+//!
+//! ## Votes are also judged against the rest of the ballot
+//!
+//! A member scores every submission of a round on the same data, in one ballot. Late in
+//! training an honest update, applied in full, moves the model towards its author's own
+//! data and raises the loss on everyone else's by a few per cent: every honest score in
+//! the ballot is then slightly negative, and an absolute threshold alone rejects honest
+//! work more and more often as the model converges. So a vote also passes when its score
+//! is close to the ballot's typical score ([`ballot_verdicts`]):
+//!
+//! ```text
+//! relative  = max(median(scores) - band * MAD(scores), RELATIVE_FLOOR)
+//! threshold = min(min_score, relative)          (ballots of at least MIN_RELATIVE_VOTES)
+//! ```
+//!
+//! where `MAD` is the median absolute deviation from the median and `band` is
+//! [`PogqParams::mad_band`] (`0` turns the relative path off). While most submissions a
+//! member scores are honest, the median and the MAD come from honest scores, so an update
+//! passes the relative path only if it does about as well as honest work does this round,
+//! and never if it costs the member's data more than [`RELATIVE_FLOOR`].
 
 use thiserror::Error;
 
@@ -32,14 +52,34 @@ pub struct PogqParams {
     pub probe_lr: f32,
     /// Lowest passing score.
     pub min_score: f64,
+    /// Width of a ballot's relative path in median absolute deviations below the ballot's
+    /// median score (module docs); `0` judges votes by `min_score` alone. Tasks written
+    /// before this field existed read as `0`.
+    #[serde(default)]
+    pub mad_band: f64,
 }
 
+/// Fewest votes in a ballot for the relative path of the vote rule: with two, the median
+/// is their midpoint and either vote would pass.
+pub const MIN_RELATIVE_VOTES: usize = 3;
+
+/// The relative path never passes a vote whose score is below this (an update that raises
+/// the member's loss by more than 3 %), however wide the ballot's scores are spread.
+///
+/// Measured in the simulation (README, "Detection at 45 % Byzantine"): with no floor, at
+/// 45 % Byzantine on label-skewed data the honest scores spread so widely that label_flip
+/// and adaptive updates fell inside the band (TPR 0.00); -3 % keeps every attack caught
+/// as before while forgiving the few per cent an honest update costs late in training.
+pub const RELATIVE_FLOOR: f64 = -0.03;
+
 impl Default for PogqParams {
-    /// `eta = 1` (the update is a model delta, applied as is), pass at `score >= -0.01`.
+    /// `eta = 1` (the update is a model delta, applied as is), pass at `score >= -0.01`,
+    /// and a committee vote also within 3 MADs below its ballot's median.
     fn default() -> Self {
         PogqParams {
             probe_lr: 1.0,
             min_score: -0.01,
+            mad_band: 3.0,
         }
     }
 }
@@ -57,6 +97,12 @@ impl PogqParams {
             return Err(PogqError::InvalidParams(format!(
                 "min_score must be finite and <= 1, got {}",
                 self.min_score
+            )));
+        }
+        if !(self.mad_band.is_finite() && self.mad_band >= 0.0) {
+            return Err(PogqError::InvalidParams(format!(
+                "mad_band must be finite and >= 0, got {}",
+                self.mad_band
             )));
         }
         Ok(())
@@ -91,6 +137,14 @@ pub enum PogqError {
     /// The task's PoGQ parameters are unusable.
     #[error("invalid PoGQ parameters: {0}")]
     InvalidParams(String),
+    /// One vote of a ballot cannot be scored.
+    #[error("vote {index}: {source}")]
+    Vote {
+        /// Position of the vote in the ballot.
+        index: usize,
+        /// Why it cannot be scored.
+        source: Box<PogqError>,
+    },
 }
 
 /// The outcome of checking a measurement against the thresholds.
@@ -148,6 +202,73 @@ impl PogqMeasurement {
         } else {
             PogqVerdict::Fail { score }
         })
+    }
+}
+
+/// A committee member's ballot judged as a whole (module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BallotVerdicts {
+    /// The lowest passing score in this ballot: `min_score` or the relative path's bound,
+    /// whichever is lower.
+    pub threshold: f64,
+    /// One verdict per vote, in the ballot's order.
+    pub verdicts: Vec<PogqVerdict>,
+}
+
+/// Scores every vote of a ballot and judges each against the ballot's threshold (module
+/// docs). The order of `votes` does not matter to any verdict.
+pub fn ballot_verdicts(
+    votes: &[PogqMeasurement],
+    params: &PogqParams,
+) -> Result<BallotVerdicts, PogqError> {
+    params.check()?;
+    let scores = votes
+        .iter()
+        .enumerate()
+        .map(|(index, v)| {
+            v.score().map_err(|e| PogqError::Vote {
+                index,
+                source: Box::new(e),
+            })
+        })
+        .collect::<Result<Vec<f64>, _>>()?;
+    let threshold = ballot_threshold(&scores, params);
+    let verdicts = scores
+        .iter()
+        .map(|&score| {
+            if score >= threshold {
+                PogqVerdict::Pass { score }
+            } else {
+                PogqVerdict::Fail { score }
+            }
+        })
+        .collect();
+    Ok(BallotVerdicts {
+        threshold,
+        verdicts,
+    })
+}
+
+/// The lowest passing score of a ballot with these (finite) scores.
+fn ballot_threshold(scores: &[f64], params: &PogqParams) -> f64 {
+    if params.mad_band == 0.0 || scores.len() < MIN_RELATIVE_VOTES {
+        return params.min_score;
+    }
+    let mid = median(scores.to_vec());
+    let mad = median(scores.iter().map(|s| (s - mid).abs()).collect());
+    let relative = (mid - params.mad_band * mad).max(RELATIVE_FLOOR);
+    params.min_score.min(relative)
+}
+
+/// Median of finite values (the mean of the middle two for an even count); `xs` is not
+/// empty.
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let mid = xs.len() / 2;
+    if xs.len() % 2 == 1 {
+        xs[mid]
+    } else {
+        xs[mid - 1] / 2.0 + xs[mid] / 2.0
     }
 }
 
@@ -216,5 +337,79 @@ mod tests {
             m(1.0, 1.0).verdict(&bad),
             Err(PogqError::InvalidParams(_))
         ));
+        for mad_band in [-1.0, f64::NAN, f64::INFINITY] {
+            let bad = PogqParams {
+                mad_band,
+                ..PogqParams::default()
+            };
+            assert!(matches!(
+                ballot_verdicts(&[m(1.0, 1.0)], &bad),
+                Err(PogqError::InvalidParams(_))
+            ));
+        }
+        let err =
+            ballot_verdicts(&[m(1.0, 1.0), m(1.0, f64::NAN)], &PogqParams::default()).unwrap_err();
+        assert!(matches!(err, PogqError::Vote { index: 1, .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "vote 1: loss_after is NaN, but a loss must be finite and >= 0"
+        );
+    }
+
+    fn passes(ballot: &[PogqMeasurement], params: &PogqParams) -> Vec<bool> {
+        ballot_verdicts(ballot, params)
+            .unwrap()
+            .verdicts
+            .iter()
+            .map(PogqVerdict::passed)
+            .collect()
+    }
+
+    #[test]
+    fn converged_honest_votes_pass_relative_to_their_ballot_and_outliers_do_not() {
+        // Late in training: honest scores -2 % to -1.2 %, a sign flip -40 %.
+        let ballot = [
+            m(1.0, 1.012),
+            m(1.0, 1.015),
+            m(1.0, 1.018),
+            m(1.0, 1.02),
+            m(1.0, 1.4),
+        ];
+        let p = PogqParams::default();
+        assert_eq!(passes(&ballot, &p), [true, true, true, true, false]);
+        // median -0.018, MAD 0.003: threshold -0.027.
+        let t = ballot_verdicts(&ballot, &p).unwrap().threshold;
+        assert!((t + 0.027).abs() < 1e-12, "{t}");
+        // The absolute rule alone rejects every one of them.
+        let absolute = PogqParams { mad_band: 0.0, ..p };
+        assert_eq!(passes(&ballot, &absolute), [false; 5]);
+        // The order of the votes does not change a verdict.
+        let mut reversed = ballot;
+        reversed.reverse();
+        let mut back = passes(&reversed, &p);
+        back.reverse();
+        assert_eq!(back, passes(&ballot, &p));
+    }
+
+    #[test]
+    fn the_relative_path_only_widens_and_needs_three_votes() {
+        let p = PogqParams::default();
+        // Early in training everything honest improves: min_score is the lower bound.
+        let early = [m(1.0, 0.7), m(1.0, 0.72), m(1.0, 0.69), m(1.0, 1.2)];
+        assert_eq!(ballot_verdicts(&early, &p).unwrap().threshold, p.min_score);
+        assert_eq!(passes(&early, &p), [true, true, true, false]);
+        // Two votes: only the absolute threshold.
+        assert_eq!(passes(&[m(1.0, 1.02), m(1.0, 1.03)], &p), [false, false]);
+        // However wide the spread, the relative path never passes more than -3 %.
+        let wide = [m(1.0, 1.0), m(1.0, 1.02), m(1.0, 1.2), m(1.0, 1.5)];
+        let v = ballot_verdicts(&wide, &p).unwrap();
+        assert_eq!(v.threshold, RELATIVE_FLOOR);
+        assert_eq!(passes(&wide, &p), [true, true, false, false]);
+        // Overflowing spreads do not turn the bound into -inf.
+        let huge = [m(1.0, 1.0), m(1.0, f64::MAX), m(1e-300, f64::MAX)];
+        assert_eq!(
+            ballot_verdicts(&huge, &p).unwrap().threshold,
+            RELATIVE_FLOOR
+        );
     }
 }

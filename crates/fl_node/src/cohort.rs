@@ -171,29 +171,38 @@ impl Cohort {
         }
     }
 
-    /// Committee member `member`'s vote on `submitter`'s `update`, as the measurement it
-    /// publishes: honest members re-score on their own validation data; Byzantine members
-    /// accept their colluders and reject everyone else.
-    pub fn vote(
+    /// Committee member `member`'s ballot on a round's submissions, one measurement per
+    /// `(submitter, update)` in order, as the member publishes it (a submitter this
+    /// cohort does not know is `usize::MAX`).
+    ///
+    /// Honest members re-score every update on their own validation data. Byzantine
+    /// members claim an improvement for their colluders and harm for honest work (a 50 %
+    /// loss increase, beyond what the ballot-relative rule of `fl_core::ballot_verdicts`
+    /// forgives).
+    pub fn ballot(
         &self,
         exp: &Experiment,
         member: usize,
-        submitter: usize,
         model: &[f32],
-        update: &[f32],
-    ) -> PogqMeasurement {
-        if self.is_byzantine(member) {
-            let claim = if self.is_byzantine(submitter) {
-                CLAIMED_IMPROVEMENT
-            } else {
-                CLAIMED_HARM
-            };
-            PogqMeasurement {
-                samples: self.validation[member].len() as u32,
-                ..claim
-            }
-        } else {
-            self.measure(exp, member, model, update)
+        submissions: &[(usize, &[f32])],
+    ) -> Vec<PogqMeasurement> {
+        if !self.is_byzantine(member) {
+            return submissions
+                .iter()
+                .map(|(_, update)| self.measure(exp, member, model, update))
+                .collect();
         }
+        let samples = self.validation[member].len() as u32;
+        submissions
+            .iter()
+            .map(|&(submitter, _)| PogqMeasurement {
+                samples,
+                ..if self.is_byzantine(submitter) {
+                    CLAIMED_IMPROVEMENT
+                } else {
+                    CLAIMED_HARM
+                }
+            })
+            .collect()
     }
 }

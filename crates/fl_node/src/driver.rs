@@ -459,19 +459,26 @@ pub async fn run_rounds(
                 )
                 .await?;
                 // One ballot per member: every re-score of the round in one commit.
-                let mut votes = Vec::with_capacity(state.submissions.len());
+                let mut updates = Vec::with_capacity(state.submissions.len());
                 for s in &state.submissions {
                     let full: GradientSubmission = c.call("get_submission", s.hash.clone()).await?;
                     let update = Tensor::decode(&full.update, params)?.into_vec();
                     let submitter = by_submission.get(&s.hash).copied().unwrap_or(usize::MAX);
-                    let v = cohort.vote(exp, m, submitter, model, &update);
-                    votes.push(CastVote {
+                    updates.push((submitter, update));
+                }
+                let scored: Vec<(usize, &[f32])> =
+                    updates.iter().map(|(p, u)| (*p, &u[..])).collect();
+                let votes = state
+                    .submissions
+                    .iter()
+                    .zip(cohort.ballot(exp, m, model, &scored))
+                    .map(|(s, v)| CastVote {
                         submission: s.hash.clone(),
                         loss_before: v.loss_before,
                         loss_after: v.loss_after,
                         samples: v.samples,
-                    });
-                }
+                    })
+                    .collect();
                 let _: ActionHash =
                     commit(c, "cast_ballot", CastBallot { round: r, votes }).await?;
                 anyhow::Ok(())

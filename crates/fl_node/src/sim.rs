@@ -161,21 +161,29 @@ pub fn simulate(
             )
             .unwrap_or_default()
         };
+        // Each member's ballot over every valid submission, judged as a whole.
+        let scored: Vec<(usize, &[f32])> = valid.iter().map(|&p| (p, &updates[p][..])).collect();
+        let ballots: Vec<Vec<bool>> = committee
+            .iter()
+            .map(|&m| {
+                let ballot = cohort.ballot(exp, m, &model, &scored);
+                match fl_core::ballot_verdicts(&ballot, &exp.round.pogq) {
+                    Ok(j) => j.verdicts.iter().map(|v| v.passed()).collect(),
+                    Err(_) => vec![false; ballot.len()],
+                }
+            })
+            .collect();
         let inputs: Vec<SubmissionInput<'_, usize>> = valid
             .iter()
-            .map(|&p| SubmissionInput {
+            .enumerate()
+            .map(|(i, &p)| SubmissionInput {
                 agent: p,
                 update: &updates[p],
                 proof: Some(cohort.proof(exp, p, &model, &updates[p])),
                 votes: committee
                     .iter()
-                    .map(|&m| {
-                        let accept = cohort
-                            .vote(exp, m, p, &model, &updates[p])
-                            .verdict(&exp.round.pogq)
-                            .is_ok_and(|v| v.passed());
-                        (m, accept)
-                    })
+                    .zip(&ballots)
+                    .map(|(&m, accepts)| (m, accepts[i]))
                     .collect(),
             })
             .collect();
@@ -273,5 +281,36 @@ mod tests {
             .iter()
             .filter(|(p, _)| *p < 3)
             .all(|(_, why)| why.contains("non-finite")));
+    }
+
+    #[test]
+    fn lying_members_reject_every_honest_submission_under_either_vote_rule() {
+        let (train, _) = digits();
+        let mut exp = experiment(Attack::Zero, 3);
+        let mut rng = ChaCha8Rng::seed_from_u64(exp.seed);
+        let cohort = Cohort::new(&exp, &train, &mut rng).unwrap();
+        let model = exp.model.init(&mut rng);
+        let zero = vec![0.0f32; model.len()];
+        // Submitters 9, 1, 4, 0, 7, 2, 5: three colluders (0, 1, 2), four honest.
+        let subs: Vec<(usize, &[f32])> = [9, 1, 4, 0, 7, 2, 5]
+            .iter()
+            .map(|&p| (p, &zero[..]))
+            .collect();
+        let rejected = |exp: &Experiment| -> Vec<usize> {
+            let ballot = cohort.ballot(exp, 2, &model, &subs);
+            let judged = fl_core::ballot_verdicts(&ballot, &exp.round.pogq).unwrap();
+            let mut r: Vec<usize> = subs
+                .iter()
+                .zip(&judged.verdicts)
+                .filter(|(_, v)| !v.passed())
+                .map(|((p, _), _)| *p)
+                .collect();
+            r.sort();
+            r
+        };
+        // A claimed 50 % loss increase is beyond the ballot-relative floor (-3 %).
+        assert_eq!(rejected(&exp), vec![4, 5, 7, 9]);
+        exp.round.pogq.mad_band = 0.0;
+        assert_eq!(rejected(&exp), vec![4, 5, 7, 9]);
     }
 }

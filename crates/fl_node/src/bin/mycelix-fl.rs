@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use federated_learning_integrity::Admission;
 use fl_core::aggregate::{AggregatorConfig, Rule, WeiszfeldParams};
@@ -173,6 +173,11 @@ struct RunArgs {
     /// committee; a small one is captured often at high Byzantine fractions.
     #[arg(long)]
     committee: Option<usize>,
+    /// A committee vote also passes when its score is within this many median absolute
+    /// deviations below the median score of the member's ballot; 0 judges votes by the
+    /// absolute PoGQ threshold (-1 %) alone.
+    #[arg(long, default_value_t = 3.0)]
+    mad_band: f64,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -317,7 +322,14 @@ fn experiment(args: &RunArgs, train: &Dataset) -> Result<Experiment> {
         attack,
         round: RoundParams {
             aggregator: aggregator(args, byzantine)?,
-            pogq: PogqParams::default(),
+            pogq: {
+                let pogq = PogqParams {
+                    mad_band: args.mad_band,
+                    ..PogqParams::default()
+                };
+                pogq.check().map_err(|e| anyhow!("--mad-band: {e}"))?;
+                pogq
+            },
             reputation: ReputationParams::default(),
             server_lr: 1.0,
         },
@@ -539,7 +551,7 @@ fn run(mut args: RunArgs) -> Result<()> {
         "backend": backend,
         "config": {
             "nodes": exp.peers, "byzantine": byzantine, "attack": attack.to_string(),
-            "aggregator": exp.round.aggregator, "rounds": exp.rounds, "dataset": train.name,
+            "aggregator": exp.round.aggregator, "pogq": exp.round.pogq, "rounds": exp.rounds, "dataset": train.name,
             "model": model.describe(), "committee": exp.committee_size, "seed": args.seed,
             "admission": exp.admission.label(),
             "partition": match exp.scheme { Scheme::Iid => "iid".to_string(), Scheme::Dirichlet { alpha } => format!("dirichlet:{alpha}") },

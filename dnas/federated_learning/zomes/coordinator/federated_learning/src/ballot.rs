@@ -1,7 +1,7 @@
 //! Committee ballots: a member's votes on a round's submissions, in one commit.
 
 use federated_learning_integrity::{CommitteeBallot, CommitteeVote, EntryTypes, LinkTypes};
-use fl_core::PogqMeasurement;
+use fl_core::{ballot_verdicts, PogqError, PogqMeasurement};
 use hdk::prelude::*;
 
 use crate::fail;
@@ -22,7 +22,7 @@ pub struct CastVote {
 }
 
 /// A committee member's measurements of a round's submissions; each verdict follows from
-/// the task's threshold.
+/// the task's threshold and the ballot's other scores (`fl_core::ballot_verdicts`).
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct CastBallot {
     /// The round.
@@ -38,28 +38,37 @@ pub fn cast_ballot(input: CastBallot) -> ExternResult<ActionHash> {
     let task = get_task_info(&input.round.task)?.task;
     let base = round_base(&input.round.task, input.round.round)?
         .ok_or_else(|| fail(format!("round {} is not open", input.round.round)))?;
-    let mut votes = input
+    let measurements: Vec<PogqMeasurement> = input
+        .votes
+        .iter()
+        .map(|v| PogqMeasurement {
+            loss_before: v.loss_before,
+            loss_after: v.loss_after,
+            samples: v.samples,
+        })
+        .collect();
+    let judged = match ballot_verdicts(&measurements, &task.round.pogq) {
+        Ok(j) => j,
+        Err(PogqError::Vote { index, source }) => {
+            return Err(fail(format!(
+                "vote on {}: {source}",
+                input.votes[index].submission
+            )))
+        }
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let mut votes: Vec<CommitteeVote> = input
         .votes
         .into_iter()
-        .map(|v| {
-            let measurement = PogqMeasurement {
-                loss_before: v.loss_before,
-                loss_after: v.loss_after,
-                samples: v.samples,
-            };
-            let accept = measurement
-                .verdict(&task.round.pogq)
-                .map_err(|e| fail(format!("vote on {}: {e}", v.submission)))?
-                .passed();
-            Ok(CommitteeVote {
-                submission: v.submission,
-                loss_before: v.loss_before,
-                loss_after: v.loss_after,
-                samples: v.samples,
-                accept,
-            })
+        .zip(judged.verdicts)
+        .map(|(v, verdict)| CommitteeVote {
+            submission: v.submission,
+            loss_before: v.loss_before,
+            loss_after: v.loss_after,
+            samples: v.samples,
+            accept: verdict.passed(),
         })
-        .collect::<ExternResult<Vec<_>>>()?;
+        .collect();
     votes.sort_by(|a, b| a.submission.cmp(&b.submission));
     let ballot = CommitteeBallot {
         task: input.round.task,

@@ -4,7 +4,7 @@
 //! the DHT `n` ballots instead of `n x committee` votes, each member makes one commit, and
 //! the "one per member" rule walks the member's chain once.
 
-use fl_core::PogqMeasurement;
+use fl_core::{ballot_verdicts, PogqError, PogqMeasurement};
 use hdi::prelude::*;
 
 use crate::chain::{earlier_entry, round_context, typed_action};
@@ -65,7 +65,9 @@ impl CommitteeBallot {
 }
 
 /// The rules a ballot obeys on its own, given its task: at least one vote, votes ordered
-/// by submission hash with none twice, and every verdict following from its measurement.
+/// by submission hash with none twice, and every verdict following from its measurement
+/// and the ballot's threshold ([`fl_core::ballot_verdicts`]: the task's `min_score`, or
+/// lower when the ballot's other scores are lower).
 pub fn check_ballot(b: &CommitteeBallot, task: &Task) -> Result<(), String> {
     if b.votes.is_empty() {
         return Err("committee ballot has no votes".into());
@@ -80,18 +82,25 @@ pub fn check_ballot(b: &CommitteeBallot, task: &Task) -> Result<(), String> {
             w[0].submission, w[1].submission
         ));
     }
-    for v in &b.votes {
-        let verdict = v
-            .measurement()
-            .verdict(&task.round.pogq)
-            .map_err(|e| format!("committee ballot: vote on {}: {e}", v.submission))?;
+    let measurements: Vec<PogqMeasurement> = b.votes.iter().map(|v| v.measurement()).collect();
+    let judged = match ballot_verdicts(&measurements, &task.round.pogq) {
+        Ok(j) => j,
+        Err(PogqError::Vote { index, source }) => {
+            return Err(format!(
+                "committee ballot: vote on {}: {source}",
+                b.votes[index].submission
+            ))
+        }
+        Err(e) => return Err(format!("committee ballot: {e}")),
+    };
+    for (v, verdict) in b.votes.iter().zip(&judged.verdicts) {
         if verdict.passed() != v.accept {
             return Err(format!(
-                "committee ballot: the vote on {} says accept = {} but its measurement scores {:.6} against a threshold of {}",
+                "committee ballot: the vote on {} says accept = {} but its measurement scores {:.6} against the ballot's threshold of {:.6}",
                 v.submission,
                 v.accept,
                 verdict.score(),
-                task.round.pogq.min_score
+                judged.threshold
             ));
         }
     }
