@@ -338,6 +338,9 @@ pub struct EmbeddedNetwork {
     url: String,
     _bootstrap: kitsune2_bootstrap_srv::BootstrapSrv,
     dir: tempfile::TempDir,
+    /// The databases' key, shared by every conductor of the run (written as each one's
+    /// `db.key` before it starts), to add the indexes of [`crate::dbtune`].
+    db_key: holochain_sqlite::db::DbKey,
 }
 
 /// The default hApp bundle: `workdir/mycelix_fl.happ` of this repository, packed by
@@ -371,12 +374,17 @@ impl EmbeddedNetwork {
             "bootstrap and relay on {url}; data in {}",
             dir.path().display()
         ));
+        // One database key for the run: derived once here, loaded by every conductor.
+        let db_key = holochain_sqlite::db::DbKey::generate(passphrase())
+            .await
+            .context("generating the databases' key")?;
         // Built concurrently: each spends most of its start-up in key derivation.
         let builds = (0..n).map(|i| {
             let root = dir.path().join(format!("conductor-{i}"));
-            let url = url.clone();
+            let (url, locked) = (url.clone(), db_key.locked.clone());
             async move {
-                std::fs::create_dir_all(&root)?;
+                std::fs::create_dir_all(root.join("databases"))?;
+                std::fs::write(root.join("databases").join("db.key"), locked)?;
                 let handle = Conductor::builder()
                     .config(config(&root, &url)?)
                     .passphrase(Some(passphrase()))
@@ -431,7 +439,22 @@ impl EmbeddedNetwork {
             url,
             _bootstrap: bootstrap,
             dir,
+            db_key,
         };
+        if crate::dbtune::stock() {
+            progress(format!(
+                "databases left as holochain makes them ({}=1)",
+                crate::dbtune::STOCK_ENV
+            ));
+        } else {
+            let mut tuned = 0;
+            for i in 0..n {
+                tuned += network.tune(i).await?;
+            }
+            progress(format!(
+                "{tuned} cell databases indexed by link base and entry hash (fl_node::dbtune)"
+            ));
+        }
         network.await_peers(Duration::from_secs(60)).await?;
         progress(format!(
             "every conductor sees {n} peers after {:.1} s",
@@ -504,6 +527,17 @@ impl EmbeddedNetwork {
             .collect()
     }
 
+    /// Adds the indexes of [`crate::dbtune`] to conductor `i`'s cell databases (unless
+    /// [`crate::dbtune::STOCK_ENV`] is set); how many it tuned.
+    async fn tune(&self, i: usize) -> Result<usize> {
+        if crate::dbtune::stock() {
+            return Ok(0);
+        }
+        crate::dbtune::tune(&self.data_dir(i), &self.db_key)
+            .await
+            .with_context(|| format!("indexing conductor {i}'s databases"))
+    }
+
     /// Shuts conductor `i` down; its data directory and keystore stay for
     /// [`Self::restart`].
     pub async fn stop(&mut self, i: usize) -> Result<()> {
@@ -541,6 +575,7 @@ impl EmbeddedNetwork {
         self.conductors[i] = handle;
         self.stopped[i] = false;
         self.clients[i] = client.clone();
+        self.tune(i).await?;
         Ok(client)
     }
 

@@ -16,6 +16,7 @@ pub mod cohort;
 pub mod conductor;
 pub mod dashboard;
 pub mod data;
+pub mod dbtune;
 pub mod driver;
 pub mod launch;
 pub mod model;
