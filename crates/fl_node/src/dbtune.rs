@@ -18,8 +18,10 @@
 //! for nearly every op, a dozen op types, about three ops per action, a handful of links
 //! per base). With them SQLite reads links through the base's own actions and entries
 //! through their hash. Statistics only choose plans and indexes only add lookups, so no
-//! query's result changes. Creating the indexes makes every open connection reload the
-//! schema, statistics included.
+//! query's result changes. SQLite reads the statistics when a connection opens (or runs
+//! `ANALYZE sqlite_schema`, as [`TUNING`] does last): connections holochain already holds
+//! keep their old plans until its pool closes them (after 30 s idle, holochain_sqlite
+//! 0.6.3), and every connection opened after tuning plans with the new statistics.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +51,7 @@ INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES
   ('DhtOp', 'DhtOp_basis_hash_idx', '1200000 10');
 CREATE INDEX IF NOT EXISTS mycelix_fl_Action_base_hash ON Action (base_hash);
 CREATE INDEX IF NOT EXISTS mycelix_fl_Action_entry_hash ON Action (entry_hash);
+ANALYZE sqlite_schema;
 ";
 
 /// Set to `1` to leave the databases as holochain makes them (for comparisons).
