@@ -527,12 +527,9 @@ impl EmbeddedNetwork {
             .collect()
     }
 
-    /// Adds the indexes of [`crate::dbtune`] to conductor `i`'s cell databases (unless
-    /// [`crate::dbtune::STOCK_ENV`] is set); how many it tuned.
+    /// Adds the indexes of [`crate::dbtune`] to conductor `i`'s cell databases; how many
+    /// it tuned. Callers skip it when [`crate::dbtune::STOCK_ENV`] is set.
     async fn tune(&self, i: usize) -> Result<usize> {
-        if crate::dbtune::stock() {
-            return Ok(0);
-        }
         crate::dbtune::tune(&self.data_dir(i), &self.db_key)
             .await
             .with_context(|| format!("indexing conductor {i}'s databases"))
@@ -575,7 +572,9 @@ impl EmbeddedNetwork {
         self.conductors[i] = handle;
         self.stopped[i] = false;
         self.clients[i] = client.clone();
-        self.tune(i).await?;
+        if !crate::dbtune::stock() {
+            self.tune(i).await?;
+        }
         Ok(client)
     }
 

@@ -122,6 +122,9 @@ pub enum SimError {
     /// The round could not be decided.
     #[error(transparent)]
     Round(#[from] fl_core::RoundError),
+    /// A committee ballot could not be judged (a malformed measurement).
+    #[error("committee ballot: {0}")]
+    Ballot(#[from] fl_core::PogqError),
     /// Inconsistent settings.
     #[error("{0}")]
     Invalid(String),
@@ -167,12 +170,10 @@ pub fn simulate(
             .iter()
             .map(|&m| {
                 let ballot = cohort.ballot(exp, m, &model, &scored);
-                match fl_core::ballot_verdicts(&ballot, &exp.round.pogq) {
-                    Ok(j) => j.verdicts.iter().map(|v| v.passed()).collect(),
-                    Err(_) => vec![false; ballot.len()],
-                }
+                let judged = fl_core::ballot_verdicts(&ballot, &exp.round.pogq)?;
+                Ok(judged.verdicts.iter().map(|v| v.passed()).collect())
             })
-            .collect();
+            .collect::<Result<_, SimError>>()?;
         let inputs: Vec<SubmissionInput<'_, usize>> = valid
             .iter()
             .enumerate()

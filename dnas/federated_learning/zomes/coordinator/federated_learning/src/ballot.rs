@@ -1,7 +1,9 @@
 //! Committee ballots: a member's votes on a round's submissions, in one commit.
 
-use federated_learning_integrity::{CommitteeBallot, CommitteeVote, EntryTypes, LinkTypes};
-use fl_core::{ballot_verdicts, PogqError, PogqMeasurement};
+use federated_learning_integrity::{
+    judge_votes, CommitteeBallot, CommitteeVote, EntryTypes, LinkTypes,
+};
+use fl_core::PogqMeasurement;
 use hdk::prelude::*;
 
 use crate::fail;
@@ -47,16 +49,7 @@ pub fn cast_ballot(input: CastBallot) -> ExternResult<ActionHash> {
             samples: v.samples,
         })
         .collect();
-    let judged = match ballot_verdicts(&measurements, &task.round.pogq) {
-        Ok(j) => j,
-        Err(PogqError::Vote { index, source }) => {
-            return Err(fail(format!(
-                "vote on {}: {source}",
-                input.votes[index].submission
-            )))
-        }
-        Err(e) => return Err(fail(e.to_string())),
-    };
+    let judged = judge_votes(&measurements, |i| &input.votes[i].submission, &task).map_err(fail)?;
     let mut votes: Vec<CommitteeVote> = input
         .votes
         .into_iter()

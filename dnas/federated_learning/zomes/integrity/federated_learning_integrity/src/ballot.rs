@@ -4,7 +4,7 @@
 //! the DHT `n` ballots instead of `n x committee` votes, each member makes one commit, and
 //! the "one per member" rule walks the member's chain once.
 
-use fl_core::{ballot_verdicts, PogqError, PogqMeasurement};
+use fl_core::{ballot_verdicts, BallotVerdicts, PogqError, PogqMeasurement};
 use hdi::prelude::*;
 
 use crate::chain::{earlier_entry, round_context, typed_action};
@@ -83,16 +83,8 @@ pub fn check_ballot(b: &CommitteeBallot, task: &Task) -> Result<(), String> {
         ));
     }
     let measurements: Vec<PogqMeasurement> = b.votes.iter().map(|v| v.measurement()).collect();
-    let judged = match ballot_verdicts(&measurements, &task.round.pogq) {
-        Ok(j) => j,
-        Err(PogqError::Vote { index, source }) => {
-            return Err(format!(
-                "committee ballot: vote on {}: {source}",
-                b.votes[index].submission
-            ))
-        }
-        Err(e) => return Err(format!("committee ballot: {e}")),
-    };
+    let judged = judge_votes(&measurements, |i| &b.votes[i].submission, task)
+        .map_err(|e| format!("committee ballot: {e}"))?;
     for (v, verdict) in b.votes.iter().zip(&judged.verdicts) {
         if verdict.passed() != v.accept {
             return Err(format!(
@@ -105,6 +97,23 @@ pub fn check_ballot(b: &CommitteeBallot, task: &Task) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// [`fl_core::ballot_verdicts`] for a ballot's measurements under `task`'s PoGQ
+/// parameters; an error names the submission whose measurement is malformed
+/// (`submission(i)` is the submission of measurement `i`). Authors (`cast_ballot`) and
+/// validators ([`check_ballot`]) judge with this one function.
+pub fn judge_votes<'a>(
+    measurements: &[PogqMeasurement],
+    submission: impl Fn(usize) -> &'a ActionHash,
+    task: &Task,
+) -> Result<BallotVerdicts, String> {
+    ballot_verdicts(measurements, &task.round.pogq).map_err(|e| match e {
+        PogqError::Vote { index, source } => {
+            format!("vote on {}: {source}", submission(index))
+        }
+        e => e.to_string(),
+    })
 }
 
 /// A ballot must be cast in an open round by a member of its committee, obey

@@ -24,7 +24,7 @@ pub mod task;
 pub mod wire;
 
 pub use aggregate::{OutcomeRecord, ReputationEntry, RoundAggregate};
-pub use ballot::{CommitteeBallot, CommitteeVote};
+pub use ballot::{judge_votes, CommitteeBallot, CommitteeVote};
 pub use device::DeviceRegistration;
 pub use evaluation::ModelEvaluation;
 pub use gradient::{GradientSubmission, Signer};
