@@ -4,6 +4,10 @@
 //!
 //! For every submission, in this order:
 //!
+//! 0. **Bound**: an update whose Euclidean norm (in `f64`, [`l2_norm`]) exceeds the task's
+//!    [`RoundParams::max_update_norm`] is excluded (`AboveNormBound`, clear evidence).
+//!    Validation already rejects such submissions; the step keeps every backend on the
+//!    same rule, and keeps every later step's arithmetic far from `f32` overflow.
 //! 1. **Proof**: a missing PoGQ proof, or one whose own measurement fails the task's
 //!    threshold, excludes the update (`InvalidProof`, clear evidence).
 //! 2. **Floor**: an agent below the reputation floor is not aggregated
@@ -56,8 +60,7 @@
 
 use thiserror::Error;
 
-use crate::aggregate::distance::gram_matrix;
-use crate::aggregate::distance::sq_dist;
+use crate::aggregate::distance::{gram_matrix, l2_norm, sq_dist};
 use crate::aggregate::{AggregateError, Aggregation, AggregatorConfig, Rule};
 use crate::pogq::{PogqMeasurement, PogqParams};
 use crate::reputation::{Evidence, Reputation, ReputationParams};
@@ -72,6 +75,24 @@ pub const MIN_RELATIVE_NORM: f64 = 0.1;
 /// close. Relative to the pair itself, so other updates cannot widen it.
 pub const DUPLICATE_DISTANCE: f64 = 0.01;
 
+/// The update norm bound of [`RoundParams::new`] and of tasks that do not name one: loose,
+/// so that it never cuts honest work of any model; a task should set a bound close to its
+/// honest updates' norms (`mycelix-fl` derives one from its training settings).
+pub const DEFAULT_MAX_UPDATE_NORM: f32 = 1000.0;
+
+/// Largest update norm bound a task may set. Below it every `f32` partial sum of the
+/// distance kernels stays finite (`1e12^2` is far below `f32::MAX`), so bounded updates
+/// never need the slow exact path of [`crate::aggregate::distance`].
+pub const MAX_UPDATE_NORM: f32 = 1e12;
+
+/// Largest server learning rate a task may set: with bounded updates it keeps every
+/// round's step, and so the global model, finite.
+pub const MAX_SERVER_LR: f32 = 10.0;
+
+fn default_max_update_norm() -> f32 {
+    DEFAULT_MAX_UPDATE_NORM
+}
+
 /// Task parameters that decide a round.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoundParams {
@@ -81,13 +102,18 @@ pub struct RoundParams {
     pub pogq: PogqParams,
     /// Reputation rule.
     pub reputation: ReputationParams,
-    /// Server learning rate applied to the aggregated update.
+    /// Server learning rate applied to the aggregated update, in `(0, MAX_SERVER_LR]`.
     pub server_lr: f32,
+    /// Largest Euclidean norm an update may have (norm bounding): validation rejects a
+    /// submission above it and the round excludes one (step 0 of the module docs). In
+    /// `(0, MAX_UPDATE_NORM]`; [`DEFAULT_MAX_UPDATE_NORM`] when a task omits it.
+    #[serde(default = "default_max_update_norm")]
+    pub max_update_norm: f32,
 }
 
 impl RoundParams {
-    /// `rule` with Byzantine bound `f` (no NNM), the default PoGQ and reputation rules and
-    /// a server learning rate of 1.
+    /// `rule` with Byzantine bound `f` (no NNM), the default PoGQ and reputation rules, a
+    /// server learning rate of 1 and the default update norm bound.
     pub fn new(rule: Rule, f: u32) -> Self {
         RoundParams {
             aggregator: AggregatorConfig {
@@ -98,7 +124,27 @@ impl RoundParams {
             pogq: PogqParams::default(),
             reputation: ReputationParams::default(),
             server_lr: 1.0,
+            max_update_norm: DEFAULT_MAX_UPDATE_NORM,
         }
+    }
+
+    /// The server learning rate and the update norm bound must be in range (the PoGQ and
+    /// reputation parameters have checks of their own).
+    pub fn check(&self) -> Result<(), RoundError> {
+        let lr = self.server_lr;
+        if !(lr.is_finite() && lr > 0.0 && lr <= MAX_SERVER_LR) {
+            return Err(RoundError::InvalidServerLr(lr));
+        }
+        let bound = self.max_update_norm;
+        if !(bound.is_finite() && bound > 0.0 && bound <= MAX_UPDATE_NORM) {
+            return Err(RoundError::InvalidNormBound(bound));
+        }
+        Ok(())
+    }
+
+    /// Whether `update` is within [`RoundParams::max_update_norm`].
+    pub fn within_norm_bound(&self, update: &[f32]) -> bool {
+        l2_norm(update) <= f64::from(self.max_update_norm)
     }
 }
 
@@ -119,6 +165,8 @@ pub struct SubmissionInput<'a, K> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Exclusion {
+    /// The update's norm exceeds the task's bound.
+    AboveNormBound,
     /// No PoGQ proof, or the submitter's own measurement fails the threshold.
     InvalidProof,
     /// The agent's reputation is below the floor.
@@ -137,6 +185,7 @@ impl Exclusion {
     /// A sentence for people.
     pub fn describe(self) -> &'static str {
         match self {
+            Exclusion::AboveNormBound => "update norm above the task's bound",
             Exclusion::InvalidProof => "missing or failing PoGQ proof",
             Exclusion::BelowReputationFloor => "reputation below the floor",
             Exclusion::NegligibleUpdate => "negligible update (no work done)",
@@ -205,9 +254,12 @@ pub enum RoundError {
         /// Index of the second submission.
         index: usize,
     },
-    /// The server learning rate is not a finite positive number.
-    #[error("server learning rate {0} must be finite and > 0")]
+    /// The server learning rate is outside `(0, MAX_SERVER_LR]`.
+    #[error("server learning rate {0} must be finite, > 0 and <= {MAX_SERVER_LR}")]
     InvalidServerLr(f32),
+    /// The update norm bound is outside `(0, MAX_UPDATE_NORM]`.
+    #[error("update norm bound {0} must be finite, > 0 and <= {MAX_UPDATE_NORM:e}")]
+    InvalidNormBound(f32),
     /// The aggregator failed on valid input.
     #[error("aggregation failed: {0}")]
     Aggregate(#[from] AggregateError),
@@ -225,9 +277,7 @@ pub fn decide_round<K: Ord + Clone>(
     committee: &[K],
     submissions: &[SubmissionInput<'_, K>],
 ) -> Result<RoundResult<K>, RoundError> {
-    if !(params.server_lr.is_finite() && params.server_lr > 0.0) {
-        return Err(RoundError::InvalidServerLr(params.server_lr));
-    }
+    params.check()?;
     let rp = &params.reputation;
     let reputation_of = |agent: &K| {
         previous
@@ -316,6 +366,10 @@ pub fn decide_round<K: Ord + Clone>(
     };
     let mut working = Vec::new();
     for (i, s) in submissions.iter().enumerate() {
+        if !params.within_norm_bound(s.update) {
+            outcomes[i] = excluded(Exclusion::AboveNormBound, Evidence::RejectedClear, i);
+            continue;
+        }
         let proof_ok = s
             .proof
             .and_then(|m| m.verdict(&params.pogq).ok())
@@ -599,6 +653,96 @@ mod tests {
                 .enumerate()
                 .map(|(j, &v)| (100 + j as u8, v))
                 .collect(),
+        }
+    }
+
+    /// Ten updates of 2,048 values around +-0.02 and one at +-f32::MAX on 512 coordinates
+    /// with the honest signs: the overflow takeover of Krum.
+    fn overflow_attack() -> (Vec<Vec<f32>>, Vec<f32>) {
+        let honest: Vec<Vec<f32>> = (0..10)
+            .map(|i| {
+                (0..2048)
+                    .map(|c| {
+                        let jitter = ((i * 31 + c * 7) % 13) as f32 * 1e-3;
+                        if c % 2 == 0 {
+                            0.02 + jitter
+                        } else {
+                            -0.02 - jitter
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut attack = vec![0.0f32; 2048];
+        for (c, a) in attack.iter_mut().enumerate().take(512) {
+            *a = f32::MAX.copysign(honest[0][c]);
+        }
+        (honest, attack)
+    }
+
+    #[test]
+    fn krum_never_selects_an_update_whose_distances_overflow_f32() {
+        let (honest, attack) = overflow_attack();
+        let mut x = honest.clone();
+        x.push(attack);
+        for rule in [Rule::Krum, Rule::MultiKrum { m: None }] {
+            let a = crate::aggregate::AggregatorConfig {
+                rule,
+                f: 3,
+                nnm: false,
+            }
+            .aggregate(&x, None)
+            .unwrap();
+            assert!(a.outliers[10], "{rule:?} selected the attacker");
+            assert!(a.scores.iter().all(|s| s.is_finite()), "{:?}", a.scores);
+            assert!(a.aggregate.iter().all(|v| v.abs() < 1.0), "{rule:?}");
+        }
+    }
+
+    #[test]
+    fn an_update_above_the_norm_bound_is_excluded_with_clear_evidence() {
+        let (honest, attack) = overflow_attack();
+        let mut p = params(Rule::Krum, 3);
+        p.max_update_norm = 10.0;
+        let mut subs: Vec<_> = honest
+            .iter()
+            .enumerate()
+            .map(|(i, u)| sub(i as u8, u, &[]))
+            .collect();
+        subs.push(sub(10, &attack, &[]));
+        let r = decide(&p, &[0.0; 2048], &[], &subs).unwrap();
+        assert_eq!(
+            r.outcomes[10].verdict,
+            Verdict::Excluded(Exclusion::AboveNormBound)
+        );
+        assert_eq!(r.outcomes[10].evidence, Evidence::RejectedClear);
+        assert!(r.model.iter().all(|v| v.abs() < 1.0));
+        // Exactly at the bound is within it.
+        let edge = [3.0f32, 4.0];
+        p.max_update_norm = 5.0;
+        assert!(p.within_norm_bound(&edge));
+        p.max_update_norm = 4.99;
+        assert!(!p.within_norm_bound(&edge));
+    }
+
+    #[test]
+    fn round_params_reject_unbounded_learning_rates_and_norm_bounds() {
+        let mut p = params(Rule::Median, 0);
+        assert_eq!(p.check(), Ok(()));
+        for lr in [0.0, -1.0, f32::NAN, f32::INFINITY, MAX_SERVER_LR * 1.01] {
+            p.server_lr = lr;
+            assert!(
+                matches!(p.check(), Err(RoundError::InvalidServerLr(_))),
+                "{lr}"
+            );
+        }
+        p.server_lr = MAX_SERVER_LR;
+        for bound in [0.0, -1.0, f32::NAN, f32::INFINITY, MAX_UPDATE_NORM * 2.0] {
+            p.max_update_norm = bound;
+            assert!(
+                matches!(p.check(), Err(RoundError::InvalidNormBound(_))),
+                "{bound}"
+            );
         }
     }
 

@@ -56,8 +56,87 @@ const ALL_RULES: [Rule; 7] = [
     Rule::Bulyan,
 ];
 
+/// Any finite `f32`, weighted towards the extremes an attacker would send: `+-f32::MAX`,
+/// huge and tiny normals, and ordinary small values.
+fn extreme() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        4 => -1.0f32..1.0,
+        1 => Just(f32::MAX),
+        1 => Just(-f32::MAX),
+        1 => prop::num::f32::POSITIVE | prop::num::f32::NEGATIVE | prop::num::f32::NORMAL
+            | prop::num::f32::SUBNORMAL | prop::num::f32::ZERO,
+    ]
+}
+
+/// `n` inputs of length `d`, any finite values (see [`extreme`]).
+fn extreme_inputs(
+    n: std::ops::Range<usize>,
+    d: std::ops::Range<usize>,
+) -> impl Strategy<Value = Vec<Vec<f32>>> {
+    (n, d).prop_flat_map(|(n, d)| prop::collection::vec(prop::collection::vec(extreme(), d), n))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// For any finite inputs, however large: no distance or score is NaN or infinite, and
+    /// every rule's aggregate is finite and inside the inputs' range at every coordinate
+    /// (so no overflow can hand an input a score of "close", and no rule can produce a
+    /// model outside what the inputs span).
+    #[test]
+    fn no_finite_input_makes_a_score_nan_or_an_aggregate_unbounded(
+        x in extreme_inputs(7..12, 1..40),
+    ) {
+        let dist = aggregate::distance::pairwise_sq_distances(&x);
+        prop_assert!(dist.iter().all(|d| d.is_finite() && *d >= 0.0), "{:?}", dist);
+        let f = ((x.len() - 3) / 4) as u32;
+        for rule in ALL_RULES {
+            for nnm in [false, true] {
+                let a = AggregatorConfig { rule, f, nnm }.aggregate(&x, None).unwrap();
+                prop_assert!(a.scores.iter().all(|s| s.is_finite() && *s >= 0.0), "{:?} nnm={}: {:?}", rule, nnm, a.scores);
+                for (c, v) in a.aggregate.iter().enumerate() {
+                    let (lo, hi) = x.iter().map(|u| u[c]).fold((f32::MAX, -f32::MAX), |(lo, hi), u| (lo.min(u), hi.max(u)));
+                    let slack = 1e-6 * lo.abs().max(hi.abs());
+                    prop_assert!(v.is_finite() && *v >= lo - slack && *v <= hi + slack,
+                        "{:?} nnm={}: coordinate {} is {} outside [{}, {}]", rule, nnm, c, v, lo, hi);
+                }
+            }
+        }
+    }
+
+    /// A round never includes an update above the task's norm bound, whatever the others
+    /// are, and its next model stays finite.
+    #[test]
+    fn nothing_above_the_norm_bound_is_included(
+        x in extreme_inputs(7..12, 1..24),
+        bound in 0.5f32..20.0,
+        rule in 0usize..7,
+    ) {
+        let mut params = fl_core::RoundParams::new(ALL_RULES[rule], ((x.len() - 3) / 4) as u32);
+        params.max_update_norm = bound;
+        let subs: Vec<fl_core::SubmissionInput<'_, usize>> = x
+            .iter()
+            .enumerate()
+            .map(|(i, u)| fl_core::SubmissionInput {
+                agent: i,
+                update: u,
+                proof: Some(fl_core::PogqMeasurement { loss_before: 1.0, loss_after: 0.9, samples: 10 }),
+                votes: Vec::new(),
+            })
+            .collect();
+        let base = vec![0.0f32; x[0].len()];
+        let r = fl_core::decide_round(&params, &base, &[], &[], &subs).unwrap();
+        for (u, o) in x.iter().zip(&r.outcomes) {
+            let norm = aggregate::distance::l2_norm(u);
+            if norm > f64::from(bound) {
+                prop_assert_eq!(o.verdict, fl_core::Verdict::Excluded(fl_core::Exclusion::AboveNormBound));
+            }
+        }
+        prop_assert!(r.model.iter().all(|v| v.is_finite()));
+        let step = aggregate::distance::l2_norm(&r.model);
+        // Every kept rule lies in the coordinate range of bounded inputs: at most sqrt(n) bounds.
+        prop_assert!(step <= f64::from(bound) * (x.len() as f64).sqrt() * (1.0 + 1e-6), "{}", step);
+    }
 
     /// Order of the inputs does not matter: bit for bit for the rules that select or read
     /// sorted columns, to rounding for the ones that sum in input order.

@@ -11,6 +11,16 @@
 //! pairwise, and the block's `f32` sum is added to an `f64` total block by block. Only
 //! correctly rounded IEEE operations are involved and no fused multiply-add is ever
 //! formed, so the wide (AVX2) and the portable path, native and wasm32, agree to the bit.
+//!
+//! `f32` partial sums overflow once values approach `sqrt(f32::MAX)` (about `1.8e19`): a
+//! product becomes `inf`, and `inf - inf` in the Gram identity becomes NaN, which a
+//! clamp to zero would read as "identical". Overflow is sticky (an infinite or NaN block
+//! sum never turns finite again), so the fast results are checked once: if any Gram
+//! entry or distance is not finite, the same quantities are computed again from the
+//! exact differences in `f64` ([`sq_dist_exact`]), where the square of the difference of
+//! any two finite `f32` values is at most `4.7e77`. For every finite input the returned
+//! distances are finite and never negative; inputs within a task's norm bound never leave
+//! the fast path.
 
 /// Values per block of the parameter axis.
 pub const BLOCK: usize = 512;
@@ -24,6 +34,17 @@ pub fn pairwise_sq_distances<V: AsRef<[f32]>>(inputs: &[V]) -> Vec<f64> {
     let gram = gram_matrix(inputs);
     let n = inputs.len();
     let mut dist = vec![0.0f64; n * n];
+    if !gram.iter().all(|g| g.is_finite()) {
+        // An f32 partial sum overflowed: exact differences in f64 instead (module docs).
+        for i in 0..n {
+            for j in (i + 1)..n {
+                let d = sq_dist_exact(inputs[i].as_ref(), inputs[j].as_ref());
+                dist[i * n + j] = d;
+                dist[j * n + i] = d;
+            }
+        }
+        return dist;
+    }
     for i in 0..n {
         for j in (i + 1)..n {
             let d = (gram[i * n + i] + gram[j * n + j] - 2.0 * gram[i * n + j]).max(0.0);
@@ -56,9 +77,20 @@ pub fn dot(a: &[f32], b: &[f32]) -> f64 {
         .sum()
 }
 
-/// `|a - b|^2` with the same fixed evaluation order as [`dot`] of `a - b` with itself.
+/// `|a - b|^2` with the same fixed evaluation order as [`dot`] of `a - b` with itself, or,
+/// when that overflows `f32`, [`sq_dist_exact`]. Always finite and never negative for
+/// finite inputs.
 pub fn sq_dist(a: &[f32], b: &[f32]) -> f64 {
     debug_assert_eq!(a.len(), b.len());
+    let fast = sq_dist_fast(a, b);
+    if fast.is_finite() {
+        fast
+    } else {
+        sq_dist_exact(a, b)
+    }
+}
+
+fn sq_dist_fast(a: &[f32], b: &[f32]) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -67,6 +99,32 @@ pub fn sq_dist(a: &[f32], b: &[f32]) -> f64 {
         }
     }
     sq_dist_portable(a, b)
+}
+
+/// `|a - b|^2` with every difference and square taken in `f64`, summed in index order: the
+/// slow path for inputs whose `f32` sums overflow. Finite for any finite `f32` inputs of
+/// up to `2^200` values.
+pub fn sq_dist_exact(a: &[f32], b: &[f32]) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| {
+            let t = f64::from(x) - f64::from(y);
+            t * t
+        })
+        .sum()
+}
+
+/// `|a|^2` with every square taken in `f64`, summed in index order (finite for any finite
+/// input); [`l2_norm`] is its square root.
+pub fn sq_norm(a: &[f32]) -> f64 {
+    a.iter().map(|&x| f64::from(x) * f64::from(x)).sum()
+}
+
+/// The Euclidean norm of `a`, computed in `f64` (see [`sq_norm`]). This is the norm a
+/// task's update bound is checked against.
+pub fn l2_norm(a: &[f32]) -> f64 {
+    sq_norm(a).sqrt()
 }
 
 /// Portable [`sq_dist`]; also compiled with AVX2 enabled, where the compiler widens the
@@ -379,6 +437,40 @@ mod tests {
         axpy(&mut fast, 0.3, &x[0]);
         axpy_portable(&mut portable, 0.3, &x[0]);
         assert_eq!(fast, portable);
+    }
+
+    #[test]
+    fn overflowing_inputs_get_exact_finite_distances() {
+        // The overflow takeover: honest updates around +-0.02, one input at +-f32::MAX on
+        // 512 coordinates with the honest signs. In f32 the Gram identity gives inf - inf.
+        let honest: Vec<Vec<f32>> = (0..4)
+            .map(|i| {
+                (0..2048)
+                    .map(|c| if (c + i) % 3 == 0 { -0.02 } else { 0.02 })
+                    .collect()
+            })
+            .collect();
+        let mut attacker = vec![0.0f32; 2048];
+        for c in 0..512 {
+            attacker[c] = f32::MAX.copysign(honest[0][c]);
+        }
+        let mut x = honest.clone();
+        x.push(attacker.clone());
+        let d = pairwise_sq_distances(&x);
+        assert!(d.iter().all(|v| v.is_finite() && *v >= 0.0), "{d:?}");
+        // The attacker is far from everyone; honest pairs keep their exact distances.
+        for i in 0..4 {
+            assert!(d[i * 5 + 4] > 1e79, "{}", d[i * 5 + 4]);
+            assert_eq!(d[i * 5 + 4], sq_dist_exact(&honest[i], &attacker));
+        }
+        assert_eq!(
+            sq_dist(&attacker, &honest[0]),
+            sq_dist_exact(&attacker, &honest[0])
+        );
+        let opposite: Vec<f32> = attacker.iter().map(|v| -v).collect();
+        assert!(sq_dist(&attacker, &opposite).is_finite());
+        assert_eq!(l2_norm(&[3.0, 4.0]), 5.0);
+        assert!(l2_norm(&attacker).is_finite());
     }
 
     #[test]
