@@ -4,7 +4,11 @@
 //!
 //! For every submission, in this order:
 //!
-//! 0. **Bound**: an update whose Euclidean norm (in `f64`, [`l2_norm`]) exceeds the task's
+//! 0. **Forks and bound**: every submission of an agent that submitted more than once in
+//!    the round (one key writing on two forks of its chain, each fork passing the
+//!    one-per-round rule on its own) is excluded (`Equivocation`, clear evidence, applied
+//!    once), so the round goes on without it whichever fork a reader saw. An update whose
+//!    Euclidean norm (in `f64`, [`l2_norm`]) exceeds the task's
 //!    [`RoundParams::max_update_norm`] is excluded (`AboveNormBound`, clear evidence).
 //!    Validation already rejects such submissions; the step keeps every backend on the
 //!    same rule, and keeps every later step's arithmetic far from `f32` overflow.
@@ -165,6 +169,8 @@ pub struct SubmissionInput<'a, K> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Exclusion {
+    /// The agent submitted more than once in the round (a forked chain).
+    Equivocation,
     /// The update's norm exceeds the task's bound.
     AboveNormBound,
     /// No PoGQ proof, or the submitter's own measurement fails the threshold.
@@ -185,6 +191,7 @@ impl Exclusion {
     /// A sentence for people.
     pub fn describe(self) -> &'static str {
         match self {
+            Exclusion::Equivocation => "one of several submissions by the same agent",
             Exclusion::AboveNormBound => "update norm above the task's bound",
             Exclusion::InvalidProof => "missing or failing PoGQ proof",
             Exclusion::BelowReputationFloor => "reputation below the floor",
@@ -248,12 +255,6 @@ pub enum RoundError {
         /// Update length.
         found: usize,
     },
-    /// The same agent submitted twice.
-    #[error("submission {index} is the agent's second in this round")]
-    DuplicateAgent {
-        /// Index of the second submission.
-        index: usize,
-    },
     /// The server learning rate is outside `(0, MAX_SERVER_LR]`.
     #[error("server learning rate {0} must be finite, > 0 and <= {MAX_SERVER_LR}")]
     InvalidServerLr(f32),
@@ -296,16 +297,13 @@ pub fn decide_round<K: Ord + Clone>(
         seen.push(&s.agent);
     }
     seen.sort();
-    if let Some(w) = seen.windows(2).position(|w| w[0] == w[1]) {
-        let dup = seen[w + 1];
-        let index = submissions
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| &s.agent == dup)
-            .nth(1)
-            .map_or(0, |(i, _)| i);
-        return Err(RoundError::DuplicateAgent { index });
-    }
+    let mut forked_agents: Vec<&K> = seen
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    forked_agents.dedup();
+    let forked = |k: &K| forked_agents.binary_search(&k).is_ok();
 
     let weight = |k: &K| u64::from(reputation_of(k).0);
     let authors: Vec<&K> = submissions.iter().map(|s| &s.agent).collect();
@@ -366,6 +364,10 @@ pub fn decide_round<K: Ord + Clone>(
     };
     let mut working = Vec::new();
     for (i, s) in submissions.iter().enumerate() {
+        if forked(&s.agent) {
+            outcomes[i] = excluded(Exclusion::Equivocation, Evidence::RejectedClear, i);
+            continue;
+        }
         if !params.within_norm_bound(s.update) {
             outcomes[i] = excluded(Exclusion::AboveNormBound, Evidence::RejectedClear, i);
             continue;
@@ -491,7 +493,15 @@ pub fn decide_round<K: Ord + Clone>(
             Ok(pos) => table[pos].1 = rp.update(table[pos].1, evidence),
             Err(pos) => table.insert(pos, (agent.clone(), rp.update(rp.initial, evidence))),
         };
+    let mut punished: Vec<&K> = Vec::new();
     for (s, o) in submissions.iter().zip(&outcomes) {
+        // An agent with several submissions answers for them once.
+        if forked(&s.agent) {
+            if punished.contains(&&s.agent) {
+                continue;
+            }
+            punished.push(&s.agent);
+        }
         apply(&s.agent, o.evidence);
     }
     for k in &distrusted {
@@ -1042,14 +1052,27 @@ mod tests {
     }
 
     #[test]
-    fn no_submissions_keep_the_model_and_duplicates_are_errors() {
+    fn no_submissions_keep_the_model_and_forked_agents_are_excluded() {
         let r = decide(&params(Rule::Krum, 1), &[0.5], &[], &[]).unwrap();
         assert_eq!(r.model, vec![0.5]);
-        let u = [1.0f32];
-        let subs = vec![sub(1, &u, &[]), sub(1, &u, &[])];
+        // Agent 1 submitted on two forks of its chain; the round goes on without it, and it
+        // answers once for both.
+        let (u, v, w) = ([1.0f32], [9.0f32], [1.2f32]);
+        let subs = vec![sub(1, &u, &[]), sub(2, &w, &[]), sub(1, &v, &[])];
+        let r = decide(&params(Rule::Mean, 0), &[0.0], &[], &subs).unwrap();
+        for i in [0, 2] {
+            assert_eq!(
+                r.outcomes[i].verdict,
+                Verdict::Excluded(Exclusion::Equivocation)
+            );
+            assert_eq!(r.outcomes[i].evidence, Evidence::RejectedClear);
+        }
+        assert_eq!(r.outcomes[1].verdict, Verdict::Included);
+        assert_eq!(r.model, vec![1.2]);
+        let rp = ReputationParams::default();
         assert_eq!(
-            decide(&params(Rule::Mean, 0), &[0.0], &[], &subs),
-            Err(RoundError::DuplicateAgent { index: 1 })
+            r.reputation[0],
+            (1, rp.update(rp.initial, Evidence::RejectedClear))
         );
         let short = [1.0f32];
         assert!(matches!(
