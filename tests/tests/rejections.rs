@@ -27,6 +27,15 @@ struct RawEntryBytes {
 }
 
 #[derive(serde::Serialize, Debug)]
+struct ChosenEvidence {
+    task: ActionHash,
+    round: u32,
+    base: ActionHash,
+    submissions: Vec<ActionHash>,
+    ballots: Vec<ActionHash>,
+}
+
+#[derive(serde::Serialize, Debug)]
 struct UpdateSubmission {
     original: ActionHash,
     submission: GradientSubmission,
@@ -162,6 +171,32 @@ async fn scenario() {
         )
         .await,
         "tensor value at index 7 is not finite",
+    );
+    // The overflow takeover: +-f32::MAX on 512 coordinates with an honest update's signs.
+    // Finite, so it passed validation before norm bounding and won Krum through f32
+    // overflow (fl_core round tests); now it is above the task's norm bound.
+    let takeover: Vec<f32> = (0..LEN)
+        .map(|c| {
+            if c < 512 {
+                f32::MAX.copysign(good[c])
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ZOME,
+            "submit_gradient",
+            SubmitGradient {
+                update: f32_bytes(&takeover),
+                ..wrong_length.clone()
+            },
+        )
+        .await,
+        "gradient submission: update norm 7.699711e39 exceeds the task's norm bound 1e3",
     );
     let oversized = vec![0u8; 4_100_000];
     let msg = call_err(
@@ -386,6 +421,12 @@ async fn scenario() {
         .call(&alice.zome(ZOME), "aggregate_round", r0.clone())
         .await;
     settle(&cells).await;
+    // The same valid aggregate again, from the same author: a second aggregate of the
+    // round (a fork of the model) is refused whatever it holds.
+    assert_rejected(
+        &call_err(ca, alice, ADVERSARY, "raw_aggregate", honest.clone()).await,
+        "round aggregate: the author already published an aggregate of round 0",
+    );
 
     // --- Model evaluations ---
     let evaluation = ModelEvaluation {
@@ -441,6 +482,21 @@ async fn scenario() {
     let eval_hash: ActionHash = cb
         .call(&bob.zome(ZOME), "publish_evaluation", evaluation.clone())
         .await;
+    // One evaluation per author and aggregate: a second would weigh twice in the median.
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ADVERSARY,
+            "raw_evaluation",
+            ModelEvaluation {
+                accuracy: 0.99,
+                ..evaluation.clone()
+            },
+        )
+        .await,
+        "model evaluation: the author already evaluated this aggregate",
+    );
     assert_rejected(
         &call_err(
             cb,
@@ -613,7 +669,7 @@ async fn scenario() {
             expected,
         );
     }
-    let _: ActionHash = conductors[member]
+    let ballot1: ActionHash = conductors[member]
         .call(&cells[member].zome(ZOME), "cast_ballot", cast.clone())
         .await;
     assert_rejected(
@@ -628,14 +684,56 @@ async fn scenario() {
         "the member already cast its ballot for round 1",
     );
 
-    // --- A forged round-1 aggregate that cites the ballot for one of its votes only ---
+    // --- Forged round-1 aggregates that pick among the evidence ---
+    // The member submits too, after its ballot: three submissions, two voted on.
+    let sub3 = submit(
+        &conductors[member],
+        &cells[member],
+        &task_hash,
+        1,
+        &vec![0.25f32; LEN],
+    )
+    .await;
     settle(&cells).await;
     let honest1: RoundAggregate = conductors[member]
         .call(&cells[member].zome(ZOME), "preview_aggregate", r1.clone())
         .await;
-    assert!(honest1.outcomes.iter().all(|o| o.votes.len() == 1));
+    assert_eq!(honest1.outcomes.len(), 3);
+    let at = |s: &ActionHash| {
+        honest1
+            .outcomes
+            .iter()
+            .position(|o| &o.submission == s)
+            .unwrap()
+    };
+    assert_eq!(honest1.outcomes[at(&sub1.submission)].votes.len(), 1);
+    assert_eq!(honest1.outcomes[at(&sub2.submission)].votes.len(), 1);
+    assert!(honest1.outcomes[at(&sub3.submission)].votes.is_empty());
+    // A consistent aggregate of a chosen subset: it leaves out a submission the cited
+    // ballot judged (sub1) while keeping the ballot.
+    assert_rejected(
+        &call_err(
+            &conductors[member],
+            &cells[member],
+            ADVERSARY,
+            "aggregate_chosen",
+            ChosenEvidence {
+                task: task_hash.clone(),
+                round: 1,
+                base: base1.clone(),
+                submissions: vec![sub2.submission.clone(), sub3.submission.clone()],
+                ballots: vec![ballot1.clone()],
+            },
+        )
+        .await,
+        &format!(
+            "votes on submission {}, which the aggregate leaves out",
+            sub1.submission
+        ),
+    );
+    // Citing the ballot for one of its votes only.
     let mut picked = honest1.clone();
-    picked.outcomes[0].votes.clear();
+    picked.outcomes[at(&sub1.submission)].votes.clear();
     assert_rejected(
         &call_err(
             &conductors[member],

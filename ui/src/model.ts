@@ -7,6 +7,8 @@ export type Hash = Uint8Array;
 
 /** Why the round left an update out (fl_core `Exclusion`). */
 export type Exclusion =
+  | "equivocation"
+  | "above_norm_bound"
   | "invalid_proof"
   | "below_reputation_floor"
   | "negligible_update"
@@ -31,6 +33,8 @@ export interface RoundParams {
   pogq: { probe_lr: number; min_score: number; mad_band?: number };
   reputation: Record<string, number>;
   server_lr: number;
+  /** Largest Euclidean norm an update may have; validation rejects larger ones (absent in older tasks: 1000). */
+  max_update_norm?: number;
 }
 
 /** The integrity zome's `Task`. */
@@ -180,6 +184,10 @@ export function sameHash(a: Hash | null | undefined, b: Hash | null | undefined)
 /** A sentence for an exclusion, as `Exclusion::describe` in fl_core words it. */
 export function describeExclusion(e: Exclusion): string {
   switch (e) {
+    case "equivocation":
+      return "one of several submissions by the same agent";
+    case "above_norm_bound":
+      return "update norm above the task's bound";
     case "invalid_proof":
       return "missing or failing PoGQ proof";
     case "below_reputation_floor":
@@ -453,6 +461,8 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
         committee_threshold: 400_000,
       },
       server_lr: 1,
+      // Honest logistic-regression updates on standardised features stay far below this.
+      max_update_norm: 10,
     },
     committee_size: form.committee,
     quorum: quorum(form.f),

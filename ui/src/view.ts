@@ -47,6 +47,7 @@ export function taskSection(info: TaskInfo | null, tasks: number): string {
       <dt>committee</dt><dd>${t.committee_size} members, PoGQ threshold ${t.round.pogq.min_score}${t.round.pogq.mad_band ? ` or within ${t.round.pogq.mad_band} MADs of the ballot's median` : ""}</dd>
       <dt>quorum</dt><dd>${t.quorum} submissions</dd>
       <dt>model</dt><dd>${esc(t.layout)} (${t.model_len} parameters)</dd>
+      <dt>update norm bound</dt><dd>${t.round.max_update_norm ?? 1000}</dd>
       <dt>author</dt><dd>${hashLabel(hashToString(info.author))}</dd>
       <dt>task</dt><dd>${hashLabel(hashToString(info.hash))}</dd>
     </dl>${more}</section>`;

@@ -248,6 +248,7 @@ describe("new task form", () => {
     expect([...t.initial_model.slice(0, 5)]).toEqual([1, 138, 2, 0, 0]);
     expect(taskFromForm({ ...form, rule: "median" }).quorum).toBe(5);
     expect(t.admission).toEqual({ kind: "open" });
+    expect(t.round.max_update_norm).toBe(10);
   });
   it("labels every task open or closed", () => {
     expect(admissionLabel(undefined)).toMatch(/^open: any agent/);

@@ -13,7 +13,7 @@ use crate::attacks::Knowledge;
 use crate::data::Dataset;
 use crate::partition::partition;
 use crate::sim::{Experiment, SimError};
-use crate::train::{delta, local_train};
+use crate::train::{clip_to_norm, delta, local_train};
 
 /// The PoGQ measurement an attacker publishes for its own update, and a lying committee
 /// member's "accept": a plausible 10 % loss improvement.
@@ -82,7 +82,8 @@ impl Cohort {
     /// Every peer's update from the global `model`: honest peers publish `local - global`
     /// after training on their shard; attackers train on their own (possibly poisoned)
     /// shard and craft their update with the attack, sharing their benign updates with
-    /// each other where the attack assumes collusion.
+    /// each other where the attack assumes collusion. Every update is clipped to the
+    /// task's norm bound.
     pub fn updates<R: Rng>(&self, exp: &Experiment, model: &[f32], rng: &mut R) -> Vec<Vec<f32>> {
         let benign: Vec<Vec<f32>> = (0..self.peers())
             .map(|p| {
@@ -97,7 +98,7 @@ impl Cohort {
         let colluders: Vec<Vec<f32>> = benign[..self.byzantine].to_vec();
         (0..self.peers())
             .map(|p| {
-                if self.is_byzantine(p) {
+                let mut update = if self.is_byzantine(p) {
                     let k = Knowledge {
                         own: &benign[p],
                         colluders: &colluders,
@@ -107,7 +108,12 @@ impl Cohort {
                     exp.attack.craft(&k, rng)
                 } else {
                     benign[p].clone()
-                }
+                };
+                // Validation rejects an update above the task's norm bound, so every peer
+                // clips to it: honest ones as any client would, attackers because an
+                // update that is rejected does them no good.
+                clip_to_norm(&mut update, exp.round.max_update_norm);
+                update
             })
             .collect()
     }

@@ -145,9 +145,12 @@ pub fn simulate(
     let mut reports = Vec::with_capacity(exp.rounds);
     for round in 0..exp.rounds {
         let updates = cohort.updates(exp, &model, &mut rng);
-        // Validation rejects non-finite updates before they reach the round.
+        // Validation rejects non-finite updates, and updates above the task's norm bound,
+        // before they reach the round.
         let valid: Vec<usize> = (0..exp.peers)
-            .filter(|&p| updates[p].iter().all(|v| v.is_finite()))
+            .filter(|&p| {
+                updates[p].iter().all(|v| v.is_finite()) && exp.round.within_norm_bound(&updates[p])
+            })
             .collect();
         let committee = if round == 0 {
             Vec::new()

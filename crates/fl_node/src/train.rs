@@ -58,6 +58,23 @@ pub fn delta(local: &[f32], global: &[f32]) -> Vec<f32> {
     local.iter().zip(global).map(|(l, g)| l - g).collect()
 }
 
+/// Scales `update` down so its Euclidean norm (as validation computes it,
+/// [`fl_core::aggregate::distance::l2_norm`]) is at most `bound`: the client side of a
+/// task's norm bound, which validation enforces. A finite update within the bound is left
+/// as it is; a non-finite one too (validation rejects it whatever its size).
+pub fn clip_to_norm(update: &mut [f32], bound: f32) {
+    use fl_core::aggregate::distance::l2_norm;
+    let bound = f64::from(bound);
+    let mut norm = l2_norm(update);
+    // Rounding each scaled value to f32 can leave the norm a hair above the bound; aim
+    // just below it and repeat in the (never observed) case that it still is above.
+    while norm.is_finite() && norm > bound {
+        let scale = (bound / norm * (1.0 - 1e-6)) as f32;
+        update.iter_mut().for_each(|v| *v *= scale);
+        norm = l2_norm(update);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +124,26 @@ mod tests {
             let u = delta(&trained, &start);
             assert_eq!(u.len(), model.param_count());
         }
+    }
+
+    #[test]
+    fn clipping_brings_any_finite_update_within_the_bound() {
+        use fl_core::aggregate::distance::l2_norm;
+        let mut small = vec![0.3f32, -0.4];
+        clip_to_norm(&mut small, 1.0);
+        assert_eq!(small, vec![0.3, -0.4]);
+        for bound in [1e-3f32, 0.5, 10.0, 1e6] {
+            let mut huge = vec![f32::MAX, -f32::MAX, 1.0, 0.0];
+            clip_to_norm(&mut huge, bound);
+            let n = l2_norm(&huge);
+            assert!(
+                n <= f64::from(bound) && n > 0.99 * f64::from(bound),
+                "{bound}: {n}"
+            );
+            assert!(huge[0] > 0.0 && huge[1] < 0.0);
+        }
+        let mut bad = vec![f32::NAN, 1e30];
+        clip_to_norm(&mut bad, 1.0);
+        assert!(bad[0].is_nan());
     }
 }

@@ -178,6 +178,11 @@ struct RunArgs {
     /// absolute PoGQ threshold (-1 %) alone.
     #[arg(long, default_value_t = 3.0)]
     mad_band: f64,
+    /// The task's bound on an update's Euclidean norm: validation rejects larger updates,
+    /// and every peer clips its update to it. Honest updates of the bundled models stay
+    /// well below the default.
+    #[arg(long, default_value_t = 10.0)]
+    max_update_norm: f32,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -316,23 +321,28 @@ fn experiment(args: &RunArgs, train: &Dataset) -> Result<Experiment> {
             classes: train.classes,
         },
     };
+    let round = RoundParams {
+        aggregator: aggregator(args, byzantine)?,
+        pogq: {
+            let pogq = PogqParams {
+                mad_band: args.mad_band,
+                ..PogqParams::default()
+            };
+            pogq.check().map_err(|e| anyhow!("--mad-band: {e}"))?;
+            pogq
+        },
+        reputation: ReputationParams::default(),
+        server_lr: 1.0,
+        max_update_norm: args.max_update_norm,
+    };
+    round
+        .check()
+        .map_err(|e| anyhow!("--max-update-norm: {e}"))?;
     Ok(Experiment {
         peers: args.nodes,
         byzantine,
         attack,
-        round: RoundParams {
-            aggregator: aggregator(args, byzantine)?,
-            pogq: {
-                let pogq = PogqParams {
-                    mad_band: args.mad_band,
-                    ..PogqParams::default()
-                };
-                pogq.check().map_err(|e| anyhow!("--mad-band: {e}"))?;
-                pogq
-            },
-            reputation: ReputationParams::default(),
-            server_lr: 1.0,
-        },
+        round,
         committee_size: args.committee.unwrap_or(args.nodes),
         rounds: args.rounds,
         scheme: match args.partition {

@@ -4,6 +4,8 @@
 //! entries. It commits exactly what the caller builds, and can update, delete and link
 //! anything. It is packed only into the test bundle (`tests/workdir/dna.yaml`).
 
+use federated_learning_integrity::aggregate::{compute_aggregate, SubmissionEvidence};
+use federated_learning_integrity::chain::{round_context, typed_record};
 use federated_learning_integrity::{
     CommitteeBallot, DeviceRegistration, EntryTypes, GradientSubmission, Invite, LinkTypes,
     Membership, ModelEvaluation, RoundAggregate, UnitEntryTypes,
@@ -61,6 +63,66 @@ pub fn raw_entry_bytes(r: RawEntryBytes) -> ExternResult<ActionHash> {
 #[hdk_extern]
 pub fn raw_aggregate(a: RoundAggregate) -> ExternResult<ActionHash> {
     create_entry(EntryTypes::RoundAggregate(a))
+}
+
+/// Input of [`aggregate_chosen`].
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ChosenEvidence {
+    /// The task.
+    pub task: ActionHash,
+    /// The round.
+    pub round: u32,
+    /// The round's base.
+    pub base: ActionHash,
+    /// The submissions to aggregate, and only these.
+    pub submissions: Vec<ActionHash>,
+    /// The ballots to cite, and only these.
+    pub ballots: Vec<ActionHash>,
+}
+
+/// A Byzantine aggregator choosing its evidence: computes the round's aggregate exactly as
+/// validation recomputes it, but from the submissions and ballots the caller picks, and
+/// commits it (no schedule, no quorum or completeness checks of its own).
+#[hdk_extern]
+pub fn aggregate_chosen(c: ChosenEvidence) -> ExternResult<ActionHash> {
+    let fail = |e: String| wasm_error!(WasmErrorInner::Guest(e));
+    let ctx = round_context(&c.task, c.round, &c.base)?.map_err(fail)?;
+    let mut ballots = Vec::new();
+    for h in &c.ballots {
+        let (record, ballot) =
+            typed_record::<CommitteeBallot>(h, "CommitteeBallot")?.map_err(fail)?;
+        ballots.push((h.clone(), record.action().author().clone(), ballot));
+    }
+    let mut evidence = Vec::new();
+    for h in &c.submissions {
+        let (record, submission) =
+            typed_record::<GradientSubmission>(h, "GradientSubmission")?.map_err(fail)?;
+        let votes = ballots
+            .iter()
+            .filter_map(|(b, member, ballot)| {
+                ballot
+                    .vote_on(h)
+                    .map(|v| (b.clone(), member.clone(), v.clone()))
+            })
+            .collect();
+        evidence.push(SubmissionEvidence {
+            hash: h.clone(),
+            author: record.action().author().clone(),
+            submission,
+            votes,
+        });
+    }
+    let aggregate = compute_aggregate(
+        &c.task,
+        &ctx.task,
+        c.round,
+        &c.base,
+        ctx.previous.as_ref(),
+        &ctx.committee,
+        evidence,
+    )
+    .map_err(fail)?;
+    create_entry(EntryTypes::RoundAggregate(aggregate))
 }
 
 /// Commits a model evaluation as given.

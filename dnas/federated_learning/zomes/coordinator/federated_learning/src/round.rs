@@ -140,19 +140,25 @@ pub(crate) fn round_evidence(
     base: &ActionHash,
     committee: &[AgentPubKey],
 ) -> ExternResult<Vec<SubmissionEvidence>> {
-    let links = get_links(
+    let mut ballots = round_ballots(task, round, base, committee)?;
+    // The linked submissions and every submission a ballot votes on (its link may not have
+    // arrived yet): validation requires an aggregate to include all of those.
+    let mut hashes: Vec<ActionHash> = get_links(
         LinkQuery::try_new(base.clone(), LinkTypes::RoundToSubmissions)?,
         GetStrategy::Network,
-    )?;
-    let ballots = round_ballots(task, round, base, committee)?;
-    let mut out: Vec<SubmissionEvidence> = Vec::new();
-    for link in links {
-        let Some(hash) = link.target.into_action_hash() else {
-            continue;
-        };
-        if out.iter().any(|e| e.hash == hash) {
-            continue;
-        }
+    )?
+    .into_iter()
+    .filter_map(|l| l.target.into_action_hash())
+    .chain(
+        ballots
+            .iter()
+            .flat_map(|(_, _, b)| b.votes.iter().map(|v| v.submission.clone())),
+    )
+    .collect();
+    hashes.sort();
+    hashes.dedup();
+    let mut found: Vec<(ActionHash, AgentPubKey, GradientSubmission)> = Vec::new();
+    for hash in hashes {
         let Some(record) = get(hash.clone(), GetOptions::default())? else {
             continue;
         };
@@ -162,23 +168,34 @@ pub(crate) fn round_evidence(
         if &submission.task != task || submission.round != round || &submission.base != base {
             continue;
         }
-        let author = record.action().author().clone();
-        let votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)> = ballots
-            .iter()
-            .filter_map(|(h, member, b)| {
-                b.vote_on(&hash)
-                    .map(|v| (h.clone(), member.clone(), v.clone()))
-            })
-            .collect();
-        out.push(SubmissionEvidence {
-            hash,
-            author,
-            submission,
-            votes,
-        });
+        found.push((hash, record.action().author().clone(), submission));
     }
-    out.sort_by(|a, b| a.hash.cmp(&b.hash));
-    Ok(out)
+    // A ballot voting on a submission this conductor cannot read yet is left out.
+    ballots.retain(|(_, _, b)| {
+        b.votes.iter().all(|v| {
+            found
+                .binary_search_by(|(h, _, _)| h.cmp(&v.submission))
+                .is_ok()
+        })
+    });
+    Ok(found
+        .into_iter()
+        .map(|(hash, author, submission)| {
+            let votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)> = ballots
+                .iter()
+                .filter_map(|(h, member, b)| {
+                    b.vote_on(&hash)
+                        .map(|v| (h.clone(), member.clone(), v.clone()))
+                })
+                .collect();
+            SubmissionEvidence {
+                hash,
+                author,
+                submission,
+                votes,
+            }
+        })
+        .collect())
 }
 
 /// The committee's ballots in the round based on `base`: (ballot, member, ballot), the

@@ -4,9 +4,10 @@ use fl_core::{decide_round, Reputation, SubmissionInput, Verdict};
 use hdi::prelude::*;
 
 use crate::ballot::{CommitteeBallot, CommitteeVote};
-use crate::chain::{round_context, typed_record, RoundContext};
+use crate::chain::{earlier_entry, round_context, typed_record, RoundContext};
 use crate::gradient::GradientSubmission;
 use crate::task::{decode_model, Task};
+use crate::UnitEntryTypes;
 
 /// What a round decided about one submission, with the entries that decided it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -172,7 +173,11 @@ pub fn check_aggregator(
         .iter()
         .position(|m| m == author)
         .ok_or_else(|| format!("aggregate by {author}, who is not on the round's committee"))?;
-    let wait_us = (rank as i64).saturating_mul(ctx.task.aggregation_timeout_ms as i64 * 1000);
+    // Task validation caps the timeout at a day, so this cannot overflow; saturate anyway.
+    let timeout_us = i64::try_from(ctx.task.aggregation_timeout_ms)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000);
+    let wait_us = (rank as i64).saturating_mul(timeout_us);
     let allowed = Timestamp::from_micros(ctx.opened_at.as_micros().saturating_add(wait_us));
     if at < allowed {
         return Err(format!(
@@ -197,6 +202,20 @@ pub fn validate_create_aggregate(
     };
     if let Err(e) = check_aggregator(&ctx, &action.author, action.timestamp) {
         return Ok(Err(format!("round aggregate: {e}")));
+    }
+    // One aggregate per author and round, whatever its base: a second would fork the model.
+    let earlier = earlier_entry::<RoundAggregate>(
+        &action.author,
+        &action.prev_action,
+        ctx.opened_at,
+        UnitEntryTypes::RoundAggregate,
+        |other| other.task == a.task && other.round == a.round,
+    )?;
+    if let Some(first) = earlier {
+        return Ok(Err(format!(
+            "round aggregate: the author already published an aggregate of round {} ({first})",
+            a.round
+        )));
     }
     if let Err(e) = check_outcomes(a, &ctx.task) {
         return Ok(Err(e));
@@ -290,8 +309,9 @@ fn cited_ballots(
     Ok(Ok(out))
 }
 
-/// Every vote of a cited ballot on a submission the aggregate lists must be cited in that
-/// submission's outcome: an aggregator may leave a ballot out, not pick among its votes.
+/// Every submission a cited ballot votes on must be listed, and the vote cited in its
+/// outcome: an aggregator may leave a ballot out, but not pick among its votes, and not
+/// leave out a submission the committee judged while keeping the ballot that judged it.
 fn check_ballots_counted(a: &RoundAggregate, ballots: &CitedBallots) -> Result<(), String> {
     for (h, _, ballot) in ballots {
         for v in &ballot.votes {
@@ -299,7 +319,10 @@ fn check_ballots_counted(a: &RoundAggregate, ballots: &CitedBallots) -> Result<(
                 .outcomes
                 .binary_search_by(|o| o.submission.cmp(&v.submission))
             else {
-                continue;
+                return Err(format!(
+                    "ballot {h} votes on submission {}, which the aggregate leaves out: every submission a cited ballot votes on must be included",
+                    v.submission
+                ));
             };
             if !a.outcomes[i].votes.contains(h) {
                 return Err(format!(

@@ -4,7 +4,7 @@
 use hdi::prelude::*;
 
 use crate::aggregate::RoundAggregate;
-use crate::chain::typed_record;
+use crate::chain::{earlier_entry, typed_record};
 use crate::membership::check_member;
 use crate::task::Task;
 
@@ -64,7 +64,8 @@ pub fn check_evaluation_round(
 }
 
 /// An evaluation must carry a sane measurement and name a round aggregate and that
-/// aggregate's round, be dated after it, and come from a member when the task is closed.
+/// aggregate's round, be dated after it, be its author's only evaluation of that
+/// aggregate, and come from a member when the task is closed.
 pub fn validate_create_evaluation(
     e: &ModelEvaluation,
     action: &Create,
@@ -82,6 +83,18 @@ pub fn validate_create_evaluation(
     }
     if action.timestamp < record.action().timestamp() {
         return Ok(Err("model evaluation is dated before the aggregate".into()));
+    }
+    let earlier = earlier_entry::<ModelEvaluation>(
+        &action.author,
+        &action.prev_action,
+        record.action().timestamp(),
+        crate::UnitEntryTypes::ModelEvaluation,
+        |other| other.aggregate == e.aggregate,
+    )?;
+    if let Some(first) = earlier {
+        return Ok(Err(format!(
+            "model evaluation: the author already evaluated this aggregate ({first})"
+        )));
     }
     let (task_record, task) = match typed_record::<Task>(&aggregate.task, "Task")? {
         Ok(t) => t,

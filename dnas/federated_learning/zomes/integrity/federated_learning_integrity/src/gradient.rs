@@ -96,12 +96,21 @@ pub fn signer_key(signer: &Signer, author: &AgentPubKey) -> ExternResult<Result<
     }
 }
 
-/// The update must decode as a model of `task`: the task's encoding, exactly `model_len`
-/// finite values. Pure.
+/// The update must decode as a model of `task` (the task's encoding, exactly `model_len`
+/// finite values) and its Euclidean norm must not exceed the task's `max_update_norm`
+/// (norm bounding: no update can outweigh honest ones by size, and the distance math of
+/// every validator stays far from `f32` overflow). Pure.
 pub fn check_update(g: &GradientSubmission, task: &Task) -> Result<(), String> {
-    decode_model(task, &g.update)
-        .map(|_| ())
-        .map_err(|e| format!("gradient submission: update {e}"))
+    let update =
+        decode_model(task, &g.update).map_err(|e| format!("gradient submission: update {e}"))?;
+    let norm = fl_core::aggregate::distance::l2_norm(update.as_slice());
+    let bound = task.round.max_update_norm;
+    if norm > f64::from(bound) {
+        return Err(format!(
+            "gradient submission: update norm {norm:.6e} exceeds the task's norm bound {bound:e}"
+        ));
+    }
+    Ok(())
 }
 
 /// The signature must verify against `signer_key` (the 32-byte ed25519 key that
@@ -179,4 +188,63 @@ pub fn validate_create_gradient(
         )));
     }
     Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fl_core::aggregate::Rule;
+    use fl_core::{Encoding, RoundParams, Tensor};
+
+    fn task(bound: f32) -> Task {
+        let mut round = RoundParams::new(Rule::Median, 0);
+        round.max_update_norm = bound;
+        Task {
+            name: "t".into(),
+            description: String::new(),
+            model_len: 2,
+            layout: String::new(),
+            encoding: Encoding::F32,
+            round,
+            committee_size: 3,
+            quorum: 1,
+            aggregation_timeout_ms: 0,
+            initial_model: Tensor::new(vec![0.0; 2]).unwrap().canonical_bytes(),
+            admission: Default::default(),
+        }
+    }
+
+    fn submission(update: Vec<f32>) -> GradientSubmission {
+        let hash = ActionHash::from_raw_36(vec![1; 36]);
+        GradientSubmission {
+            task: hash.clone(),
+            round: 0,
+            base: hash,
+            update: Tensor::new(update).unwrap().canonical_bytes(),
+            samples: 1,
+            signer: Signer::Agent,
+            signature: Vec::new(),
+            proof: PogqProof {
+                loss_before: 1.0,
+                loss_after: 0.9,
+                samples: 1,
+                signature: Vec::new(),
+            },
+            membership: None,
+        }
+    }
+
+    #[test]
+    fn rejects_updates_above_the_task_norm_bound() {
+        assert_eq!(
+            check_update(&submission(vec![3.0, 4.0]), &task(5.0)),
+            Ok(())
+        );
+        assert_eq!(
+            check_update(&submission(vec![3.0, 4.0]), &task(4.5)).unwrap_err(),
+            "gradient submission: update norm 5.000000e0 exceeds the task's norm bound 4.5e0"
+        );
+        let e = check_update(&submission(vec![f32::MAX, -f32::MAX]), &task(1e12)).unwrap_err();
+        assert!(e.contains("exceeds the task's norm bound"), "{e}");
+    }
 }

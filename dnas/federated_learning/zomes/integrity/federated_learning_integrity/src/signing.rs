@@ -8,7 +8,7 @@
 //! from being replayed as another; the digest keeps the signed message short whatever the
 //! update's size (the conductor's keystore signs at most 8 KiB per request).
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 /// Domain of a gradient submission's signature.
@@ -98,7 +98,9 @@ fn push_bytes(m: &mut Vec<u8>, b: &[u8]) {
     m.extend_from_slice(b);
 }
 
-/// Verifies an ed25519 signature; the error says what was wrong.
+/// Verifies an ed25519 signature with `verify_strict` (no small-order keys, no
+/// non-canonical encodings, so one message has no second valid signature by a weak key);
+/// the error says what was wrong.
 pub fn verify_ed25519(key: &[u8], signature: &[u8], message: &[u8]) -> Result<(), String> {
     let key: [u8; 32] = key
         .try_into()
@@ -108,14 +110,14 @@ pub fn verify_ed25519(key: &[u8], signature: &[u8], message: &[u8]) -> Result<()
         .map_err(|_| format!("signature has {} bytes, expected 64", signature.len()))?;
     let key = VerifyingKey::from_bytes(&key)
         .map_err(|_| "signing key is not a valid ed25519 point".to_string())?;
-    key.verify(message, &Signature::from_bytes(&signature))
+    key.verify_strict(message, &Signature::from_bytes(&signature))
         .map_err(|_| "signature does not verify against the signing key".to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ed25519_dalek::{Signer, SigningKey};
+    use ed25519_dalek::{Signer, SigningKey, Verifier};
 
     #[test]
     fn messages_differ_by_domain_and_field() {
@@ -161,5 +163,21 @@ mod tests {
         assert!(verify_ed25519(&vk, &sig[..63], &msg)
             .unwrap_err()
             .contains("64"));
+    }
+
+    #[test]
+    fn a_small_order_key_signs_nothing() {
+        // The identity point as a key with R = identity and s = 0 satisfies the plain
+        // equation [s]B = R + [k]A for every message; verify_strict refuses the weak key.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut sig = [0u8; 64];
+        sig[0] = 1;
+        let msg = device_message(&[3; 39]);
+        let plain = VerifyingKey::from_bytes(&identity).unwrap();
+        assert!(plain.verify(&msg, &Signature::from_bytes(&sig)).is_ok());
+        assert!(verify_ed25519(&identity, &sig, &msg)
+            .unwrap_err()
+            .contains("does not verify"));
     }
 }

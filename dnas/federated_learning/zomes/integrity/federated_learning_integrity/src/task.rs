@@ -12,6 +12,12 @@ pub const MAX_MODEL_PARAMS: u32 = 1_000_000;
 pub const MAX_F32_PARAMS: u32 = 990_000;
 /// Longest task name, in bytes.
 pub const MAX_NAME_LEN: usize = 200;
+/// Longest task description and longest layout, in bytes each: free text must not crowd
+/// the entry or every reader's memory.
+pub const MAX_TEXT_LEN: usize = 16_384;
+/// Longest aggregation timeout a task may set (one day): the rank-scaled wait of the
+/// lowest-ranked member must stay a sane time, and its arithmetic finite.
+pub const MAX_AGGREGATION_TIMEOUT_MS: u64 = 86_400_000;
 
 /// Who may take part in a task.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,6 +97,20 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
             "task name must be 1..={MAX_NAME_LEN} bytes and not blank"
         ));
     }
+    for (field, text) in [("description", &task.description), ("layout", &task.layout)] {
+        if text.len() > MAX_TEXT_LEN {
+            return Err(format!(
+                "task {field} is {} bytes, more than the {MAX_TEXT_LEN} allowed",
+                text.len()
+            ));
+        }
+    }
+    if task.aggregation_timeout_ms > MAX_AGGREGATION_TIMEOUT_MS {
+        return Err(format!(
+            "aggregation_timeout_ms {} is above the {MAX_AGGREGATION_TIMEOUT_MS} allowed (one day)",
+            task.aggregation_timeout_ms
+        ));
+    }
     if task.model_len == 0 || task.model_len > MAX_MODEL_PARAMS {
         return Err(format!(
             "task model_len {} is outside 1..={MAX_MODEL_PARAMS}",
@@ -112,12 +132,7 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
     decode_model(task, &task.initial_model).map_err(|e| format!("initial model: {e}"))?;
     task.round.pogq.check().map_err(|e| e.to_string())?;
     task.round.reputation.check().map_err(|e| e.to_string())?;
-    if !(task.round.server_lr.is_finite() && task.round.server_lr > 0.0) {
-        return Err(format!(
-            "server_lr {} must be finite and > 0",
-            task.round.server_lr
-        ));
-    }
+    task.round.check().map_err(|e| format!("task {e}"))?;
     if task.quorum == 0 {
         return Err("quorum must be at least 1".into());
     }
@@ -254,6 +269,38 @@ mod tests {
             .contains("requires F32"));
         let mut t = task(10, Rule::Mean, 0, 1);
         t.round.server_lr = f32::NAN;
-        assert!(validate_create_task(&t).unwrap_err().contains("server_lr"));
+        assert!(validate_create_task(&t)
+            .unwrap_err()
+            .contains("server learning rate"));
+    }
+
+    #[test]
+    fn rejects_unbounded_learning_rates_norm_bounds_texts_and_timeouts() {
+        let mut t = task(10, Rule::Mean, 0, 1);
+        t.round.server_lr = 11.0;
+        assert_eq!(
+            validate_create_task(&t).unwrap_err(),
+            "task server learning rate 11 must be finite, > 0 and <= 10"
+        );
+        let mut t = task(10, Rule::Mean, 0, 1);
+        t.round.max_update_norm = f32::INFINITY;
+        assert!(validate_create_task(&t)
+            .unwrap_err()
+            .starts_with("task update norm bound inf"));
+        let mut t = task(10, Rule::Mean, 0, 1);
+        t.description = "x".repeat(MAX_TEXT_LEN + 1);
+        assert!(validate_create_task(&t)
+            .unwrap_err()
+            .starts_with("task description is 16385 bytes"));
+        let mut t = task(10, Rule::Mean, 0, 1);
+        t.layout = "x".repeat(MAX_TEXT_LEN + 1);
+        assert!(validate_create_task(&t)
+            .unwrap_err()
+            .starts_with("task layout"));
+        let mut t = task(10, Rule::Mean, 0, 1);
+        t.aggregation_timeout_ms = u64::MAX;
+        assert!(validate_create_task(&t)
+            .unwrap_err()
+            .contains("aggregation_timeout_ms"));
     }
 }
