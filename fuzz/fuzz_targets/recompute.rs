@@ -17,7 +17,9 @@ use federated_learning_integrity::{CommitteeVote, PogqProof, RoundAggregate};
 use fl_core::aggregate::{Rule, WeiszfeldParams};
 use fl_core::{Encoding, Reputation, Tensor};
 use libfuzzer_sys::fuzz_target;
-use mycelix_fl_fuzz::{action_hash, agent, encode, entry_bytes, fixture, task, Val, MODEL_LEN};
+use mycelix_fl_fuzz::{
+    action_hash, agent, context, encode, entry_bytes, fixture, task, Val, MODEL_LEN,
+};
 
 #[derive(Arbitrary, Debug)]
 struct Sub {
@@ -102,6 +104,7 @@ fuzz_target!(|input: Input| {
                 outcomes: Vec::new(),
                 model: model.encode(encoding).unwrap(),
                 reputation,
+                deadline: hdi::prelude::Timestamp::from_micros(2_000),
             })
         }
     };
@@ -162,17 +165,8 @@ fuzz_target!(|input: Input| {
     let reversed: Vec<_> = evidence.iter().rev().cloned().collect();
     // The committee: the members agent(0..12) that votes come from.
     let committee: Vec<_> = (0..12u8).map(agent).collect();
-    let compute = |evidence| {
-        compute_aggregate(
-            &fx.task_hash,
-            &t,
-            round,
-            &base,
-            previous.as_ref(),
-            &committee,
-            evidence,
-        )
-    };
+    let ctx = context(&fx.task_hash, &t, round, &base, previous.as_ref(), committee);
+    let compute = |evidence| compute_aggregate(&ctx, evidence);
     let Ok(a) = compute(evidence) else {
         return;
     };

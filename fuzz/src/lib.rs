@@ -26,7 +26,7 @@ use federated_learning_integrity::task::{decode_model, validate_create_task};
 use federated_learning_integrity::wire::{check_msgpack, decode_entry};
 use federated_learning_integrity::{
     CommitteeBallot, CommitteeVote, DeviceRegistration, GradientSubmission, Invite, InviteProof,
-    Membership, ModelEvaluation, PogqProof, RoundAggregate, Signer, Task,
+    Membership, ModelEvaluation, PogqProof, RoundAggregate, RoundSchedule, Signer, Task,
 };
 use fl_core::aggregate::Rule;
 use fl_core::{Encoding, RoundParams, Tensor};
@@ -83,6 +83,28 @@ pub fn agent_of(key: &SigningKey) -> AgentPubKey {
     AgentPubKey::from_raw_36(raw)
 }
 
+/// The context of `round` of `task` on `base`, opened at 1 ms, authored by agent 7's key,
+/// as the integrity zome's `round_context` would give it.
+pub fn context(
+    task_hash: &ActionHash,
+    task: &Task,
+    round: u32,
+    base: &ActionHash,
+    previous: Option<&RoundAggregate>,
+    committee: Vec<AgentPubKey>,
+) -> RoundContext {
+    RoundContext {
+        task_hash: task_hash.clone(),
+        round,
+        base: base.clone(),
+        task: task.clone(),
+        task_author: agent_of(&SigningKey::from_bytes(&[7; 32])),
+        opened_at: Timestamp::from_micros(1_000),
+        previous: previous.cloned(),
+        committee,
+    }
+}
+
 /// A valid task of [`MODEL_LEN`] parameters with `encoding` and `rule`.
 pub fn task(encoding: Encoding, rule: Rule, f: u32, quorum: u32) -> Task {
     let model: Vec<f32> = (0..MODEL_LEN).map(|i| i as f32 / 8.0).collect();
@@ -95,7 +117,11 @@ pub fn task(encoding: Encoding, rule: Rule, f: u32, quorum: u32) -> Task {
         round: RoundParams::new(rule, f),
         committee_size: 3,
         quorum,
-        aggregation_timeout_ms: 1_000,
+        schedule: RoundSchedule {
+            submit_ms: 1_000,
+            vote_ms: 1_000,
+            slot_ms: 1_000,
+        },
         initial_model: Tensor::new(model).unwrap().encode(encoding).unwrap(),
         admission: Default::default(),
     }
@@ -162,8 +188,11 @@ fn build() -> Fixture {
         submission: submission.clone(),
         votes: vec![(action_hash(5), agent(6), ballot.votes[0].clone())],
     }];
-    let aggregate =
-        compute_aggregate(&task_hash, &tasks[0], 0, &task_hash, None, &[], evidence).unwrap();
+    let aggregate = compute_aggregate(
+        &context(&task_hash, &tasks[0], 0, &task_hash, None, Vec::new()),
+        evidence,
+    )
+    .unwrap();
     let evaluation = ModelEvaluation {
         aggregate: action_hash(8),
         round: 0,
@@ -330,8 +359,11 @@ fn check_task(t: &Task, fx: &Fixture) {
         return;
     }
     assert!(decode_model(t, &t.initial_model).is_ok());
-    let first = compute_aggregate(&fx.task_hash, t, 0, &fx.task_hash, None, &[], Vec::new())
-        .expect("round 0 of a valid task can always be decided");
+    let first = compute_aggregate(
+        &context(&fx.task_hash, t, 0, &fx.task_hash, None, Vec::new()),
+        Vec::new(),
+    )
+    .expect("round 0 of a valid task can always be decided");
     if let Err(e) = decode_model(t, &first.model) {
         panic!("round 0's model of a valid task does not decode: {e}");
     }
@@ -346,18 +378,16 @@ fn check_aggregate(a: &RoundAggregate, fx: &Fixture) {
         assert!(committee.len() <= task.committee_size as usize);
         let next = a.round.wrapping_add(1);
         if let Ok(x) = compute_aggregate(
-            &fx.task_hash,
-            task,
-            next,
-            &action_hash(9),
-            Some(a),
-            &[],
+            &context(&fx.task_hash, task, next, &action_hash(9), Some(a), Vec::new()),
             Vec::new(),
         ) {
             assert_eq!(check_recomputation(&x, &x), Ok(()));
             let _ = check_recomputation(a, &x);
         }
         let ctx = RoundContext {
+            task_hash: fx.task_hash.clone(),
+            round: next,
+            base: action_hash(9),
             task: task.clone(),
             task_author: fx.agent.clone(),
             opened_at: Timestamp::from_micros(1_000),

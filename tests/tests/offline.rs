@@ -18,7 +18,7 @@ async fn round_closes_at_quorum_while_a_peer_is_offline_and_the_peer_catches_up(
 async fn scenario() {
     let (mut conductors, cells) = production_network(4).await;
     let mut t = task(LEN as u32, Rule::Median, 1, 2, 3);
-    t.aggregation_timeout_ms = 1000;
+    t.schedule.slot_ms = 1000;
     let task_hash: ActionHash = conductors[0]
         .call(&cells[0].zome(ZOME), "create_task", t)
         .await;
@@ -63,7 +63,7 @@ async fn scenario() {
     let committee: Vec<AgentPubKey> = conductors[0]
         .call(&cells[0].zome(ZOME), "get_committee", r1.clone())
         .await;
-    // The best-ranked member that is online aggregates, after its rank's timeout.
+    // The best-ranked member that is online aggregates, after its rank's slot.
     let (rank, aggregator) = committee
         .iter()
         .enumerate()

@@ -415,7 +415,10 @@ async fn scenario() {
     );
     assert_rejected(
         &call_err(cb, bob, ADVERSARY, "raw_aggregate", honest.clone()).await,
-        "round 0 is aggregated by the task's author",
+        &format!(
+            "{}, not the task's author, may aggregate only from",
+            bob.agent_pubkey()
+        ),
     );
     let agg0: ActionHash = ca
         .call(&alice.zome(ZOME), "aggregate_round", r0.clone())
@@ -829,10 +832,17 @@ async fn scenario() {
         "protocol links are append-only: link deletes are not allowed",
     );
 
-    // --- A round whose committee is empty is closed by the task's author ---
+    // --- A round whose committee is empty is closed by the task's author, or by anyone
+    // once the fallback slot has begun ---
     // Nobody can reach a committee threshold of 1, so round 1 has no committee.
     let mut unreachable = task(LEN as u32, Rule::Median, 0, 3, 2);
     unreachable.round.reputation.committee_threshold = Reputation::ONE;
+    // A minute to submit, then one 5 s slot for the task's author before anyone may close.
+    unreachable.schedule = RoundSchedule {
+        submit_ms: 60_000,
+        vote_ms: 0,
+        slot_ms: 5_000,
+    };
     let lone: ActionHash = ca.call(&alice.zome(ZOME), "create_task", unreachable).await;
     settle(&cells).await;
     for round in 0..2 {
@@ -850,12 +860,49 @@ async fn scenario() {
             assert_rejected(
                 &call_err(cb, bob, ZOME, "aggregate_round", r.clone()).await,
                 &format!(
-                    "round 1 has no committee (nobody holds the committee threshold), so it is aggregated by the task's author, not {}",
+                    "{}, not the task's author, may aggregate only from",
                     bob.agent_pubkey()
                 ),
             );
+            // The task's author is gone: once the fallback slot begins (after the windows
+            // and the author's slot, 65 s after the round opened), anyone closes the round.
+            let closed: ActionHash = eventually(120, || {
+                let r = r.clone();
+                async move {
+                    cb.call_fallible::<_, ActionHash>(&bob.zome(ZOME), "aggregate_round", r)
+                        .await
+                        .ok()
+                }
+            })
+            .await;
+            settle(&cells).await;
+            let state: RoundState = ca.call(&alice.zome(ZOME), "get_round", r).await;
+            assert_eq!(state.aggregate.map(|a| a.0), Some(closed));
+            continue;
         }
         let _: ActionHash = ca.call(&alice.zome(ZOME), "aggregate_round", r).await;
         settle(&cells).await;
     }
+
+    // --- The schedule: a submission dated after the task's submission window ---
+    let mut hurried = task(LEN as u32, Rule::Median, 0, 1, 1);
+    hurried.name = "hurried".into();
+    hurried.schedule.submit_ms = 1;
+    let hurried: ActionHash = ca.call(&alice.zome(ZOME), "create_task", hurried).await;
+    settle(&cells).await;
+    assert_rejected(
+        &call_err(
+            cb,
+            bob,
+            ZOME,
+            "submit_gradient",
+            SubmitGradient {
+                task: hurried,
+                update: f32_bytes(&good),
+                ..wrong_length.clone()
+            },
+        )
+        .await,
+        "after its window in round 0 closed at",
+    );
 }

@@ -47,9 +47,17 @@ export interface Task {
   round: RoundParams;
   committee_size: number;
   quorum: number;
-  aggregation_timeout_ms: number;
+  /** When a round's entries may be dated (integrity `RoundSchedule`). */
+  schedule: RoundSchedule;
   /** Who may take part; absent on tasks written before admission existed (open). */
   admission?: Admission;
+}
+
+/** Integrity `RoundSchedule`: submission and vote windows and the aggregation slot, in ms. */
+export interface RoundSchedule {
+  submit_ms: number;
+  vote_ms: number;
+  slot_ms: number;
 }
 
 /** Integrity `Admission`: open, or closed to invited members. */
@@ -466,7 +474,9 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
     },
     committee_size: form.committee,
     quorum: quorum(form.f),
-    aggregation_timeout_ms: 10_000,
+    // Ten minutes to submit and to vote; the first-ranked member aggregates at once, the
+    // next after 10 s, anyone after the last rank's slot.
+    schedule: { submit_ms: 600_000, vote_ms: 600_000, slot_ms: 10_000 },
     initial_model: f32Tensor(new Float32Array(modelLen)),
     // The dashboard cannot invite yet, so the tasks it starts are open (and say so).
     admission: { kind: "open" },

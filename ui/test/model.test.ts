@@ -249,6 +249,7 @@ describe("new task form", () => {
     expect(taskFromForm({ ...form, rule: "median" }).quorum).toBe(5);
     expect(t.admission).toEqual({ kind: "open" });
     expect(t.round.max_update_norm).toBe(10);
+    expect(t.schedule).toEqual({ submit_ms: 600_000, vote_ms: 600_000, slot_ms: 10_000 });
   });
   it("labels every task open or closed", () => {
     expect(admissionLabel(undefined)).toMatch(/^open: any agent/);

@@ -17,7 +17,7 @@ use federated_learning::{
     RoundState, SubmitGradient, Submitted, TaskInfo,
 };
 use federated_learning_integrity::{
-    Admission, GradientSubmission, InviteProof, ModelEvaluation, Task,
+    Admission, GradientSubmission, InviteProof, ModelEvaluation, RoundSchedule, Task,
 };
 use fl_core::aggregate::Rule;
 use fl_core::{Encoding, Tensor, Verdict};
@@ -289,7 +289,12 @@ pub async fn run_rounds(
         round: exp.round,
         committee_size: exp.committee_size as u32,
         quorum: minimum_quorum(&exp.round.aggregator.rule, exp.round.aggregator.f),
-        aggregation_timeout_ms: 10_000,
+        // Windows far longer than a lockstep round takes; 10 s slots, so that a fault run
+        // whose first-ranked member is down waits 10 s for the second.
+        schedule: RoundSchedule {
+            slot_ms: 10_000,
+            ..RoundSchedule::default()
+        },
         initial_model: f32_bytes(&initial),
         admission: exp.admission,
     };
@@ -489,8 +494,8 @@ pub async fn run_rounds(
 
         // The entitled peer aggregates once it sees every submission with every vote.
         let at = Instant::now();
-        // The best-ranked member that is up (rank r may aggregate r timeouts after the
-        // round opened; `commit` waits for that).
+        // The best-ranked member that is up (rank r may aggregate r slots after the round
+        // opened; `commit` waits for that).
         let aggregator = members.first().copied().unwrap_or(author);
         let c = &clients[aggregator];
         until(

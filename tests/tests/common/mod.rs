@@ -14,7 +14,7 @@ pub use federated_learning::{InviteAgent, JoinTask, MemberInfo};
 pub use federated_learning_integrity::{Admission, Invite, InviteProof, Membership};
 pub use federated_learning_integrity::{
     CommitteeBallot, CommitteeVote, DeviceRegistration, GradientSubmission, ModelEvaluation,
-    PogqProof, ReputationEntry, RoundAggregate, Signer, Task,
+    PogqProof, ReputationEntry, RoundAggregate, RoundSchedule, Signer, Task,
 };
 pub use fl_core::aggregate::{AggregatorConfig, Rule};
 pub use fl_core::{
@@ -152,7 +152,7 @@ pub fn task(model_len: u32, rule: Rule, f: u32, committee_size: u32, quorum: u32
         round: RoundParams::new(rule, f),
         committee_size,
         quorum,
-        aggregation_timeout_ms: 0,
+        schedule: RoundSchedule::default(),
         initial_model: f32_bytes(&vec![0.0; model_len as usize]),
         admission: Admission::Open,
     }

@@ -112,16 +112,7 @@ pub fn aggregate_chosen(c: ChosenEvidence) -> ExternResult<ActionHash> {
             votes,
         });
     }
-    let aggregate = compute_aggregate(
-        &c.task,
-        &ctx.task,
-        c.round,
-        &c.base,
-        ctx.previous.as_ref(),
-        &ctx.committee,
-        evidence,
-    )
-    .map_err(fail)?;
+    let aggregate = compute_aggregate(&ctx, evidence).map_err(fail)?;
     create_entry(EntryTypes::RoundAggregate(aggregate))
 }
 

@@ -7,12 +7,13 @@ use fl_core::{Exclusion, Reputation, Verdict};
 use hdk::prelude::*;
 
 use crate::fail;
-use crate::round::{canonical_aggregate, round_base, round_evidence, RoundRef};
+use crate::round::{canonical_aggregate, ranked_canonical, round_base, round_evidence, RoundRef};
 use crate::task::get_task_info;
 
 /// Aggregates a round from the submissions (with their proofs) and votes linked to it and
-/// publishes the result. The caller must be entitled (task author in round 0, else a committee
-/// member whose rank's timeout has passed) and the quorum must be met.
+/// publishes the result. The caller's aggregation slot must have begun (its committee rank's,
+/// the task author's when the committee is empty, else the fallback's: see
+/// `federated_learning_integrity::schedule`) and the quorum must be met.
 #[hdk_extern]
 pub fn aggregate_round(r: RoundRef) -> ExternResult<ActionHash> {
     let (aggregate, base) = prepare(&r, true)?;
@@ -37,36 +38,35 @@ fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, Acti
     let task = get_task_info(&r.task)?.task;
     let base = round_base(&r.task, r.round)?
         .ok_or_else(|| fail(format!("round {} is not open", r.round)))?;
-    if let Some((hash, _)) = canonical_aggregate(&r.task, r.round)? {
-        return Err(fail(format!(
-            "round {} is already aggregated ({hash})",
-            r.round
-        )));
-    }
     let ctx = round_context(&r.task, r.round, &base)?.map_err(fail)?;
+    let me = agent_info()?.agent_initial_pubkey;
+    let mine = ctx.aggregation_rank(&me).unwrap_or(usize::MAX);
+    // A better-ranked member may still close a round that a worse-ranked author (a
+    // fallback aggregator, say) closed first: readers then follow the better-ranked one.
+    if let Some((rank, hash, _)) = ranked_canonical(&r.task, r.round)? {
+        if !publishing || rank <= mine {
+            return Err(fail(format!(
+                "round {} is already aggregated ({hash})",
+                r.round
+            )));
+        }
+    }
     if publishing {
-        let me = agent_info()?.agent_initial_pubkey;
         check_aggregator(&ctx, &me, sys_time()?).map_err(fail)?;
     }
     let evidence = round_evidence(&r.task, r.round, &base, &ctx.committee)?;
-    if evidence.len() < task.quorum as usize {
+    let mut submitters: Vec<&AgentPubKey> = evidence.iter().map(|e| &e.author).collect();
+    submitters.sort();
+    submitters.dedup();
+    if submitters.len() < task.quorum as usize {
         return Err(fail(format!(
-            "round {} has {} submissions; the quorum is {}",
+            "round {} has submissions from {} agents; the quorum is {}",
             r.round,
-            evidence.len(),
+            submitters.len(),
             task.quorum
         )));
     }
-    let aggregate = compute_aggregate(
-        &r.task,
-        &task,
-        r.round,
-        &base,
-        ctx.previous.as_ref(),
-        &ctx.committee,
-        evidence,
-    )
-    .map_err(fail)?;
+    let aggregate = compute_aggregate(&ctx, evidence).map_err(fail)?;
     Ok((aggregate, base))
 }
 

@@ -1,7 +1,7 @@
 //! Reading a round's state from the DHT.
 
 use federated_learning_integrity::aggregate::SubmissionEvidence;
-use federated_learning_integrity::chain::round_context;
+use federated_learning_integrity::chain::{round_context, RoundContext};
 use federated_learning_integrity::{
     CommitteeBallot, CommitteeVote, GradientSubmission, LinkTypes, PogqProof, RoundAggregate, Task,
 };
@@ -58,18 +58,31 @@ pub struct RoundState {
 }
 
 /// The canonical aggregate of `round`: of all valid aggregates for it, the one by the
-/// best-ranked committee member (the task author in round 0), ties to the lower hash.
+/// best-ranked author (committee rank; the task author in round 0 or with an empty
+/// committee; any other agent after them), ties to the lower hash. Each aggregate is
+/// ranked by the committee of its own base. When the round's aggregates stand on different
+/// bases, those on the canonical base of the round before come first, so a side branch
+/// cannot win by drawing a committee of its own (this looks back only as far as the
+/// rounds keep having aggregates on several bases).
 pub(crate) fn canonical_aggregate(
     task: &ActionHash,
     round: u32,
 ) -> ExternResult<Option<(ActionHash, RoundAggregate)>> {
+    Ok(ranked_canonical(task, round)?.map(|(_, h, a)| (h, a)))
+}
+
+/// [`canonical_aggregate`] with its author's aggregation rank (`usize::MAX`: the fallback).
+pub(crate) fn ranked_canonical(
+    task: &ActionHash,
+    round: u32,
+) -> ExternResult<Option<(usize, ActionHash, RoundAggregate)>> {
     let links = get_links(
         LinkQuery::try_new(task.clone(), LinkTypes::TaskToAggregates)?
             .tag_prefix(LinkTag::new(round.to_be_bytes().to_vec())),
         GetStrategy::Network,
     )?;
     let mut found: Vec<(usize, ActionHash, RoundAggregate)> = Vec::new();
-    let mut committee: Option<Vec<AgentPubKey>> = None;
+    let mut contexts: Vec<(ActionHash, RoundContext)> = Vec::new();
     for link in links {
         let Some(hash) = link.target.into_action_hash() else {
             continue;
@@ -83,26 +96,33 @@ pub(crate) fn canonical_aggregate(
         if agg.round != round || &agg.task != task {
             continue;
         }
-        let members = match &committee {
-            Some(c) => c,
+        let at = match contexts.iter().position(|(b, _)| b == &agg.base) {
+            Some(i) => i,
             None => {
                 let ctx = round_context(task, round, &agg.base)?.map_err(fail)?;
-                let members = if round == 0 {
-                    vec![ctx.task_author]
-                } else {
-                    ctx.committee
-                };
-                committee.insert(members)
+                contexts.push((agg.base.clone(), ctx));
+                contexts.len() - 1
             }
         };
-        let rank = members
-            .iter()
-            .position(|m| m == record.action().author())
+        let rank = contexts[at]
+            .1
+            .aggregation_rank(record.action().author())
             .unwrap_or(usize::MAX);
         found.push((rank, hash, agg));
     }
-    found.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-    Ok(found.into_iter().next().map(|(_, h, a)| (h, a)))
+    let forked = found.windows(2).any(|w| w[0].2.base != w[1].2.base);
+    let canonical_base = match (forked, round.checked_sub(1)) {
+        (true, Some(before)) => canonical_aggregate(task, before)?.map(|(h, _)| h),
+        _ => None,
+    };
+    let off_branch = |a: &RoundAggregate| canonical_base.as_ref().is_some_and(|b| &a.base != b);
+    found.sort_by(|a, b| {
+        off_branch(&a.2)
+            .cmp(&off_branch(&b.2))
+            .then(a.0.cmp(&b.0))
+            .then(a.1.cmp(&b.1))
+    });
+    Ok(found.into_iter().next())
 }
 
 /// The base of `round`: the task for round 0, else the canonical aggregate of the round

@@ -6,6 +6,7 @@ use hdi::prelude::*;
 use crate::ballot::{CommitteeBallot, CommitteeVote};
 use crate::chain::{earlier_entry, round_context, typed_record, RoundContext};
 use crate::gradient::GradientSubmission;
+use crate::schedule::ms_label;
 use crate::task::{decode_model, Task};
 use crate::UnitEntryTypes;
 
@@ -49,6 +50,9 @@ pub struct RoundAggregate {
     pub model: Vec<u8>,
     /// Every agent's reputation after the round, ordered by agent key.
     pub reputation: Vec<ReputationEntry>,
+    /// The round's deadline under the task's schedule: the next round opens at the earlier
+    /// of this aggregate's date and this ([`crate::schedule`]).
+    pub deadline: Timestamp,
 }
 
 /// One submission with the entries that bear on it.
@@ -64,19 +68,15 @@ pub struct SubmissionEvidence {
     pub votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)>,
 }
 
-/// Computes the aggregate of a round from its evidence; `committee` is the round's
-/// committee (trust is measured against its whole reputation). The coordinator commits
+/// Computes the aggregate of the round of `ctx` from its evidence (trust is measured
+/// against the whole committee's reputation; the deadline comes from the schedule). The coordinator commits
 /// exactly this and validation recomputes it, so the two can never disagree on honest
 /// input.
 pub fn compute_aggregate(
-    task_hash: &ActionHash,
-    task: &Task,
-    round: u32,
-    base: &ActionHash,
-    previous: Option<&RoundAggregate>,
-    committee: &[AgentPubKey],
+    ctx: &RoundContext,
     mut evidence: Vec<SubmissionEvidence>,
 ) -> Result<RoundAggregate, String> {
+    let (task, previous, committee) = (&ctx.task, ctx.previous.as_ref(), &ctx.committee);
     evidence.sort_by(|a, b| a.hash.cmp(&b.hash));
     let base_bytes = previous.map_or(&task.initial_model, |p| &p.model);
     let base_model = decode_model(task, base_bytes).map_err(|e| format!("base model: {e}"))?;
@@ -119,9 +119,9 @@ pub fn compute_aggregate(
         .and_then(|t| t.encode(task.encoding))
         .map_err(|e| format!("new model: {e}"))?;
     Ok(RoundAggregate {
-        task: task_hash.clone(),
-        round,
-        base: base.clone(),
+        task: ctx.task_hash.clone(),
+        round: ctx.round,
+        base: ctx.base.clone(),
         outcomes: evidence
             .iter()
             .zip(&result.outcomes)
@@ -137,53 +137,45 @@ pub fn compute_aggregate(
             .into_iter()
             .map(|(agent, reputation)| ReputationEntry { agent, reputation })
             .collect(),
+        deadline: ctx.deadline(),
     })
 }
 
-/// Who may publish the aggregate: in round 0 the task's author; later a member of the
-/// round's committee, the first-ranked at once and rank `r` after `r` timeouts; and the
-/// task's author again when nobody holds the committee threshold (an empty committee
-/// would otherwise leave the round with no one entitled to close it, for ever).
+/// Who may publish the aggregate, and from when ([`crate::schedule`]): committee rank `k`
+/// from its slot, `k` slots after the round opened (the task's author holds rank 0 when
+/// the committee is empty: in round 0, or when nobody holds the committee threshold); any
+/// other agent once both windows have closed and every rank has had its slot, so that a
+/// round closes even when its whole committee, or the task's author, is gone. Pure.
 pub fn check_aggregator(
     ctx: &RoundContext,
     author: &AgentPubKey,
     at: Timestamp,
 ) -> Result<(), String> {
-    if ctx.previous.is_none() {
-        return if author == &ctx.task_author {
-            Ok(())
-        } else {
-            Err(format!(
-                "round 0 is aggregated by the task's author, not {author}"
-            ))
-        };
-    }
-    if ctx.committee.is_empty() {
-        return if author == &ctx.task_author {
-            Ok(())
-        } else {
-            Err(format!(
-                "round {} has no committee (nobody holds the committee threshold), so it is aggregated by the task's author, not {author}",
-                ctx.previous.as_ref().map_or(0, |p| p.round + 1)
-            ))
-        };
-    }
-    let rank = ctx
-        .committee
-        .iter()
-        .position(|m| m == author)
-        .ok_or_else(|| format!("aggregate by {author}, who is not on the round's committee"))?;
-    // Task validation caps the timeout at a day, so this cannot overflow; saturate anyway.
-    let timeout_us = i64::try_from(ctx.task.aggregation_timeout_ms)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1000);
-    let wait_us = (rank as i64).saturating_mul(timeout_us);
-    let allowed = Timestamp::from_micros(ctx.opened_at.as_micros().saturating_add(wait_us));
+    let schedule = &ctx.task.schedule;
+    let (allowed, who) = match ctx.aggregation_rank(author) {
+        Some(rank) if ctx.committee.is_empty() => (
+            schedule.rank_opens(ctx.opened_at, rank),
+            "the task's author".to_string(),
+        ),
+        Some(rank) => (
+            schedule.rank_opens(ctx.opened_at, rank),
+            format!("committee rank {rank}"),
+        ),
+        None => (
+            schedule.fallback_opens(ctx.opened_at, ctx.committee.len()),
+            if ctx.committee.is_empty() {
+                format!("{author}, not the task's author,")
+            } else {
+                format!("{author}, who is not on the committee,")
+            },
+        ),
+    };
     if at < allowed {
         return Err(format!(
-            "committee rank {rank} may aggregate only from {} ms (the round opened at {} ms)",
-            allowed.as_millis(),
-            ctx.opened_at.as_millis()
+            "{who} may aggregate only from {} (round {}, which opened at {})",
+            ms_label(allowed),
+            ctx.round,
+            ms_label(ctx.opened_at)
         ));
     }
     Ok(())
@@ -234,15 +226,10 @@ pub fn validate_create_aggregate(
     if let Err(e) = check_ballots_counted(a, &ballots) {
         return Ok(Err(format!("round aggregate: {e}")));
     }
-    let expected = match compute_aggregate(
-        &a.task,
-        &ctx.task,
-        a.round,
-        &a.base,
-        ctx.previous.as_ref(),
-        &ctx.committee,
-        evidence,
-    ) {
+    if let Err(e) = check_distinct_submitters(&evidence, &ctx.task) {
+        return Ok(Err(e));
+    }
+    let expected = match compute_aggregate(&ctx, evidence) {
         Ok(x) => x,
         Err(e) => return Ok(Err(format!("round aggregate: cannot recompute: {e}"))),
     };
@@ -266,6 +253,26 @@ pub fn check_outcomes(a: &RoundAggregate, task: &Task) -> Result<(), String> {
         return Err(
             "round aggregate: outcomes must be ordered by submission hash, each once".into(),
         );
+    }
+    Ok(())
+}
+
+/// The cited submissions must come from at least the task's quorum of distinct agents: a
+/// key that submitted on several forks of its chain counts once (its submissions are all
+/// excluded as equivocation), so forks cannot fill a quorum. Pure.
+pub fn check_distinct_submitters(
+    evidence: &[SubmissionEvidence],
+    task: &Task,
+) -> Result<(), String> {
+    let mut authors: Vec<&AgentPubKey> = evidence.iter().map(|e| &e.author).collect();
+    authors.sort();
+    authors.dedup();
+    if authors.len() < task.quorum as usize {
+        return Err(format!(
+            "round aggregate: {} distinct submitters but the quorum is {}",
+            authors.len(),
+            task.quorum
+        ));
     }
     Ok(())
 }
@@ -392,6 +399,13 @@ fn compare(got: &RoundAggregate, want: &RoundAggregate) -> Result<(), String> {
             ));
         }
     }
+    if got.deadline != want.deadline {
+        return Err(format!(
+            "the deadline is {} ms, the schedule gives {} ms",
+            got.deadline.as_millis(),
+            want.deadline.as_millis()
+        ));
+    }
     if got.model != want.model {
         return Err("the model differs from the aggregation of the included updates".into());
     }
@@ -411,4 +425,66 @@ fn compare(got: &RoundAggregate, want: &RoundAggregate) -> Result<(), String> {
         return Err(format!("reputation: {diff}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gradient::Signer;
+    use crate::proof::PogqProof;
+    use fl_core::aggregate::Rule;
+    use fl_core::{Encoding, RoundParams, Tensor};
+
+    fn evidence(author: u8, hash: u8) -> SubmissionEvidence {
+        let h = |b: u8| ActionHash::from_raw_36(vec![b; 36]);
+        SubmissionEvidence {
+            hash: h(hash),
+            author: AgentPubKey::from_raw_36(vec![author; 36]),
+            submission: GradientSubmission {
+                task: h(0),
+                round: 0,
+                base: h(0),
+                update: Tensor::new(vec![0.1; 2]).unwrap().canonical_bytes(),
+                samples: 1,
+                signer: Signer::Agent,
+                signature: Vec::new(),
+                proof: PogqProof {
+                    loss_before: 1.0,
+                    loss_after: 0.9,
+                    samples: 1,
+                    signature: Vec::new(),
+                },
+                membership: None,
+            },
+            votes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn forks_of_one_key_do_not_fill_a_quorum() {
+        let task = Task {
+            name: "t".into(),
+            description: String::new(),
+            model_len: 2,
+            layout: String::new(),
+            encoding: Encoding::F32,
+            round: RoundParams::new(Rule::Krum, 1),
+            committee_size: 3,
+            quorum: 5,
+            schedule: Default::default(),
+            initial_model: Tensor::new(vec![0.0; 2]).unwrap().canonical_bytes(),
+            admission: Default::default(),
+        };
+        // One attacker key on four forks plus one other agent: five submissions, two agents.
+        let forked: Vec<_> = (1..=4)
+            .map(|h| evidence(9, h))
+            .chain([evidence(2, 5)])
+            .collect();
+        assert_eq!(
+            check_distinct_submitters(&forked, &task).unwrap_err(),
+            "round aggregate: 2 distinct submitters but the quorum is 5"
+        );
+        let honest: Vec<_> = (1..=5).map(|i| evidence(i, i)).collect();
+        assert_eq!(check_distinct_submitters(&honest, &task), Ok(()));
+    }
 }

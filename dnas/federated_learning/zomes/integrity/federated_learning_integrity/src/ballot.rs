@@ -9,6 +9,7 @@ use hdi::prelude::*;
 
 use crate::chain::{earlier_entry, round_context, typed_action};
 use crate::gradient::GradientSubmission;
+use crate::schedule::check_dated;
 use crate::task::Task;
 use crate::UnitEntryTypes;
 
@@ -117,8 +118,8 @@ pub fn judge_votes<'a>(
 }
 
 /// A ballot must be cast in an open round by a member of its committee, obey
-/// [`check_ballot`], vote only on submissions of that round, not predate the round's
-/// opening, and be the member's only ballot in that round.
+/// [`check_ballot`], vote only on submissions of that round, be dated in the round's
+/// ballot window, and be the member's only ballot in that round.
 pub fn validate_create_ballot(
     b: &CommitteeBallot,
     action: &Create,
@@ -152,13 +153,14 @@ pub fn validate_create_ballot(
             )));
         }
     }
-    if action.timestamp < ctx.opened_at {
-        return Ok(Err(format!(
-            "committee ballot: dated {} ms, before round {} opened at {} ms",
-            action.timestamp.as_millis(),
-            b.round,
-            ctx.opened_at.as_millis()
-        )));
+    if let Err(e) = check_dated(
+        "committee ballot",
+        b.round,
+        action.timestamp,
+        ctx.opened_at,
+        ctx.task.schedule.ballots_close(ctx.opened_at),
+    ) {
+        return Ok(Err(e));
     }
     let earlier = earlier_entry::<CommitteeBallot>(
         &action.author,
@@ -192,7 +194,7 @@ mod tests {
             round: RoundParams::new(Rule::Median, 1),
             committee_size: 3,
             quorum: 3,
-            aggregation_timeout_ms: 0,
+            schedule: Default::default(),
             initial_model: Tensor::new(vec![0.0; 4]).unwrap().canonical_bytes(),
             admission: Default::default(),
         }

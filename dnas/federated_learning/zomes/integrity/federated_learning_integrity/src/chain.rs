@@ -5,6 +5,7 @@ use fl_core::{draw_committee, Reputation};
 use hdi::prelude::*;
 
 use crate::aggregate::RoundAggregate;
+use crate::schedule::RoundSchedule;
 use crate::task::Task;
 use crate::wire::decode_entry;
 use crate::UnitEntryTypes;
@@ -73,16 +74,42 @@ fn not_a(hash: &ActionHash, what: &str) -> String {
 /// Everything a round's entries are checked against: the task, the round's base, the
 /// previous aggregate (none for round 0) and the round's ranked committee.
 pub struct RoundContext {
+    /// The task's hash.
+    pub task_hash: ActionHash,
+    /// The round.
+    pub round: u32,
+    /// The round's base: the task for round 0, else the previous round's aggregate.
+    pub base: ActionHash,
     /// The task.
     pub task: Task,
     /// Who created the task.
     pub task_author: AgentPubKey,
-    /// When the round opened (the base's timestamp).
+    /// When the round opened: the task's timestamp for round 0, else the earlier of the
+    /// base aggregate's timestamp and its round's deadline ([`crate::schedule`]).
     pub opened_at: Timestamp,
     /// The previous round's aggregate, `None` in round 0.
     pub previous: Option<RoundAggregate>,
     /// The round's committee, best rank first (empty in round 0).
     pub committee: Vec<AgentPubKey>,
+}
+
+impl RoundContext {
+    /// The aggregation slot `agent` holds by rank: its committee rank, or 0 for the task's
+    /// author when the committee is empty; `None` for everyone else (the fallback).
+    pub fn aggregation_rank(&self, agent: &AgentPubKey) -> Option<usize> {
+        if self.committee.is_empty() {
+            (agent == &self.task_author).then_some(0)
+        } else {
+            self.committee.iter().position(|m| m == agent)
+        }
+    }
+
+    /// The round's deadline under the task's schedule.
+    pub fn deadline(&self) -> Timestamp {
+        self.task
+            .schedule
+            .deadline(self.opened_at, self.committee.len())
+    }
 }
 
 /// Loads the context of `round` of `task`, whose base must be `base`: the task itself for
@@ -99,6 +126,9 @@ pub fn round_context(task_hash: &ActionHash, round: u32, base: &ActionHash) -> C
             )));
         }
         return Ok(Ok(RoundContext {
+            task_hash: task_hash.clone(),
+            round,
+            base: base.clone(),
             task,
             task_author: task_record.action().author().clone(),
             opened_at: task_record.action().timestamp(),
@@ -133,10 +163,15 @@ pub fn round_context(task_hash: &ActionHash, round: u32, base: &ActionHash) -> C
         })
         .unwrap_or_default();
     let committee = committee_from(&task, &previous, seed);
+    let opened_at =
+        RoundSchedule::next_opening(previous.deadline, base_record.action().timestamp());
     Ok(Ok(RoundContext {
+        task_hash: task_hash.clone(),
+        round,
+        base: base.clone(),
         task,
         task_author: task_record.action().author().clone(),
-        opened_at: base_record.action().timestamp(),
+        opened_at,
         previous: Some(previous),
         committee,
     }))

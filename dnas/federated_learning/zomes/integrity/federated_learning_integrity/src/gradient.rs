@@ -6,6 +6,7 @@ use crate::chain::{earlier_entry, round_context, typed_record};
 use crate::device::DeviceRegistration;
 use crate::membership::check_member;
 use crate::proof::{check_proof, PogqProof};
+use crate::schedule::check_dated;
 use crate::signing::{gradient_message, verify_ed25519, GradientFields};
 use crate::task::{decode_model, Task};
 use crate::UnitEntryTypes;
@@ -136,8 +137,8 @@ pub fn check_gradient(
 /// A submission must decode to the task's model size in the task's encoding with finite
 /// values, carry a valid signature by the author or its registered device and a scorable
 /// PoGQ proof signed by the same key, target the open round with the right base, come from
-/// a member when the task is closed, not predate the round's opening, and be the author's
-/// only one in that round.
+/// a member when the task is closed, be dated in the round's submission window, and be the
+/// author's only one in that round.
 pub fn validate_create_gradient(
     g: &GradientSubmission,
     action: &Create,
@@ -166,13 +167,14 @@ pub fn validate_create_gradient(
     if let Err(e) = check_signature(g, &key).and_then(|()| check_proof(&g.proof, g, &key)) {
         return Ok(Err(e));
     }
-    if action.timestamp < ctx.opened_at {
-        return Ok(Err(format!(
-            "gradient submission: dated {} ms, before round {} opened at {} ms",
-            action.timestamp.as_millis(),
-            g.round,
-            ctx.opened_at.as_millis()
-        )));
+    if let Err(e) = check_dated(
+        "gradient submission",
+        g.round,
+        action.timestamp,
+        ctx.opened_at,
+        ctx.task.schedule.submissions_close(ctx.opened_at),
+    ) {
+        return Ok(Err(e));
     }
     let earlier = earlier_entry::<GradientSubmission>(
         &action.author,
@@ -208,7 +210,7 @@ mod tests {
             round,
             committee_size: 3,
             quorum: 1,
-            aggregation_timeout_ms: 0,
+            schedule: Default::default(),
             initial_model: Tensor::new(vec![0.0; 2]).unwrap().canonical_bytes(),
             admission: Default::default(),
         }

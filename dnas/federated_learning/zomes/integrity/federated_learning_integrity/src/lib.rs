@@ -19,6 +19,7 @@ pub mod gradient;
 pub mod links;
 pub mod membership;
 pub mod proof;
+pub mod schedule;
 pub mod signing;
 pub mod task;
 pub mod wire;
@@ -30,6 +31,7 @@ pub use evaluation::ModelEvaluation;
 pub use gradient::{GradientSubmission, Signer};
 pub use membership::{Invite, InviteProof, Membership};
 pub use proof::PogqProof;
+pub use schedule::RoundSchedule;
 pub use task::{Admission, Task};
 
 use hdi::prelude::*;

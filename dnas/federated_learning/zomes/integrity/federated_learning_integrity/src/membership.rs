@@ -434,6 +434,7 @@ mod tests {
                 agent: agent(&alice),
                 reputation: Reputation(rep),
             }],
+            deadline: Timestamp::from_micros(0),
         };
         let min = Reputation::from_f64(0.6);
         assert_eq!(

@@ -4,20 +4,22 @@ use fl_core::aggregate::Rule;
 use fl_core::{Encoding, RoundParams, Tensor};
 use hdi::prelude::*;
 
+use crate::schedule::RoundSchedule;
+
 /// Largest model the hApp accepts. In `f32` an update of this size is 4,000,005 bytes and
 /// does not fit the 4,000,000-byte entry limit; tasks above [`MAX_F32_PARAMS`] must use
 /// the `int8` encoding (about 1,015,630 bytes for 1M parameters).
 pub const MAX_MODEL_PARAMS: u32 = 1_000_000;
 /// Largest model that fits an entry in `f32` (with room for the other fields).
 pub const MAX_F32_PARAMS: u32 = 990_000;
+/// Most committee seats a task may ask for: every rank has an aggregation slot before the
+/// fallback's, so the seats bound how long a round may wait for an aggregate.
+pub const MAX_COMMITTEE_SIZE: u32 = 100;
 /// Longest task name, in bytes.
 pub const MAX_NAME_LEN: usize = 200;
 /// Longest task description and longest layout, in bytes each: free text must not crowd
 /// the entry or every reader's memory.
 pub const MAX_TEXT_LEN: usize = 16_384;
-/// Longest aggregation timeout a task may set (one day): the rank-scaled wait of the
-/// lowest-ranked member must stay a sane time, and its arithmetic finite.
-pub const MAX_AGGREGATION_TIMEOUT_MS: u64 = 86_400_000;
 
 /// Who may take part in a task.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,9 +77,9 @@ pub struct Task {
     pub committee_size: u32,
     /// Submissions a round needs before it may be aggregated.
     pub quorum: u32,
-    /// A committee member of rank `r` may aggregate once `r` times this has passed since
-    /// the round opened (the first-ranked member at once).
-    pub aggregation_timeout_ms: u64,
+    /// When a round's submissions, ballots and aggregates may be dated
+    /// ([`crate::schedule`]).
+    pub schedule: RoundSchedule,
     /// The initial global model, encoded with `encoding`.
     #[serde(with = "serde_bytes")]
     pub initial_model: Vec<u8>,
@@ -105,10 +107,11 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
             ));
         }
     }
-    if task.aggregation_timeout_ms > MAX_AGGREGATION_TIMEOUT_MS {
+    task.schedule.check().map_err(|e| format!("task {e}"))?;
+    if task.committee_size > MAX_COMMITTEE_SIZE {
         return Err(format!(
-            "aggregation_timeout_ms {} is above the {MAX_AGGREGATION_TIMEOUT_MS} allowed (one day)",
-            task.aggregation_timeout_ms
+            "task committee_size {} is above the {MAX_COMMITTEE_SIZE} allowed",
+            task.committee_size
         ));
     }
     if task.model_len == 0 || task.model_len > MAX_MODEL_PARAMS {
@@ -207,7 +210,7 @@ mod tests {
             round: RoundParams::new(rule, f),
             committee_size: 3,
             quorum,
-            aggregation_timeout_ms: 0,
+            schedule: RoundSchedule::default(),
             initial_model: Tensor::new(vec![0.0; len as usize])
                 .unwrap()
                 .canonical_bytes(),
@@ -275,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unbounded_learning_rates_norm_bounds_texts_and_timeouts() {
+    fn rejects_unbounded_learning_rates_norm_bounds_texts_and_schedules() {
         let mut t = task(10, Rule::Mean, 0, 1);
         t.round.server_lr = 11.0;
         assert_eq!(
@@ -298,9 +301,14 @@ mod tests {
             .unwrap_err()
             .starts_with("task layout"));
         let mut t = task(10, Rule::Mean, 0, 1);
-        t.aggregation_timeout_ms = u64::MAX;
+        t.committee_size = MAX_COMMITTEE_SIZE + 1;
         assert!(validate_create_task(&t)
             .unwrap_err()
-            .contains("aggregation_timeout_ms"));
+            .starts_with("task committee_size 101"));
+        let mut t = task(10, Rule::Mean, 0, 1);
+        t.schedule.slot_ms = u64::MAX;
+        assert!(validate_create_task(&t)
+            .unwrap_err()
+            .starts_with("task schedule slot_ms"));
     }
 }
