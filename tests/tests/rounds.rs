@@ -26,13 +26,6 @@ fn update(i: usize, round: u32, center: &[f32]) -> Vec<f32> {
     }
 }
 
-fn entry_hash_of(agg: &RoundAggregate) -> [u8; 32] {
-    let entry = Entry::try_from(agg.clone()).expect("aggregate serialises");
-    let mut seed = [0u8; 32];
-    seed.copy_from_slice(EntryHash::with_data_sync(&entry).get_raw_32());
-    seed
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn three_rounds_with_two_byzantine_peers_of_seven() {
     // Boxed: the scenario's future is large in debug builds (see RUST_MIN_STACK too).
@@ -80,14 +73,15 @@ async fn scenario() {
         match &previous {
             None => assert!(committee.is_empty(), "round 0 has no committee"),
             Some((_, prev)) => {
-                // Redrawn from the previous aggregate's entry hash and reputation table.
+                // Redrawn from the task's seed for the round and the previous aggregate's
+                // reputation table.
                 let table: Vec<(AgentPubKey, Reputation)> = prev
                     .reputation
                     .iter()
                     .map(|e| (e.agent.clone(), e.reputation))
                     .collect();
                 let expected = fl_core::draw_committee(
-                    entry_hash_of(prev),
+                    federated_learning_integrity::chain::committee_seed(&task_hash, round),
                     &table,
                     5,
                     t.round.reputation.committee_threshold,

@@ -1,8 +1,8 @@
 //! The deterministic, reputation-weighted committee draw.
 //!
-//! Given a 32-byte seed (the hash of the previous round's aggregate, or of the task for
-//! round 0) and the agents with their reputations, every peer and every validator draws
-//! the same ranked committee:
+//! Given a 32-byte seed (the integrity zome derives it from the task and the round, so no
+//! aggregator can choose it) and the agents with their reputations, every peer and every
+//! validator draws the same ranked committee:
 //!
 //! 1. Keep the agents at or above the committee threshold; order them by key, so the
 //!    caller's order does not matter.
@@ -12,7 +12,7 @@
 //!    interval contains `r`, and remove it from the pool.
 //!
 //! The order of the draw is the committee's rank: the first member aggregates the round,
-//! lower-ranked members only after a rank-scaled timeout. Only integer arithmetic and the
+//! lower-ranked members only in later slots of the task's schedule. Only integer arithmetic and the
 //! ChaCha20 keystream are used, so the result is the same on every platform.
 
 use rand_chacha::rand_core::{RngCore, SeedableRng};

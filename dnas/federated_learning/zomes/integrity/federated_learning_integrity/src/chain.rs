@@ -153,16 +153,7 @@ pub fn round_context(task_hash: &ActionHash, round: u32, base: &ActionHash) -> C
             round - 1
         )));
     }
-    let seed = base_record
-        .action()
-        .entry_hash()
-        .map(|h| {
-            let mut s = [0u8; 32];
-            s.copy_from_slice(h.get_raw_32());
-            s
-        })
-        .unwrap_or_default();
-    let committee = committee_from(&task, &previous, seed);
+    let committee = committee_from(&task, &previous, committee_seed(task_hash, round));
     let opened_at =
         RoundSchedule::next_opening(previous.deadline, base_record.action().timestamp());
     Ok(Ok(RoundContext {
@@ -177,9 +168,23 @@ pub fn round_context(task_hash: &ActionHash, round: u32, base: &ActionHash) -> C
     }))
 }
 
-/// The committee drawn from the previous aggregate's reputation table with `seed` (the
-/// previous aggregate's entry hash): as many seats as the task asks, fewer when fewer
-/// agents are eligible.
+/// The seed of round `round`'s committee draw: SHA-256 of a domain string, the task's hash
+/// and the round. Fixed when the task is created, so no aggregator can vary the seed (it
+/// was once the previous aggregate's entry hash, which changed with every choice of
+/// evidence). The draw still reads the previous aggregate's reputation table, which an
+/// aggregator with a choice of evidence can still vary (docs/PROTOCOL.md, section 6).
+pub fn committee_seed(task: &ActionHash, round: u32) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"mycelix-fl committee seed v1");
+    h.update(task.get_raw_39());
+    h.update(round.to_be_bytes());
+    h.finalize().into()
+}
+
+/// The committee drawn from the previous aggregate's reputation table with `seed`
+/// ([`committee_seed`]): as many seats as the task asks, fewer when fewer agents are
+/// eligible.
 pub fn committee_from(task: &Task, previous: &RoundAggregate, seed: [u8; 32]) -> Vec<AgentPubKey> {
     let threshold = task.round.reputation.committee_threshold;
     let candidates: Vec<(AgentPubKey, Reputation)> = previous
@@ -266,4 +271,20 @@ where
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committee_seeds_depend_on_the_task_and_round_only() {
+        let (a, b) = (
+            ActionHash::from_raw_36(vec![1; 36]),
+            ActionHash::from_raw_36(vec![2; 36]),
+        );
+        assert_eq!(committee_seed(&a, 3), committee_seed(&a, 3));
+        assert_ne!(committee_seed(&a, 3), committee_seed(&a, 4));
+        assert_ne!(committee_seed(&a, 3), committee_seed(&b, 3));
+    }
 }
