@@ -14,7 +14,8 @@ export type Exclusion =
   | "negligible_update"
   | "duplicate_update"
   | "committee_rejected"
-  | "aggregator_outlier";
+  | "aggregator_outlier"
+  | "no_quorum";
 
 /** fl_core `Verdict`: `"included"` or `{ excluded: reason }`. */
 export type Verdict = "included" | { excluded: Exclusion };
@@ -208,6 +209,8 @@ export function describeExclusion(e: Exclusion): string {
       return "rejected by the trusted committee members";
     case "aggregator_outlier":
       return "left out by the robust aggregator";
+    case "no_quorum":
+      return "the round closed without a quorum (carry-over)";
     default:
       return `excluded (${String(e)})`;
   }

@@ -36,7 +36,7 @@ pub use pogq::{
 };
 pub use reputation::{Evidence, Reputation, ReputationParams, ReputationParamsError};
 pub use round::{
-    decide_round, Exclusion, RoundError, RoundParams, RoundResult, SubmissionInput,
+    carry_over, decide_round, Exclusion, RoundError, RoundParams, RoundResult, SubmissionInput,
     SubmissionOutcome, Verdict,
 };
 pub use tensor::{CodecError, Encoding, Tensor};

@@ -57,6 +57,9 @@
 //!
 //! (The plain mean flags far inputs but keeps them.)
 //!
+//! A round that closes without a quorum is a [`carry_over`]: the model is unchanged and
+//! nobody's reputation moves.
+//!
 //! The new model is `base + server_lr * aggregate`, element by element in `f32`. When the
 //! remaining updates are too few for the rule's bound `f`, the largest `f` that fits is
 //! used, and a rule that cannot run at all (Krum with two inputs) falls back to the
@@ -185,6 +188,9 @@ pub enum Exclusion {
     CommitteeRejected,
     /// The aggregator left it out.
     AggregatorOutlier,
+    /// The round closed without a quorum of submitters (a carry-over round): nothing was
+    /// aggregated.
+    NoQuorum,
 }
 
 impl Exclusion {
@@ -199,6 +205,7 @@ impl Exclusion {
             Exclusion::DuplicateUpdate => "copy of another update in the round",
             Exclusion::CommitteeRejected => "rejected by the trusted committee members",
             Exclusion::AggregatorOutlier => "left out by the robust aggregator",
+            Exclusion::NoQuorum => "the round closed without a quorum (carry-over)",
         }
     }
 }
@@ -516,6 +523,34 @@ pub fn decide_round<K: Ord + Clone>(
     })
 }
 
+/// A round that closes without a quorum of submitters, after its schedule (a carry-over
+/// round): the model stays the base model, no update is aggregated and no submitter's
+/// reputation moves (each outcome is `NoQuorum` with no evidence) and the table is the
+/// previous one.
+pub fn carry_over<K: Ord + Clone>(
+    params: &RoundParams,
+    base_model: &[f32],
+    previous: &[(K, Reputation)],
+    submissions: &[SubmissionInput<'_, K>],
+) -> Result<RoundResult<K>, RoundError> {
+    params.check()?;
+    Ok(RoundResult {
+        outcomes: submissions
+            .iter()
+            .map(|_| SubmissionOutcome {
+                verdict: Verdict::Excluded(Exclusion::NoQuorum),
+                evidence: Evidence::Absent,
+                committee: None,
+                aggregator_outlier: false,
+            })
+            .collect(),
+        model: base_model.to_vec(),
+        reputation: previous.to_vec(),
+        effective_f: params.aggregator.f,
+        distrusted: Vec::new(),
+    })
+}
+
 /// The largest `f' <= f` the rule accepts for `n` inputs, if any.
 fn fitting_f(rule: Rule, n: usize, f: usize) -> Option<usize> {
     let max = match rule {
@@ -733,6 +768,27 @@ mod tests {
         assert!(p.within_norm_bound(&edge));
         p.max_update_norm = 4.99;
         assert!(!p.within_norm_bound(&edge));
+    }
+
+    #[test]
+    fn a_carry_over_keeps_the_model_and_the_table() {
+        let previous = vec![(1u8, Reputation(500_000)), (7, Reputation(600_000))];
+        let u = [1.0f32];
+        let c = carry_over(
+            &params(Rule::Mean, 0),
+            &[0.5],
+            &previous,
+            &[sub(1, &u, &[])],
+        )
+        .unwrap();
+        assert_eq!(c.model, vec![0.5]);
+        assert_eq!(c.outcomes.len(), 1);
+        assert_eq!(
+            c.outcomes[0].verdict,
+            Verdict::Excluded(Exclusion::NoQuorum)
+        );
+        assert_eq!(c.outcomes[0].evidence, Evidence::Absent);
+        assert_eq!(c.reputation, previous);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Closing rounds, and what they leave behind: global models, reputation, round summaries.
 
-use federated_learning_integrity::aggregate::{check_aggregator, compute_aggregate};
+use federated_learning_integrity::aggregate::{
+    check_aggregator, check_quorum, compute_aggregate, distinct_submitters,
+};
 use federated_learning_integrity::chain::round_context;
 use federated_learning_integrity::{EntryTypes, LinkTypes, ReputationEntry, RoundAggregate};
 use fl_core::{Exclusion, Reputation, Verdict};
@@ -13,7 +15,8 @@ use crate::task::get_task_info;
 /// Aggregates a round from the submissions (with their proofs) and votes linked to it and
 /// publishes the result. The caller's aggregation slot must have begun (its committee rank's,
 /// the task author's when the committee is empty, else the fallback's: see
-/// `federated_learning_integrity::schedule`) and the quorum must be met.
+/// `federated_learning_integrity::schedule`) and the quorum must be met, or the fallback
+/// slot have begun, in which case the round closes as a carry-over (model unchanged).
 #[hdk_extern]
 pub fn aggregate_round(r: RoundRef) -> ExternResult<ActionHash> {
     let (aggregate, base) = prepare(&r, true)?;
@@ -35,39 +38,75 @@ pub fn preview_aggregate(r: RoundRef) -> ExternResult<RoundAggregate> {
 }
 
 fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, ActionHash)> {
-    let task = get_task_info(&r.task)?.task;
     let base = round_base(&r.task, r.round)?
         .ok_or_else(|| fail(format!("round {} is not open", r.round)))?;
     let ctx = round_context(&r.task, r.round, &base)?.map_err(fail)?;
     let me = agent_info()?.agent_initial_pubkey;
     let mine = ctx.aggregation_rank(&me).unwrap_or(usize::MAX);
     // A better-ranked member may still close a round that a worse-ranked author (a
-    // fallback aggregator, say) closed first: readers then follow the better-ranked one.
-    if let Some((rank, hash, _)) = ranked_canonical(&r.task, r.round)? {
-        if !publishing || rank <= mine {
-            return Err(fail(format!(
-                "round {} is already aggregated ({hash})",
-                r.round
-            )));
+    // fallback aggregator, say) closed first, and an aggregate that meets the quorum may
+    // replace a carry-over: readers then follow the new one (`canonical_aggregate`).
+    let existing = ranked_canonical(&r.task, r.round)?;
+    let refuse = |hash: &ActionHash, how: &str| {
+        Err(fail(format!("round {} is already {how} ({hash})", r.round)))
+    };
+    if let Some((rank, hash, a)) = &existing {
+        if !publishing || (!a.is_carry_over() && *rank <= mine) {
+            return refuse(
+                hash,
+                if a.is_carry_over() {
+                    "carried over"
+                } else {
+                    "aggregated"
+                },
+            );
         }
     }
     if publishing {
         check_aggregator(&ctx, &me, sys_time()?).map_err(fail)?;
     }
     let evidence = round_evidence(&r.task, r.round, &base, &ctx.committee)?;
-    let mut submitters: Vec<&AgentPubKey> = evidence.iter().map(|e| &e.author).collect();
-    submitters.sort();
-    submitters.dedup();
-    if submitters.len() < task.quorum as usize {
-        return Err(fail(format!(
-            "round {} has submissions from {} agents; the quorum is {}",
-            r.round,
-            submitters.len(),
-            task.quorum
-        )));
+    // Below the quorum the round waits, until the schedule lets it close as a carry-over;
+    // and not while the links show a quorum of submitters whose entries have not reached
+    // this conductor yet.
+    check_quorum(&ctx, &evidence, sys_time()?).map_err(fail)?;
+    if distinct_submitters(&evidence) < ctx.task.quorum as usize {
+        let linked = linked_submitters(&base)?;
+        if linked >= ctx.task.quorum as usize {
+            return Err(fail(format!(
+                "round {} has {linked} submitters linked but only {} readable here; may be retried",
+                r.round,
+                distinct_submitters(&evidence)
+            )));
+        }
     }
     let aggregate = compute_aggregate(&ctx, evidence).map_err(fail)?;
+    // A carry-over never replaces an aggregate that closed the round (nor another one).
+    if let (Some((_, hash, a)), true) = (&existing, aggregate.is_carry_over()) {
+        return refuse(
+            hash,
+            if a.is_carry_over() {
+                "carried over"
+            } else {
+                "aggregated"
+            },
+        );
+    }
     Ok((aggregate, base))
+}
+
+/// How many distinct agents linked a submission to the round's base.
+fn linked_submitters(base: &ActionHash) -> ExternResult<usize> {
+    let mut authors: Vec<AgentPubKey> = get_links(
+        LinkQuery::try_new(base.clone(), LinkTypes::RoundToSubmissions)?,
+        GetStrategy::Network,
+    )?
+    .into_iter()
+    .map(|l| l.author)
+    .collect();
+    authors.sort();
+    authors.dedup();
+    Ok(authors.len())
 }
 
 /// Names a global model: after `round`, or the latest when `None`.

@@ -59,7 +59,8 @@ pub struct RoundState {
 
 /// The canonical aggregate of `round`: of all valid aggregates for it, the one by the
 /// best-ranked author (committee rank; the task author in round 0 or with an empty
-/// committee; any other agent after them), ties to the lower hash. Each aggregate is
+/// committee; any other agent after them), then the one citing more submissions, then the
+/// lower hash; an aggregate that meets the quorum before any carry-over. Each aggregate is
 /// ranked by the committee of its own base. When the round's aggregates stand on different
 /// bases, those on the canonical base of the round before come first, so a side branch
 /// cannot win by drawing a committee of its own (this looks back only as far as the
@@ -116,10 +117,15 @@ pub(crate) fn ranked_canonical(
         _ => None,
     };
     let off_branch = |a: &RoundAggregate| canonical_base.as_ref().is_some_and(|b| &a.base != b);
+    // An aggregate that meets the quorum beats any carry-over, whatever its author's rank
+    // (a carry-over cited after the fallback slot opens could otherwise replace real work);
+    // equal ranks (fallback aggregators) prefer the aggregate citing more submissions.
     found.sort_by(|a, b| {
         off_branch(&a.2)
             .cmp(&off_branch(&b.2))
+            .then(a.2.is_carry_over().cmp(&b.2.is_carry_over()))
             .then(a.0.cmp(&b.0))
+            .then(b.2.outcomes.len().cmp(&a.2.outcomes.len()))
             .then(a.1.cmp(&b.1))
     });
     Ok(found.into_iter().next())

@@ -1,13 +1,13 @@
 //! The outcome of a round, recomputed by every validator.
 
-use fl_core::{decide_round, Reputation, SubmissionInput, Verdict};
+use fl_core::{carry_over, decide_round, Reputation, SubmissionInput, Verdict};
 use hdi::prelude::*;
 
 use crate::ballot::{CommitteeBallot, CommitteeVote};
 use crate::chain::{earlier_entry, round_context, typed_record, RoundContext};
 use crate::gradient::GradientSubmission;
 use crate::schedule::ms_label;
-use crate::task::{decode_model, Task};
+use crate::task::decode_model;
 use crate::UnitEntryTypes;
 
 /// What a round decided about one submission, with the entries that decided it.
@@ -33,7 +33,8 @@ pub struct ReputationEntry {
 }
 
 /// The outcome of round `round`: verdicts, the next global model and the reputation table.
-/// The next round's committee is drawn from this table, seeded by this entry's hash.
+/// The next round's committee is drawn from this table, seeded by the task and the round
+/// (`chain::committee_seed`).
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
 pub struct RoundAggregate {
@@ -55,6 +56,16 @@ pub struct RoundAggregate {
     pub deadline: Timestamp,
 }
 
+impl RoundAggregate {
+    /// Whether the aggregate closed its round without a quorum (a carry-over: nothing
+    /// aggregated, the model unchanged).
+    pub fn is_carry_over(&self) -> bool {
+        self.outcomes
+            .iter()
+            .all(|o| o.verdict == Verdict::Excluded(fl_core::Exclusion::NoQuorum))
+    }
+}
+
 /// One submission with the entries that bear on it.
 #[derive(Debug, Clone)]
 pub struct SubmissionEvidence {
@@ -68,10 +79,11 @@ pub struct SubmissionEvidence {
     pub votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)>,
 }
 
-/// Computes the aggregate of the round of `ctx` from its evidence (trust is measured
-/// against the whole committee's reputation; the deadline comes from the schedule). The coordinator commits
-/// exactly this and validation recomputes it, so the two can never disagree on honest
-/// input.
+/// Computes the aggregate of the round of `ctx` from its evidence: `fl_core::decide_round`
+/// (trust measured against the whole committee's reputation), or `fl_core::carry_over`
+/// when fewer than the quorum of distinct agents submitted; the deadline comes from the
+/// schedule. The coordinator commits exactly this and validation recomputes it, so the two
+/// can never disagree on honest input.
 pub fn compute_aggregate(
     ctx: &RoundContext,
     mut evidence: Vec<SubmissionEvidence>,
@@ -107,13 +119,17 @@ pub fn compute_aggregate(
                 .collect(),
         })
         .collect();
-    let result = decide_round(
-        &task.round,
-        base_model.as_slice(),
-        &table,
-        committee,
-        &inputs,
-    )
+    let result = if distinct_submitters(&evidence) < task.quorum as usize {
+        carry_over(&task.round, base_model.as_slice(), &table, &inputs)
+    } else {
+        decide_round(
+            &task.round,
+            base_model.as_slice(),
+            &table,
+            committee,
+            &inputs,
+        )
+    }
     .map_err(|e| e.to_string())?;
     let model = fl_core::Tensor::new(result.model)
         .and_then(|t| t.encode(task.encoding))
@@ -181,9 +197,10 @@ pub fn check_aggregator(
     Ok(())
 }
 
-/// An aggregate must be published by an entitled member, reference at least a quorum of
-/// the round's submissions with their committee votes, and equal the
-/// recomputation of verdicts, model and reputation from those entries.
+/// An aggregate must be published by an entitled author in its slot, cite submissions of
+/// the round from a quorum of distinct agents (or close the round as a carry-over from the
+/// fallback slot on) with every vote of every ballot it cites, and equal the recomputation
+/// of verdicts, model, reputation and deadline from those entries.
 pub fn validate_create_aggregate(
     a: &RoundAggregate,
     action: &Create,
@@ -209,7 +226,7 @@ pub fn validate_create_aggregate(
             a.round
         )));
     }
-    if let Err(e) = check_outcomes(a, &ctx.task) {
+    if let Err(e) = check_outcomes(a) {
         return Ok(Err(e));
     }
     let ballots = match cited_ballots(&ctx, a)? {
@@ -226,7 +243,7 @@ pub fn validate_create_aggregate(
     if let Err(e) = check_ballots_counted(a, &ballots) {
         return Ok(Err(format!("round aggregate: {e}")));
     }
-    if let Err(e) = check_distinct_submitters(&evidence, &ctx.task) {
+    if let Err(e) = check_quorum(&ctx, &evidence, action.timestamp) {
         return Ok(Err(e));
     }
     let expected = match compute_aggregate(&ctx, evidence) {
@@ -236,16 +253,8 @@ pub fn validate_create_aggregate(
     Ok(check_recomputation(a, &expected))
 }
 
-/// The aggregate must reference at least the task's quorum of submissions, ordered by
-/// submission hash, each once. Pure.
-pub fn check_outcomes(a: &RoundAggregate, task: &Task) -> Result<(), String> {
-    if a.outcomes.len() < task.quorum as usize {
-        return Err(format!(
-            "round aggregate: {} submissions referenced but the quorum is {}",
-            a.outcomes.len(),
-            task.quorum
-        ));
-    }
+/// The aggregate's outcomes must be ordered by submission hash, each once. Pure.
+pub fn check_outcomes(a: &RoundAggregate) -> Result<(), String> {
     if a.outcomes
         .windows(2)
         .any(|w| w[0].submission >= w[1].submission)
@@ -257,21 +266,36 @@ pub fn check_outcomes(a: &RoundAggregate, task: &Task) -> Result<(), String> {
     Ok(())
 }
 
-/// The cited submissions must come from at least the task's quorum of distinct agents: a
-/// key that submitted on several forks of its chain counts once (its submissions are all
-/// excluded as equivocation), so forks cannot fill a quorum. Pure.
-pub fn check_distinct_submitters(
-    evidence: &[SubmissionEvidence],
-    task: &Task,
-) -> Result<(), String> {
+/// How many distinct agents submitted the evidence: a key that submitted on several forks
+/// of its chain counts once (its submissions are all excluded as equivocation), so forks
+/// cannot fill a quorum.
+pub fn distinct_submitters(evidence: &[SubmissionEvidence]) -> usize {
     let mut authors: Vec<&AgentPubKey> = evidence.iter().map(|e| &e.author).collect();
     authors.sort();
     authors.dedup();
-    if authors.len() < task.quorum as usize {
+    authors.len()
+}
+
+/// The cited submissions must come from at least the task's quorum of distinct agents
+/// ([`distinct_submitters`]), unless the aggregate, dated `at`, closes the round as a
+/// carry-over from the fallback slot on ([`crate::schedule`]): a round without quorum
+/// closes after its schedule with the model unchanged. Pure.
+pub fn check_quorum(
+    ctx: &RoundContext,
+    evidence: &[SubmissionEvidence],
+    at: Timestamp,
+) -> Result<(), String> {
+    let n = distinct_submitters(evidence);
+    let quorum = ctx.task.quorum as usize;
+    let carry_over_from = ctx
+        .task
+        .schedule
+        .fallback_opens(ctx.opened_at, ctx.committee.len());
+    if n < quorum && at < carry_over_from {
         return Err(format!(
-            "round aggregate: {} distinct submitters but the quorum is {}",
-            authors.len(),
-            task.quorum
+            "round aggregate: {n} distinct submitters, below the quorum of {quorum}; round {} may close without quorum (a carry-over) only from {}",
+            ctx.round,
+            ms_label(carry_over_from)
         ));
     }
     Ok(())
@@ -432,6 +456,7 @@ mod tests {
     use super::*;
     use crate::gradient::Signer;
     use crate::proof::PogqProof;
+    use crate::task::Task;
     use fl_core::aggregate::Rule;
     use fl_core::{Encoding, RoundParams, Tensor};
 
@@ -462,6 +487,7 @@ mod tests {
 
     #[test]
     fn forks_of_one_key_do_not_fill_a_quorum() {
+        let hash = ActionHash::from_raw_36(vec![0; 36]);
         let task = Task {
             name: "t".into(),
             description: String::new(),
@@ -475,16 +501,37 @@ mod tests {
             initial_model: Tensor::new(vec![0.0; 2]).unwrap().canonical_bytes(),
             admission: Default::default(),
         };
+        let ctx = RoundContext {
+            task_hash: hash.clone(),
+            round: 0,
+            base: hash.clone(),
+            task,
+            task_author: AgentPubKey::from_raw_36(vec![1; 36]),
+            opened_at: Timestamp::from_micros(0),
+            previous: None,
+            committee: Vec::new(),
+        };
         // One attacker key on four forks plus one other agent: five submissions, two agents.
         let forked: Vec<_> = (1..=4)
             .map(|h| evidence(9, h))
             .chain([evidence(2, 5)])
             .collect();
-        assert_eq!(
-            check_distinct_submitters(&forked, &task).unwrap_err(),
-            "round aggregate: 2 distinct submitters but the quorum is 5"
-        );
+        assert_eq!(distinct_submitters(&forked), 2);
+        let soon = Timestamp::from_micros(1_000_000);
+        assert!(check_quorum(&ctx, &forked, soon)
+            .unwrap_err()
+            .starts_with("round aggregate: 2 distinct submitters, below the quorum of 5"));
         let honest: Vec<_> = (1..=5).map(|i| evidence(i, i)).collect();
-        assert_eq!(check_distinct_submitters(&honest, &task), Ok(()));
+        assert_eq!(check_quorum(&ctx, &honest, soon), Ok(()));
+        // After the schedule the round may close without quorum, as a carry-over that
+        // aggregates nothing and keeps the model.
+        let late = ctx.task.schedule.fallback_opens(ctx.opened_at, 0);
+        assert_eq!(check_quorum(&ctx, &forked, late), Ok(()));
+        let carried = compute_aggregate(&ctx, forked).unwrap();
+        assert_eq!(carried.model, ctx.task.initial_model);
+        assert!(carried
+            .outcomes
+            .iter()
+            .all(|o| o.verdict == Verdict::Excluded(fl_core::Exclusion::NoQuorum)));
     }
 }
