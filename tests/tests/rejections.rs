@@ -748,6 +748,29 @@ async fn scenario() {
         .await,
         "but that vote is not counted",
     );
+    // Every submission but no ballot, before the ballot window closes: the committee
+    // silenced (its only member's ballot left out).
+    assert_rejected(
+        &call_err(
+            &conductors[member],
+            &cells[member],
+            ADVERSARY,
+            "aggregate_chosen",
+            ChosenEvidence {
+                task: task_hash.clone(),
+                round: 1,
+                base: base1.clone(),
+                submissions: vec![
+                    sub1.submission.clone(),
+                    sub2.submission.clone(),
+                    sub3.submission.clone(),
+                ],
+                ballots: Vec::new(),
+            },
+        )
+        .await,
+        "the cited ballots come from members holding 0.0000 of the committee's reputation",
+    );
 
     // --- Updates and deletes ---
     assert_rejected(

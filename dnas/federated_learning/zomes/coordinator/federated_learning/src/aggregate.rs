@@ -1,7 +1,7 @@
 //! Closing rounds, and what they leave behind: global models, reputation, round summaries.
 
 use federated_learning_integrity::aggregate::{
-    check_aggregator, check_quorum, compute_aggregate, distinct_submitters,
+    check_aggregator, check_ballot_majority, check_quorum, compute_aggregate, distinct_submitters,
 };
 use federated_learning_integrity::chain::round_context;
 use federated_learning_integrity::{EntryTypes, LinkTypes, ReputationEntry, RoundAggregate};
@@ -47,19 +47,17 @@ fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, Acti
     // fallback aggregator, say) closed first, and an aggregate that meets the quorum may
     // replace a carry-over: readers then follow the new one (`canonical_aggregate`).
     let existing = ranked_canonical(&r.task, r.round)?;
-    let refuse = |hash: &ActionHash, how: &str| {
+    let refuse = |hash: &ActionHash, a: &RoundAggregate| {
+        let how = if a.is_carry_over() {
+            "carried over"
+        } else {
+            "aggregated"
+        };
         Err(fail(format!("round {} is already {how} ({hash})", r.round)))
     };
     if let Some((rank, hash, a)) = &existing {
         if !publishing || (!a.is_carry_over() && *rank <= mine) {
-            return refuse(
-                hash,
-                if a.is_carry_over() {
-                    "carried over"
-                } else {
-                    "aggregated"
-                },
-            );
+            return refuse(hash, a);
         }
     }
     if publishing {
@@ -70,6 +68,12 @@ fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, Acti
     // and not while the links show a quorum of submitters whose entries have not reached
     // this conductor yet.
     check_quorum(&ctx, &evidence, sys_time()?).map_err(fail)?;
+    let voters: Vec<&AgentPubKey> = evidence
+        .iter()
+        .flat_map(|e| e.votes.iter().map(|(_, m, _)| m))
+        .collect();
+    check_ballot_majority(&ctx, &voters, sys_time()?)
+        .map_err(|e| fail(format!("{e}; may be retried")))?;
     if distinct_submitters(&evidence) < ctx.task.quorum as usize {
         let linked = linked_submitters(&base)?;
         if linked >= ctx.task.quorum as usize {
@@ -83,14 +87,7 @@ fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, Acti
     let aggregate = compute_aggregate(&ctx, evidence).map_err(fail)?;
     // A carry-over never replaces an aggregate that closed the round (nor another one).
     if let (Some((_, hash, a)), true) = (&existing, aggregate.is_carry_over()) {
-        return refuse(
-            hash,
-            if a.is_carry_over() {
-                "carried over"
-            } else {
-                "aggregated"
-            },
-        );
+        return refuse(hash, a);
     }
     Ok((aggregate, base))
 }

@@ -243,6 +243,10 @@ pub fn validate_create_aggregate(
     if let Err(e) = check_ballots_counted(a, &ballots) {
         return Ok(Err(format!("round aggregate: {e}")));
     }
+    let voters: Vec<&AgentPubKey> = ballots.iter().map(|(_, m, _)| m).collect();
+    if let Err(e) = check_ballot_majority(&ctx, &voters, action.timestamp) {
+        return Ok(Err(e));
+    }
     if let Err(e) = check_quorum(&ctx, &evidence, action.timestamp) {
         return Ok(Err(e));
     }
@@ -262,6 +266,45 @@ pub fn check_outcomes(a: &RoundAggregate) -> Result<(), String> {
         return Err(
             "round aggregate: outcomes must be ordered by submission hash, each once".into(),
         );
+    }
+    Ok(())
+}
+
+/// Until the round's ballot window closes, the cited ballots must come from committee
+/// members holding more than half of the committee's reputation (in the base aggregate's
+/// table): an aggregator cannot close a round early on its allies' ballots alone, or on
+/// none, and so silence the rest of the committee. An aggregate dated after the window may
+/// cite whatever ballots exist (members may be away). A round without a committee needs
+/// none. Pure.
+pub fn check_ballot_majority(
+    ctx: &RoundContext,
+    voters: &[&AgentPubKey],
+    at: Timestamp,
+) -> Result<(), String> {
+    let closes = ctx.task.schedule.ballots_close(ctx.opened_at);
+    if ctx.committee.is_empty() || at > closes {
+        return Ok(());
+    }
+    let table = ctx.previous.as_ref().map_or(&[][..], |p| &p.reputation[..]);
+    let weight = |k: &AgentPubKey| {
+        table
+            .binary_search_by(|e| e.agent.cmp(k))
+            .map_or(0, |i| u64::from(table[i].reputation.0))
+    };
+    let total: u64 = ctx.committee.iter().map(weight).sum();
+    let voted: u64 = ctx
+        .committee
+        .iter()
+        .filter(|m| voters.contains(m))
+        .map(weight)
+        .sum();
+    if 2 * voted <= total {
+        return Err(format!(
+            "round aggregate: the cited ballots come from members holding {} of the committee's reputation of {}; until the ballot window closes at {} an aggregate must cite ballots from members holding more than half",
+            Reputation(voted.min(u64::from(u32::MAX)) as u32),
+            Reputation(total.min(u64::from(u32::MAX)) as u32),
+            ms_label(closes)
+        ));
     }
     Ok(())
 }
@@ -483,6 +526,67 @@ mod tests {
             },
             votes: Vec::new(),
         }
+    }
+
+    #[test]
+    fn before_the_ballot_window_closes_cited_ballots_need_a_majority_of_reputation() {
+        let hash = ActionHash::from_raw_36(vec![0; 36]);
+        let key = |i: u8| AgentPubKey::from_raw_36(vec![i; 36]);
+        let members = vec![key(3), key(1), key(2)];
+        let table = vec![(1, 900_000), (2, 350_000), (3, 450_000)]
+            .into_iter()
+            .map(|(i, r)| ReputationEntry {
+                agent: key(i),
+                reputation: Reputation(r),
+            })
+            .collect();
+        let ctx = RoundContext {
+            task_hash: hash.clone(),
+            round: 1,
+            base: hash.clone(),
+            task: Task {
+                name: "t".into(),
+                description: String::new(),
+                model_len: 2,
+                layout: String::new(),
+                encoding: Encoding::F32,
+                round: RoundParams::new(Rule::Median, 0),
+                committee_size: 3,
+                quorum: 1,
+                schedule: Default::default(),
+                initial_model: Tensor::new(vec![0.0; 2]).unwrap().canonical_bytes(),
+                admission: Default::default(),
+            },
+            task_author: key(9),
+            opened_at: Timestamp::from_micros(0),
+            previous: Some(RoundAggregate {
+                task: hash.clone(),
+                round: 0,
+                base: hash.clone(),
+                outcomes: Vec::new(),
+                model: Vec::new(),
+                reputation: table,
+                deadline: Timestamp::from_micros(0),
+            }),
+            committee: members,
+        };
+        let soon = Timestamp::from_micros(1_000);
+        let (k1, k2, k3) = (key(1), key(2), key(3));
+        // 0.9 of 1.7 is a majority, and so is 0.9 + 0.45; 0.35 + 0.45 = 0.8 is not, nor
+        // is one member counted twice, nor nothing.
+        assert_eq!(check_ballot_majority(&ctx, &[&k1], soon), Ok(()));
+        assert_eq!(check_ballot_majority(&ctx, &[&k1, &k3], soon), Ok(()));
+        let e = check_ballot_majority(&ctx, &[&k2, &k3], soon).unwrap_err();
+        assert!(
+            e.starts_with("round aggregate: the cited ballots come from members holding 0.8000 of the committee's reputation of 1.7000"),
+            "{e}"
+        );
+        assert!(check_ballot_majority(&ctx, &[&k3, &k3], soon).is_err());
+        assert!(check_ballot_majority(&ctx, &[], soon).is_err());
+        // After the ballot window, whatever ballots exist will do.
+        let late =
+            Timestamp::from_micros(ctx.task.schedule.ballots_close(ctx.opened_at).as_micros() + 1);
+        assert_eq!(check_ballot_majority(&ctx, &[], late), Ok(()));
     }
 
     #[test]
