@@ -21,10 +21,11 @@ async fn rounds_close_by_the_schedule_without_the_first_ranked_member_or_a_quoru
 async fn scenario() {
     let (mut conductors, cells) = production_network(N).await;
     let mut t = task(LEN as u32, Rule::Median, 1, N as u32, 3);
-    // 30 s to submit, 5 s more to vote, 4 s slots: the fallback begins
-    // 30 + 5 + 5 * 4 = 55 s after a round opens.
+    // 90 s to submit (round 0's window opens with the task, before five conductors have
+    // seen it: 30 s was too short on a loaded machine), 5 s more to vote, 4 s slots: the
+    // fallback begins 90 + 5 + 5 * 4 = 115 s after a round opens.
     t.schedule = RoundSchedule {
-        submit_ms: 30_000,
+        submit_ms: 90_000,
         vote_ms: 5_000,
         slot_ms: 4_000,
     };
@@ -138,7 +139,7 @@ async fn scenario() {
                 honest.contains(&i).then_some((rank, i))
             })
             .expect("an honest member");
-        let aggregate: ActionHash = eventually(150, || {
+        let aggregate: ActionHash = eventually(240, || {
             let (c, cell, r) = (&conductors[aggregator], &cells[aggregator], r.clone());
             async move {
                 c.call_fallible::<_, ActionHash>(&cell.zome(ZOME), "aggregate_round", r)

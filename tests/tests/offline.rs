@@ -17,9 +17,10 @@ async fn scenario() {
     let (mut conductors, cells) = production_network(4).await;
     let mut t = task(LEN as u32, Rule::Median, 1, 2, 3);
     // Nobody votes in this scenario, so an aggregate may cite no ballots only once the
-    // ballot window has closed: 30 s after the round opens.
+    // ballot window has closed: 90 s after the round opens (the window must also hold
+    // round 0's submissions, made after four conductors have seen the task).
     t.schedule = RoundSchedule {
-        submit_ms: 30_000,
+        submit_ms: 90_000,
         vote_ms: 0,
         slot_ms: 1_000,
     };
@@ -73,7 +74,7 @@ async fn scenario() {
         .iter()
         .find_map(|m| online.iter().position(|c| c.agent_pubkey() == m))
         .expect("an online committee member");
-    let agg1: ActionHash = eventually(120, || {
+    let agg1: ActionHash = eventually(240, || {
         let (c, cell, r) = (&conductors[aggregator], &cells[aggregator], r1.clone());
         async move {
             c.call_fallible::<_, ActionHash>(&cell.zome(ZOME), "aggregate_round", r)

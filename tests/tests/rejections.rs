@@ -860,9 +860,9 @@ async fn scenario() {
     // Nobody can reach a committee threshold of 1, so round 1 has no committee.
     let mut unreachable = task(LEN as u32, Rule::Median, 0, 3, 2);
     unreachable.round.reputation.committee_threshold = Reputation::ONE;
-    // A minute to submit, then one 5 s slot for the task's author before anyone may close.
+    // 90 s to submit, then one 5 s slot for the task's author before anyone may close.
     unreachable.schedule = RoundSchedule {
-        submit_ms: 60_000,
+        submit_ms: 90_000,
         vote_ms: 0,
         slot_ms: 5_000,
     };
@@ -888,8 +888,8 @@ async fn scenario() {
                 ),
             );
             // The task's author is gone: once the fallback slot begins (after the windows
-            // and the author's slot, 65 s after the round opened), anyone closes the round.
-            let closed: ActionHash = eventually(120, || {
+            // and the author's slot, 95 s after the round opened), anyone closes the round.
+            let closed: ActionHash = eventually(240, || {
                 let r = r.clone();
                 async move {
                     cb.call_fallible::<_, ActionHash>(&bob.zome(ZOME), "aggregate_round", r)
