@@ -66,7 +66,7 @@ pub const MIN_RELATIVE_VOTES: usize = 3;
 /// The relative path never passes a vote whose score is below this (an update that raises
 /// the member's loss by more than 3 %), however wide the ballot's scores are spread.
 ///
-/// Measured in the simulation (README, "Detection at 45 % Byzantine"): with no floor, at
+/// Measured in the simulation (docs/results/detection.md): with no floor, at
 /// 45 % Byzantine on label-skewed data the honest scores spread so widely that label_flip
 /// and adaptive updates fell inside the band (TPR 0.00); -3 % keeps every attack caught
 /// as before while forgiving the few per cent an honest update costs late in training.

@@ -314,7 +314,7 @@ fn zome_message(text: String) -> String {
 /// (kitsune2's own default is 120 s). Publishing, not gossip, carries new ops to their
 /// authorities; gossip repairs what publishing missed (a peer that was down catches up
 /// through it, its first round 1 s after start). At 200 ms, ten conductors' rounds grew
-/// from 25 s to 58 s over 42 rounds; at 2 s they stayed near 25 s (README, "Reliability").
+/// from 25 s to 58 s over 42 rounds; at 2 s they stayed near 25 s (docs/results/conductors.md, "Reliability").
 pub const GOSSIP_MS: u32 = 2000;
 
 /// The gossip interval of embedded conductors: `MYCELIX_FL_GOSSIP_MS` when set to a
