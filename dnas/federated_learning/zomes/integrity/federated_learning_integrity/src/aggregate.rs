@@ -497,8 +497,6 @@ fn compare(got: &RoundAggregate, want: &RoundAggregate) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gradient::Signer;
-    use crate::proof::PogqProof;
     use crate::task::Task;
     use fl_core::aggregate::Rule;
     use fl_core::{Encoding, RoundParams, Tensor};
@@ -508,22 +506,7 @@ mod tests {
         SubmissionEvidence {
             hash: h(hash),
             author: AgentPubKey::from_raw_36(vec![author; 36]),
-            submission: GradientSubmission {
-                task: h(0),
-                round: 0,
-                base: h(0),
-                update: Tensor::new(vec![0.1; 2]).unwrap().canonical_bytes(),
-                samples: 1,
-                signer: Signer::Agent,
-                signature: Vec::new(),
-                proof: PogqProof {
-                    loss_before: 1.0,
-                    loss_after: 0.9,
-                    samples: 1,
-                    signature: Vec::new(),
-                },
-                membership: None,
-            },
+            submission: crate::gradient::tests::submission(vec![0.1; 2]),
             votes: Vec::new(),
         }
     }

@@ -193,7 +193,7 @@ pub fn validate_create_gradient(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use fl_core::aggregate::Rule;
     use fl_core::{Encoding, RoundParams, Tensor};
@@ -216,7 +216,8 @@ mod tests {
         }
     }
 
-    fn submission(update: Vec<f32>) -> GradientSubmission {
+    /// A submission of `update` with a passing proof and no signature (tests of pure rules).
+    pub(crate) fn submission(update: Vec<f32>) -> GradientSubmission {
         let hash = ActionHash::from_raw_36(vec![1; 36]);
         GradientSubmission {
             task: hash.clone(),
