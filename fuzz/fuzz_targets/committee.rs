@@ -20,11 +20,11 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let candidates: Vec<(u16, Reputation)> = input
+    let candidates: Vec<([u8; 2], Reputation)> = input
         .candidates
         .iter()
         .take(256)
-        .map(|&(k, r)| (k, Reputation(r)))
+        .map(|&(k, r)| (k.to_be_bytes(), Reputation(r)))
         .collect();
     let size = usize::from(input.size);
     let threshold = Reputation(input.threshold);

@@ -4,22 +4,35 @@
 //! aggregator can choose it) and the agents with their reputations, every peer and every
 //! validator draws the same ranked committee:
 //!
-//! 1. Keep the agents at or above the committee threshold; order them by key, so the
-//!    caller's order does not matter.
-//! 2. Seed ChaCha20 with the seed. `size` times, draw an integer `r` uniformly from
-//!    `[0, W)` where `W` is the total reputation (in millionths) of the agents still in
-//!    the pool (rejection sampling, no modulo bias), pick the agent whose cumulative
-//!    interval contains `r`, and remove it from the pool.
+//! 1. Keep the agents at or above the committee threshold and above zero.
+//! 2. Give each its own *ticket*: `u` = the first 53 bits of
+//!    SHA-256(domain, seed, the agent's key bytes) as a number in `(0, 1]`, and
+//!    `ticket = -ln(u) / w`, where `w` is its reputation in millionths. `-ln(u)` is an
+//!    exponential variate, so the ticket is exponential with rate `w`.
+//! 3. The `size` smallest tickets (ties by key) form the committee, smallest first; that
+//!    order is the rank.
 //!
-//! The order of the draw is the committee's rank: the first member aggregates the round,
-//! lower-ranked members only in later slots of the task's schedule. Only integer arithmetic and the
-//! ChaCha20 keystream are used, so the result is the same on every platform.
+//! This is weighted sampling without replacement (Efraimidis and Spirakis): the first seat
+//! goes to an agent with probability proportional to its reputation, the next to one of
+//! the rest in the same proportion, and so on. What matters for the protocol is that an
+//! agent's ticket depends on the seed, its key and its own reputation only. An aggregator
+//! that can choose among several evidence sets, and so among several reputation tables,
+//! cannot re-roll the whole draw: a change of one agent's reputation moves that agent's
+//! ticket and nobody else's, so the committee can change only by that agent entering or
+//! leaving it (`tests/properties.rs`,
+//! `changing_one_reputation_moves_only_that_agents_place`). A draw over cumulative weights
+//! (one random number per seat) would instead redraw every seat when any weight changed.
+//!
+//! The ticket uses SHA-256 and `libm::log`, a software logarithm, and IEEE division, so the
+//! result is the same on every platform, native and wasm32.
 
-use rand_chacha::rand_core::{RngCore, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::reputation::Reputation;
+
+/// Domain separation for the tickets; changing it changes every network's committees.
+const TICKET_DOMAIN: &[u8] = b"mycelix-fl committee ticket v1";
 
 /// Why no committee could be drawn.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -42,22 +55,38 @@ pub enum CommitteeError {
     },
 }
 
+/// An agent's ticket in the draw seeded with `seed` (see the module docs): smaller is
+/// better. Finite and non-negative for any reputation above zero.
+pub fn ticket(seed: &[u8; 32], key: &[u8], reputation: Reputation) -> f64 {
+    let digest = Sha256::new()
+        .chain_update(TICKET_DOMAIN)
+        .chain_update(seed)
+        .chain_update((key.len() as u64).to_be_bytes())
+        .chain_update(key)
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // 53 bits, shifted into (0, 1]: ln never sees zero.
+    let u = ((u64::from_be_bytes(first) >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    -libm::log(u) / f64::from(reputation.0.max(1))
+}
+
 /// Draws a ranked committee of `size` agents (see the module docs).
 ///
 /// `candidates` pairs each agent's key with its reputation; `threshold` is the task's
 /// committee threshold. Agents with zero reputation are never drawn.
-pub fn draw_committee<K: Ord + Clone>(
+pub fn draw_committee<K: Ord + Clone + AsRef<[u8]>>(
     seed: [u8; 32],
     candidates: &[(K, Reputation)],
     size: usize,
     threshold: Reputation,
 ) -> Result<Vec<K>, CommitteeError> {
-    let mut pool: Vec<(K, u64)> = candidates
+    let mut pool: Vec<(&K, Reputation)> = candidates
         .iter()
         .filter(|(_, r)| *r >= threshold && r.0 > 0)
-        .map(|(k, r)| (k.clone(), u64::from(r.0)))
+        .map(|(k, r)| (k, *r))
         .collect();
-    pool.sort_by(|a, b| a.0.cmp(&b.0));
+    pool.sort_by(|a, b| a.0.cmp(b.0));
     if let Some(index) = pool.windows(2).position(|w| w[0].0 == w[1].0) {
         return Err(CommitteeError::DuplicateCandidate { index: index + 1 });
     }
@@ -67,48 +96,26 @@ pub fn draw_committee<K: Ord + Clone>(
             eligible: pool.len(),
         });
     }
-    let mut rng = ChaCha20Rng::from_seed(seed);
-    let mut total: u64 = pool.iter().map(|(_, w)| w).sum();
-    let mut committee = Vec::with_capacity(size);
-    for _ in 0..size {
-        let mut r = uniform_below(&mut rng, total);
-        let pick = pool
-            .iter()
-            .position(|(_, w)| {
-                if r < *w {
-                    true
-                } else {
-                    r -= w;
-                    false
-                }
-            })
-            .expect("r < total weight of the pool");
-        let (key, w) = pool.remove(pick);
-        total -= w;
-        committee.push(key);
-    }
-    Ok(committee)
-}
-
-/// Uniform integer in `[0, bound)` by rejection sampling; `bound > 0`.
-fn uniform_below(rng: &mut ChaCha20Rng, bound: u64) -> u64 {
-    let zone = u64::MAX - (u64::MAX % bound) - 1;
-    loop {
-        let x = rng.next_u64();
-        if x <= zone {
-            return x % bound;
-        }
-    }
+    let mut ranked: Vec<(f64, &K)> = pool
+        .into_iter()
+        .map(|(k, r)| (ticket(&seed, k.as_ref(), r), k))
+        .collect();
+    ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    Ok(ranked
+        .into_iter()
+        .take(size)
+        .map(|(_, k)| k.clone())
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn agents(reps: &[u32]) -> Vec<(u8, Reputation)> {
+    fn agents(reps: &[u32]) -> Vec<([u8; 1], Reputation)> {
         reps.iter()
             .enumerate()
-            .map(|(i, &r)| (i as u8, Reputation(r)))
+            .map(|(i, &r)| ([i as u8], Reputation(r)))
             .collect()
     }
 
@@ -136,7 +143,7 @@ mod tests {
         let c = draw_committee([42; 32], &a, 4, Reputation(400_000)).unwrap();
         assert_eq!(c, GOLDEN);
     }
-    const GOLDEN: [u8; 4] = [4, 0, 1, 2];
+    const GOLDEN: [[u8; 1]; 4] = [[1], [2], [4], [3]];
 
     #[test]
     fn below_threshold_and_zero_reputation_are_never_drawn() {
@@ -145,7 +152,7 @@ mod tests {
             let c = draw_committee([s; 32], &a, 2, Reputation(400_000)).unwrap();
             let mut c = c.clone();
             c.sort();
-            assert_eq!(c, vec![0, 3]);
+            assert_eq!(c, vec![[0], [3]]);
         }
         assert_eq!(
             draw_committee([0; 32], &a, 3, Reputation(400_000)),
@@ -164,7 +171,7 @@ mod tests {
             .filter(|s| {
                 let mut seed = [0u8; 32];
                 seed[..4].copy_from_slice(&s.to_le_bytes());
-                draw_committee(seed, &a, 1, Reputation(0)).unwrap()[0] == 1
+                draw_committee(seed, &a, 1, Reputation(0)).unwrap()[0] == [1]
             })
             .count();
         assert!((2850..3150).contains(&wins), "{wins}");
@@ -172,7 +179,7 @@ mod tests {
 
     #[test]
     fn duplicate_candidates_are_an_error() {
-        let a = vec![(1u8, Reputation(500_000)), (1u8, Reputation(500_000))];
+        let a = vec![([1u8], Reputation(500_000)), ([1u8], Reputation(500_000))];
         assert_eq!(
             draw_committee([0; 32], &a, 1, Reputation(0)),
             Err(CommitteeError::DuplicateCandidate { index: 1 })

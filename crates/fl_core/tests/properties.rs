@@ -313,7 +313,7 @@ proptest! {
     #[test]
     fn committee_draw_is_canonical(reps in prop::collection::vec(0u32..=1_000_000, 1..30), size in 0usize..8, seed in any::<[u8; 32]>(), rot in 0usize..30) {
         let threshold = Reputation(400_000);
-        let candidates: Vec<(u16, Reputation)> = reps.iter().enumerate().map(|(i, &r)| (i as u16, Reputation(r))).collect();
+        let candidates: Vec<([u8; 2], Reputation)> = reps.iter().enumerate().map(|(i, &r)| ((i as u16).to_be_bytes(), Reputation(r))).collect();
         let mut rotated = candidates.clone();
         rotated.rotate_left(rot % candidates.len());
         let a = draw_committee(seed, &candidates, size, threshold);
@@ -327,10 +327,32 @@ proptest! {
                 u.sort();
                 u.dedup();
                 prop_assert_eq!(u.len(), size);
-                prop_assert!(c.iter().all(|&k| reps[k as usize] >= threshold.0));
+                prop_assert!(c.iter().all(|&k| reps[usize::from(u16::from_be_bytes(k))] >= threshold.0));
             }
             Err(_) => prop_assert!(eligible < size),
         }
+    }
+
+    /// An aggregator that can choose among evidence sets chooses among reputation tables.
+    /// Changing one agent's reputation must not redraw the committee: every other agent
+    /// keeps its ticket, so without that agent the two committees agree, one a prefix of
+    /// the other, in the same order.
+    #[test]
+    fn changing_one_reputation_moves_only_that_agents_place(reps in prop::collection::vec(400_000u32..=1_000_000, 2..40), size in 1usize..10, seed in any::<[u8; 32]>(), who in 0usize..40, to in 0u32..=1_000_000) {
+        let threshold = Reputation(400_000);
+        let candidates: Vec<([u8; 2], Reputation)> = reps.iter().enumerate().map(|(i, &r)| ((i as u16).to_be_bytes(), Reputation(r))).collect();
+        let who = who % candidates.len();
+        let mut changed = candidates.clone();
+        changed[who].1 = Reputation(to);
+        let size = size.min(candidates.len() - 1);
+        let a = draw_committee(seed, &candidates, size, threshold).unwrap();
+        let b = draw_committee(seed, &changed, size, threshold).unwrap();
+        let key = candidates[who].0;
+        let a: Vec<_> = a.into_iter().filter(|k| *k != key).collect();
+        let b: Vec<_> = b.into_iter().filter(|k| *k != key).collect();
+        let common = a.len().min(b.len());
+        prop_assert_eq!(&a[..common], &b[..common]);
+        prop_assert!(a.len().abs_diff(b.len()) <= 1);
     }
 }
 

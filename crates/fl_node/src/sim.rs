@@ -159,13 +159,21 @@ pub fn simulate(
                 .iter()
                 .filter(|(_, r)| exp.round.reputation.committee_eligible(*r))
                 .count();
+            // The draw hashes each candidate's key bytes: a peer's index, big-endian.
+            let keyed: Vec<([u8; 8], Reputation)> = reputation
+                .iter()
+                .map(|&(p, r)| ((p as u64).to_be_bytes(), r))
+                .collect();
             draw_committee(
                 rng.random(),
-                &reputation,
+                &keyed,
                 exp.committee_size.min(eligible),
                 exp.round.reputation.committee_threshold,
             )
             .unwrap_or_default()
+            .into_iter()
+            .map(|k| u64::from_be_bytes(k) as usize)
+            .collect()
         };
         // Each member's ballot over every valid submission, judged as a whole.
         let scored: Vec<(usize, &[f32])> = valid.iter().map(|&p| (p, &updates[p][..])).collect();
