@@ -93,6 +93,8 @@ fuzz_target!(|input: Input| {
                 .map(|&(a, r)| ReputationEntry {
                     agent: agent(a % 12),
                     reputation: Reputation(r % 1_000_001),
+                    missed: r % 16,
+                    anchor: Vec::new(),
                 })
                 .collect();
             reputation.sort_by(|a, b| a.agent.cmp(&b.agent));
@@ -105,6 +107,7 @@ fuzz_target!(|input: Input| {
                 model: model.encode(encoding).unwrap(),
                 reputation,
                 deadline: hdi::prelude::Timestamp::from_micros(2_000),
+                endorsed: true,
             })
         }
     };
@@ -165,7 +168,14 @@ fuzz_target!(|input: Input| {
     let reversed: Vec<_> = evidence.iter().rev().cloned().collect();
     // The committee: the members agent(0..12) that votes come from.
     let committee: Vec<_> = (0..12u8).map(agent).collect();
-    let ctx = context(&fx.task_hash, &t, round, &base, previous.as_ref(), committee);
+    let ctx = context(
+        &fx.task_hash,
+        &t,
+        round,
+        &base,
+        previous.as_ref(),
+        committee,
+    );
     let compute = |evidence| compute_aggregate(&ctx, evidence);
     let Ok(a) = compute(evidence) else {
         return;

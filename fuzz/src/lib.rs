@@ -30,7 +30,7 @@ use federated_learning_integrity::{
 };
 use fl_core::aggregate::Rule;
 use fl_core::{Encoding, RoundParams, Tensor};
-use hdi::prelude::{ActionHash, AgentPubKey, SerializedBytes, Timestamp, UnsafeBytes};
+use hdi::prelude::{ActionHash, AgentPubKey, EntryHash, SerializedBytes, Timestamp, UnsafeBytes};
 use holochain_serialized_bytes::SerializedBytesError;
 
 /// Parameters of the fixture's model.
@@ -102,6 +102,7 @@ pub fn context(
         opened_at: Timestamp::from_micros(1_000),
         previous: previous.cloned(),
         committee,
+        base_entry: previous.map(|_| EntryHash::from_raw_36(vec![5; 36])),
     }
 }
 
@@ -374,11 +375,18 @@ fn check_task(t: &Task, fx: &Fixture) {
 fn check_aggregate(a: &RoundAggregate, fx: &Fixture) {
     for task in &fx.tasks {
         let _ = check_outcomes(a);
-        let committee = committee_from(task, a, [3; 32]);
+        let committee = committee_from(task, a, &EntryHash::from_raw_36(vec![5; 36]), [3; 32]);
         assert!(committee.len() <= task.committee_size as usize);
         let next = a.round.wrapping_add(1);
         if let Ok(x) = compute_aggregate(
-            &context(&fx.task_hash, task, next, &action_hash(9), Some(a), Vec::new()),
+            &context(
+                &fx.task_hash,
+                task,
+                next,
+                &action_hash(9),
+                Some(a),
+                Vec::new(),
+            ),
             Vec::new(),
         ) {
             assert_eq!(check_recomputation(&x, &x), Ok(()));
@@ -393,6 +401,7 @@ fn check_aggregate(a: &RoundAggregate, fx: &Fixture) {
             opened_at: Timestamp::from_micros(1_000),
             previous: Some(a.clone()),
             committee,
+            base_entry: Some(EntryHash::from_raw_36(vec![5; 36])),
         };
         for member in ctx.committee.iter().chain([&fx.agent]) {
             let _ = check_aggregator(&ctx, member, Timestamp::from_micros(i64::MAX));

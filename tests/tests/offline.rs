@@ -17,8 +17,9 @@ async fn scenario() {
     let (mut conductors, cells) = production_network(4).await;
     let mut t = task(LEN as u32, Rule::Median, 1, 2, 3);
     // Nobody votes in this scenario, so an aggregate may cite no ballots only once the
-    // ballot window has closed: 90 s after the round opens (the window must also hold
-    // round 0's submissions, made after four conductors have seen the task).
+    // fallback slot has begun: 90 s after the round opens and two 1 s slots (the submission
+    // window must also hold round 0's submissions, made after four conductors have seen
+    // the task).
     t.schedule = RoundSchedule {
         submit_ms: 90_000,
         vote_ms: 0,
@@ -68,8 +69,8 @@ async fn scenario() {
     let committee: Vec<AgentPubKey> = conductors[0]
         .call(&cells[0].zome(ZOME), "get_committee", r1.clone())
         .await;
-    // The best-ranked member that is online aggregates, once its slot has begun and (no
-    // ballots being cast) the ballot window has closed.
+    // The best-ranked member that is online aggregates, once (no ballots being cast) the
+    // fallback slot has begun.
     let aggregator = committee
         .iter()
         .find_map(|m| online.iter().position(|c| c.agent_pubkey() == m))

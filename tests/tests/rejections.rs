@@ -860,6 +860,8 @@ async fn scenario() {
     // Nobody can reach a committee threshold of 1, so round 1 has no committee.
     let mut unreachable = task(LEN as u32, Rule::Median, 0, 3, 2);
     unreachable.round.reputation.committee_threshold = Reputation::ONE;
+    // Room for two: after round 0 the table is full.
+    unreachable.round.max_participants = 2;
     // 90 s to submit, then one 5 s slot for the task's author before anyone may close.
     unreachable.schedule = RoundSchedule {
         submit_ms: 90_000,
@@ -877,6 +879,23 @@ async fn scenario() {
             round,
         };
         if round == 1 {
+            // --- A full table: the newcomer carol cannot join ---
+            assert_rejected(
+                &call_err(
+                    cc,
+                    carol,
+                    ZOME,
+                    "submit_gradient",
+                    SubmitGradient {
+                        task: lone.clone(),
+                        round: 1,
+                        update: f32_bytes(&good),
+                        ..wrong_length.clone()
+                    },
+                )
+                .await,
+                "gradient submission: the task is full: the reputation table after round 0 holds 2 agents, the task's participant bound",
+            );
             let committee: Vec<AgentPubKey> =
                 cb.call(&bob.zome(ZOME), "get_committee", r.clone()).await;
             assert!(committee.is_empty(), "{committee:?}");

@@ -73,20 +73,17 @@ async fn scenario() {
         match &previous {
             None => assert!(committee.is_empty(), "round 0 has no committee"),
             Some((_, prev)) => {
-                // Redrawn from the task's seed for the round and the previous aggregate's
-                // reputation table.
-                let table: Vec<(AgentPubKey, Reputation)> = prev
-                    .reputation
-                    .iter()
-                    .map(|e| (e.agent.clone(), e.reputation))
-                    .collect();
-                let expected = fl_core::draw_committee(
+                // Redrawn natively from the task's seed for the round, the previous
+                // aggregate's reputation table and the anchors (the previous aggregate's
+                // entry hash for the agents it listed first): the zome's wasm draw agrees.
+                let entry = Entry::try_from(prev.clone()).expect("an aggregate is an entry");
+                let expected = federated_learning_integrity::chain::committee_from(
+                    &t,
+                    prev,
+                    &EntryHash::with_data_sync(&entry),
                     federated_learning_integrity::chain::committee_seed(&task_hash, round),
-                    &table,
-                    5,
-                    t.round.reputation.committee_threshold,
-                )
-                .expect("enough eligible agents");
+                );
+                assert_eq!(expected.len(), 5, "round {round}: enough eligible agents");
                 assert_eq!(committee, expected, "round {round} committee");
                 for member in &committee {
                     let m = index_of(member);

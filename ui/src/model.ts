@@ -15,7 +15,8 @@ export type Exclusion =
   | "duplicate_update"
   | "committee_rejected"
   | "aggregator_outlier"
-  | "no_quorum";
+  | "no_quorum"
+  | "table_full";
 
 /** fl_core `Verdict`: `"included"` or `{ excluded: reason }`. */
 export type Verdict = "included" | { excluded: Exclusion };
@@ -36,6 +37,8 @@ export interface RoundParams {
   server_lr: number;
   /** Largest Euclidean norm an update may have; validation rejects larger ones (absent in older tasks: 1000). */
   max_update_norm?: number;
+  /** Most agents the reputation table may hold (absent in older tasks: 1000). */
+  max_participants?: number;
 }
 
 /** The integrity zome's `Task`. */
@@ -118,6 +121,8 @@ export interface OutcomeRecord {
 export interface ReputationEntry {
   agent: Hash;
   reputation: number;
+  /** Aggregated rounds in a row the agent took no part in (absent in older aggregates). */
+  missed?: number;
 }
 
 /** Integrity `RoundAggregate` (the model bytes are not used here). */
@@ -211,6 +216,8 @@ export function describeExclusion(e: Exclusion): string {
       return "left out by the robust aggregator";
     case "no_quorum":
       return "the round closed without a quorum (carry-over)";
+    case "table_full":
+      return "the task's participant bound is reached (no room for a newcomer)";
     default:
       return `excluded (${String(e)})`;
   }

@@ -49,6 +49,7 @@ export function taskSection(info: TaskInfo | null, tasks: number): string {
       <dt>schedule</dt><dd>${t.schedule ? `submissions ${t.schedule.submit_ms / 1000} s, votes ${t.schedule.vote_ms / 1000} s more, aggregation slots of ${t.schedule.slot_ms / 1000} s` : "none"}</dd>
       <dt>model</dt><dd>${esc(t.layout)} (${t.model_len} parameters)</dd>
       <dt>update norm bound</dt><dd>${t.round.max_update_norm ?? 1000}</dd>
+      <dt>participant bound</dt><dd>${t.round.max_participants ?? 1000}</dd>
       <dt>author</dt><dd>${hashLabel(hashToString(info.author))}</dd>
       <dt>task</dt><dd>${hashLabel(hashToString(info.hash))}</dd>
     </dl>${more}</section>`;

@@ -34,7 +34,9 @@ pub use committee::{draw_committee, CommitteeError};
 pub use pogq::{
     ballot_verdicts, BallotVerdicts, PogqError, PogqMeasurement, PogqParams, PogqVerdict,
 };
-pub use reputation::{Evidence, Reputation, ReputationParams, ReputationParamsError};
+pub use reputation::{
+    age_for_absence, Evidence, Reputation, ReputationParams, ReputationParamsError,
+};
 pub use round::{
     carry_over, decide_round, Exclusion, RoundError, RoundParams, RoundResult, SubmissionInput,
     SubmissionOutcome, Verdict,

@@ -17,8 +17,54 @@
 //! narrow committee majority only costs its victims a little, while plain attacks are
 //! punished fast. Agents below `floor` are left out of aggregation; only agents at or above
 //! `committee_threshold` can be drawn for a committee.
+//!
+//! **Absence.** Each row also counts the aggregated rounds in a row the agent took no part
+//! in (no listed submission, no cited ballot): [`age_for_absence`]. Rounds closed without a
+//! quorum (carry-overs) do not count. Beyond [`ABSENCE_GRACE`] such rounds, each further
+//! one keeps [`ABSENCE_KEEP`] of an agent's reputation, but never takes it below just
+//! under the committee threshold: absence takes an agent out of the committee pool, where
+//! its seats would pass unused, and costs nothing more. One round of taking part resets
+//! the count, and one accepted update takes the agent back over the threshold (0.399999
+//! -> 0.46 at the default gain). The grace makes the count hard to abuse: an aggregator
+//! that leaves an agent out of its evidence adds one to the count, and
+//! only a run of more than [`ABSENCE_GRACE`] such aggregators in a row costs the agent
+//! anything, and then only its committee seat until it next takes part.
 
 use thiserror::Error;
+
+/// Aggregated rounds in a row an agent may miss before absence costs it reputation.
+pub const ABSENCE_GRACE: u32 = 10;
+
+/// Share of reputation an absent agent keeps for each round missed beyond
+/// [`ABSENCE_GRACE`], in millionths.
+pub const ABSENCE_KEEP: Reputation = Reputation(900_000);
+
+/// Ages a round's new table for absence (see the module docs). `table` is the table the
+/// round produced, sorted by agent; `previous_missed` the counts of the round's base table,
+/// sorted by agent; `present` the agents who took part in the round (listed submitters,
+/// cited voters). Lowers the reputation of agents absent for more than [`ABSENCE_GRACE`]
+/// rounds and returns each row's new count, aligned with `table`.
+pub fn age_for_absence<K: Ord>(
+    params: &ReputationParams,
+    table: &mut [(K, Reputation)],
+    previous_missed: &[(K, u32)],
+    present: &[K],
+) -> Vec<u32> {
+    table
+        .iter_mut()
+        .map(|(agent, r)| {
+            if present.contains(agent) {
+                return 0;
+            }
+            let missed = previous_missed
+                .binary_search_by(|(k, _)| k.cmp(agent))
+                .map_or(0, |i| previous_missed[i].1)
+                .saturating_add(1);
+            *r = params.after_absence(*r, missed);
+            missed
+        })
+        .collect()
+}
 
 /// Reputation in millionths: `Reputation(1_000_000)` is `1.0`.
 #[derive(
@@ -165,6 +211,19 @@ impl ReputationParams {
         }
     }
 
+    /// The reputation of an agent with `r` that has now missed `missed` aggregated rounds in
+    /// a row (see the module docs): unchanged within [`ABSENCE_GRACE`] and below the
+    /// committee threshold, else `r * ABSENCE_KEEP`, but not below one millionth under the
+    /// threshold, nor below the floor.
+    pub fn after_absence(&self, r: Reputation, missed: u32) -> Reputation {
+        if missed <= ABSENCE_GRACE || !self.committee_eligible(r) {
+            return r;
+        }
+        // Never below the floor either, should a task set its threshold at or under it.
+        let lowest = Reputation(self.committee_threshold.0.saturating_sub(1)).max(self.floor);
+        r.scale(ABSENCE_KEEP).max(lowest).min(r)
+    }
+
     /// Whether updates by an agent with reputation `r` are aggregated.
     pub fn above_floor(&self, r: Reputation) -> bool {
         r >= self.floor
@@ -239,5 +298,56 @@ mod tests {
         assert_eq!(Reputation::from_f64(2.0), Reputation::ONE);
         assert_eq!(Reputation::from_f64(-1.0), Reputation(0));
         assert_eq!(Reputation::from_f64(f64::NAN), Reputation(0));
+    }
+
+    #[test]
+    fn absence_takes_an_agent_out_of_the_committee_pool_and_no_further() {
+        let p = ReputationParams::default();
+        let r = Reputation(900_000);
+        for missed in 0..=ABSENCE_GRACE {
+            assert_eq!(p.after_absence(r, missed), r);
+        }
+        assert_eq!(p.after_absence(r, ABSENCE_GRACE + 1), Reputation(810_000));
+        let mut r = r;
+        for _ in 0..40 {
+            r = p.after_absence(r, ABSENCE_GRACE + 1);
+        }
+        assert_eq!(r, Reputation(399_999));
+        assert!(!p.committee_eligible(r) && p.above_floor(r));
+        // Below the threshold (a punished agent) absence changes nothing, so leaving is
+        // never a way to launder reputation, up or down.
+        assert_eq!(
+            p.after_absence(Reputation(50_000), 1000),
+            Reputation(50_000)
+        );
+        // A task whose threshold is at or under its floor: absence stops at the floor.
+        let low = ReputationParams {
+            committee_threshold: Reputation(0),
+            ..p
+        };
+        let mut r = Reputation(500_000);
+        for _ in 0..100 {
+            r = low.after_absence(r, ABSENCE_GRACE + 1);
+        }
+        assert_eq!(r, p.floor);
+        let r = Reputation(399_999);
+        // One accepted round takes it back into the pool.
+        assert!(p.committee_eligible(p.update(r, Evidence::Accepted)));
+    }
+
+    #[test]
+    fn taking_part_resets_the_count_and_new_rows_start_at_zero() {
+        let p = ReputationParams::default();
+        let mut table = vec![
+            (1u8, Reputation(900_000)),
+            (2, Reputation(900_000)),
+            (3, Reputation(500_000)),
+        ];
+        let previous = vec![(1u8, ABSENCE_GRACE), (2, ABSENCE_GRACE)];
+        let missed = age_for_absence(&p, &mut table, &previous, &[2]);
+        assert_eq!(missed, vec![ABSENCE_GRACE + 1, 0, 1]);
+        assert_eq!(table[0].1, Reputation(810_000));
+        assert_eq!(table[1].1, Reputation(900_000));
+        assert_eq!(table[2].1, Reputation(500_000));
     }
 }

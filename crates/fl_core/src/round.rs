@@ -4,7 +4,10 @@
 //!
 //! For every submission, in this order:
 //!
-//! 0. **Forks and bound**: every submission of an agent that submitted more than once in
+//! 0. **Room, forks and bound**: when the reputation table would grow beyond the task's
+//!    [`RoundParams::max_participants`], the newcomers (agents not yet in the table) take
+//!    the free rows in evidence order and the rest are excluded (`TableFull`, no evidence,
+//!    no row). Every submission of an agent that submitted more than once in
 //!    the round (one key writing on two forks of its chain, each fork passing the
 //!    one-per-round rule on its own) is excluded (`Equivocation`, clear evidence, applied
 //!    once), so the round goes on without it whichever fork a reader saw. An update whose
@@ -96,6 +99,17 @@ pub const MAX_UPDATE_NORM: f32 = 1e12;
 /// round's step, and so the global model, finite.
 pub const MAX_SERVER_LR: f32 = 10.0;
 
+/// The participant bound of [`RoundParams::new`] and of tasks that do not name one.
+pub const DEFAULT_MAX_PARTICIPANTS: u32 = 1000;
+
+/// Largest participant bound a task may set (the entry size limit binds far earlier for
+/// any real model; see the integrity zome's task check).
+pub const MAX_PARTICIPANTS: u32 = 100_000;
+
+fn default_max_participants() -> u32 {
+    DEFAULT_MAX_PARTICIPANTS
+}
+
 fn default_max_update_norm() -> f32 {
     DEFAULT_MAX_UPDATE_NORM
 }
@@ -116,6 +130,13 @@ pub struct RoundParams {
     /// `(0, MAX_UPDATE_NORM]`; [`DEFAULT_MAX_UPDATE_NORM`] when a task omits it.
     #[serde(default = "default_max_update_norm")]
     pub max_update_norm: f32,
+    /// Most agents the reputation table may hold: once it is full, a newcomer's submission
+    /// is excluded (`TableFull`, step 0 of the module docs) and the newcomer gets no row.
+    /// In `1..=MAX_PARTICIPANTS`; [`DEFAULT_MAX_PARTICIPANTS`] when a task omits it. The
+    /// integrity zome checks, when a task is created, that an aggregate of this many
+    /// participants fits an entry at the task's model size.
+    #[serde(default = "default_max_participants")]
+    pub max_participants: u32,
 }
 
 impl RoundParams {
@@ -132,6 +153,7 @@ impl RoundParams {
             reputation: ReputationParams::default(),
             server_lr: 1.0,
             max_update_norm: DEFAULT_MAX_UPDATE_NORM,
+            max_participants: DEFAULT_MAX_PARTICIPANTS,
         }
     }
 
@@ -145,6 +167,9 @@ impl RoundParams {
         let bound = self.max_update_norm;
         if !(bound.is_finite() && bound > 0.0 && bound <= MAX_UPDATE_NORM) {
             return Err(RoundError::InvalidNormBound(bound));
+        }
+        if !(1..=MAX_PARTICIPANTS).contains(&self.max_participants) {
+            return Err(RoundError::InvalidParticipantBound(self.max_participants));
         }
         Ok(())
     }
@@ -191,9 +216,26 @@ pub enum Exclusion {
     /// The round closed without a quorum of submitters (a carry-over round): nothing was
     /// aggregated.
     NoQuorum,
+    /// The reputation table already holds the task's participant bound: a newcomer gets
+    /// no row and its update is not aggregated.
+    TableFull,
 }
 
 impl Exclusion {
+    /// Every reason, for callers that must bound or list them all.
+    pub const ALL: [Exclusion; 10] = [
+        Exclusion::Equivocation,
+        Exclusion::AboveNormBound,
+        Exclusion::InvalidProof,
+        Exclusion::BelowReputationFloor,
+        Exclusion::NegligibleUpdate,
+        Exclusion::DuplicateUpdate,
+        Exclusion::CommitteeRejected,
+        Exclusion::AggregatorOutlier,
+        Exclusion::NoQuorum,
+        Exclusion::TableFull,
+    ];
+
     /// A sentence for people.
     pub fn describe(self) -> &'static str {
         match self {
@@ -206,6 +248,9 @@ impl Exclusion {
             Exclusion::CommitteeRejected => "rejected by the trusted committee members",
             Exclusion::AggregatorOutlier => "left out by the robust aggregator",
             Exclusion::NoQuorum => "the round closed without a quorum (carry-over)",
+            Exclusion::TableFull => {
+                "the task's participant bound is reached (no room for a newcomer)"
+            }
         }
     }
 }
@@ -268,6 +313,9 @@ pub enum RoundError {
     /// The update norm bound is outside `(0, MAX_UPDATE_NORM]`.
     #[error("update norm bound {0} must be finite, > 0 and <= {MAX_UPDATE_NORM:e}")]
     InvalidNormBound(f32),
+    /// The participant bound is outside `1..=MAX_PARTICIPANTS`.
+    #[error("participant bound {0} must be in 1..={MAX_PARTICIPANTS}")]
+    InvalidParticipantBound(u32),
     /// The aggregator failed on valid input.
     #[error("aggregation failed: {0}")]
     Aggregate(#[from] AggregateError),
@@ -311,6 +359,23 @@ pub fn decide_round<K: Ord + Clone>(
         .collect();
     forked_agents.dedup();
     let forked = |k: &K| forked_agents.binary_search(&k).is_ok();
+    // Newcomers (agents not in the table) take the table's free rows in evidence order;
+    // the rest are turned away. A forked newcomer takes one row.
+    let is_newcomer = |k: &K| previous.binary_search_by(|(p, _)| p.cmp(k)).is_err();
+    let mut room = (params.max_participants as usize).saturating_sub(previous.len());
+    let mut admitted: Vec<&K> = Vec::new();
+    let mut turned_away = vec![false; submissions.len()];
+    for (i, s) in submissions.iter().enumerate() {
+        if !is_newcomer(&s.agent) || admitted.contains(&&s.agent) {
+            continue;
+        }
+        if room > 0 {
+            room -= 1;
+            admitted.push(&s.agent);
+        } else {
+            turned_away[i] = true;
+        }
+    }
 
     let weight = |k: &K| u64::from(reputation_of(k).0);
     let authors: Vec<&K> = submissions.iter().map(|s| &s.agent).collect();
@@ -371,6 +436,10 @@ pub fn decide_round<K: Ord + Clone>(
     };
     let mut working = Vec::new();
     for (i, s) in submissions.iter().enumerate() {
+        if turned_away[i] {
+            outcomes[i] = excluded(Exclusion::TableFull, Evidence::Absent, i);
+            continue;
+        }
         if forked(&s.agent) {
             outcomes[i] = excluded(Exclusion::Equivocation, Evidence::RejectedClear, i);
             continue;
@@ -502,6 +571,9 @@ pub fn decide_round<K: Ord + Clone>(
         };
     let mut punished: Vec<&K> = Vec::new();
     for (s, o) in submissions.iter().zip(&outcomes) {
+        if o.verdict == Verdict::Excluded(Exclusion::TableFull) {
+            continue;
+        }
         // An agent with several submissions answers for them once.
         if forked(&s.agent) {
             if punished.contains(&&s.agent) {
@@ -1140,5 +1212,42 @@ mod tests {
             ),
             Err(RoundError::LengthMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn newcomers_beyond_the_participant_bound_get_no_row_and_no_say() {
+        // Two agents in the table, a bound of three: of the three newcomers, the first in
+        // evidence order takes the free row, the other two are turned away.
+        let mut p = params(Rule::Mean, 0);
+        p.max_participants = 3;
+        let previous = vec![(1u8, Reputation(600_000)), (2u8, Reputation(600_000))];
+        let u = [1.0f32];
+        let subs = vec![
+            sub(1, &u, &[]),
+            sub(7, &u, &[]),
+            sub(5, &u, &[]),
+            sub(2, &u, &[]),
+            sub(9, &u, &[]),
+        ];
+        let r = decide(&p, &[0.0], &previous, &subs).unwrap();
+        let table_full = Verdict::Excluded(Exclusion::TableFull);
+        let verdicts: Vec<bool> = r.outcomes.iter().map(|o| o.verdict == table_full).collect();
+        assert_eq!(verdicts, [false, false, true, false, true]);
+        assert!(r.outcomes.iter().all(|o| o.evidence == Evidence::Absent));
+        let agents: Vec<u8> = r.reputation.iter().map(|(k, _)| *k).collect();
+        assert_eq!(agents, [1, 2, 7]);
+        // A full table turns every newcomer away but keeps serving its members.
+        let r = decide(
+            &p,
+            &[0.0],
+            &r.reputation,
+            &[sub(8, &u, &[]), sub(7, &u, &[])],
+        )
+        .unwrap();
+        assert_eq!(r.outcomes[0].verdict, table_full);
+        assert_eq!(r.outcomes[1].verdict, Verdict::Included);
+        assert_eq!(r.reputation.len(), 3);
+        p.max_participants = 0;
+        assert_eq!(p.check(), Err(RoundError::InvalidParticipantBound(0)));
     }
 }

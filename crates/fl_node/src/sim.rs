@@ -8,14 +8,19 @@
 //! committee is drawn with fl_core's committee draw from the reputation table; honest
 //! members vote by re-scoring each update on their own validation data, Byzantine members
 //! vote the opposite way. `fl_core::decide_round` then gives verdicts, the next model and
-//! the reputation table.
+//! the reputation table, and `fl_core::age_for_absence` ages it as the integrity zome does.
+//! The simulation has no clock: every peer is online, so the schedule, its fallbacks and
+//! carry-over rounds (docs/PROTOCOL.md) never come into play.
 //!
 //! Ground truth (who is Byzantine) is used only to compute the metrics afterwards:
 //! TPR = excluded Byzantine submissions / Byzantine submissions, FPR = excluded honest
 //! submissions / honest submissions.
 
 use federated_learning_integrity::Admission;
-use fl_core::{decide_round, draw_committee, Reputation, RoundParams, SubmissionInput, Verdict};
+use fl_core::{
+    age_for_absence, decide_round, draw_committee, Reputation, RoundParams, SubmissionInput,
+    Verdict,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -142,6 +147,7 @@ pub fn simulate(
     let cohort = Cohort::new(exp, train, &mut rng)?;
     let mut model = exp.model.init(&mut rng);
     let mut reputation: Vec<(usize, Reputation)> = Vec::new();
+    let mut missed: Vec<(usize, u32)> = Vec::new();
     let mut reports = Vec::with_capacity(exp.rounds);
     for round in 0..exp.rounds {
         let updates = cohort.updates(exp, &model, &mut rng);
@@ -199,7 +205,31 @@ pub fn simulate(
                     .collect(),
             })
             .collect();
-        let result = decide_round(&exp.round, &model, &reputation, &committee, &inputs)?;
+        let mut result = decide_round(&exp.round, &model, &reputation, &committee, &inputs)?;
+        // Absence, as the integrity zome ages the table: listed submitters (not turned away
+        // from a full table) and the committee members whose ballots count took part.
+        let table_full = Verdict::Excluded(fl_core::Exclusion::TableFull);
+        let mut present: Vec<usize> = inputs
+            .iter()
+            .zip(&result.outcomes)
+            .filter(|(_, o)| o.verdict != table_full)
+            .map(|(input, _)| input.agent)
+            .chain(committee.iter().copied())
+            .collect();
+        present.sort_unstable();
+        present.dedup();
+        let counts = age_for_absence(
+            &exp.round.reputation,
+            &mut result.reputation,
+            &missed,
+            &present,
+        );
+        missed = result
+            .reputation
+            .iter()
+            .map(|&(p, _)| p)
+            .zip(counts)
+            .collect();
         model = result.model;
         reputation = result.reputation;
 

@@ -183,6 +183,11 @@ struct RunArgs {
     /// well below the default.
     #[arg(long, default_value_t = 10.0)]
     max_update_norm: f32,
+    /// The task's participant bound: most agents its reputation table may hold. Task
+    /// validation refuses a bound whose aggregates could exceed an entry at this model
+    /// size and committee, and says how many fit.
+    #[arg(long, default_value_t = fl_core::round::DEFAULT_MAX_PARTICIPANTS)]
+    max_participants: u32,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -334,10 +339,11 @@ fn experiment(args: &RunArgs, train: &Dataset) -> Result<Experiment> {
         reputation: ReputationParams::default(),
         server_lr: 1.0,
         max_update_norm: args.max_update_norm,
+        max_participants: args.max_participants,
     };
     round
         .check()
-        .map_err(|e| anyhow!("--max-update-norm: {e}"))?;
+        .map_err(|e| anyhow!("--max-update-norm or --max-participants: {e}"))?;
     Ok(Experiment {
         peers: args.nodes,
         byzantine,

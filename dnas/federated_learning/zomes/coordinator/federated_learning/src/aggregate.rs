@@ -44,8 +44,9 @@ fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, Acti
     let me = agent_info()?.agent_initial_pubkey;
     let mine = ctx.aggregation_rank(&me).unwrap_or(usize::MAX);
     // A better-ranked member may still close a round that a worse-ranked author (a
-    // fallback aggregator, say) closed first, and an aggregate that meets the quorum may
-    // replace a carry-over: readers then follow the new one (`canonical_aggregate`).
+    // fallback aggregator, say) closed first, an aggregate that meets the quorum may
+    // replace a carry-over, and an endorsed one may replace one that is not: readers then
+    // follow the new one (`canonical_aggregate`).
     let existing = ranked_canonical(&r.task, r.round)?;
     let refuse = |hash: &ActionHash, a: &RoundAggregate| {
         let how = if a.is_carry_over() {
@@ -56,14 +57,14 @@ fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, Acti
         Err(fail(format!("round {} is already {how} ({hash})", r.round)))
     };
     if let Some((rank, hash, a)) = &existing {
-        if !publishing || (!a.is_carry_over() && *rank <= mine) {
+        if !publishing || (!a.is_carry_over() && a.endorsed && *rank <= mine) {
             return refuse(hash, a);
         }
     }
     if publishing {
         check_aggregator(&ctx, &me, sys_time()?).map_err(fail)?;
     }
-    let evidence = round_evidence(&r.task, r.round, &base, &ctx.committee)?;
+    let evidence = round_evidence(&ctx)?;
     // Below the quorum the round waits, until the schedule lets it close as a carry-over;
     // and not while the links show a quorum of submitters whose entries have not reached
     // this conductor yet.
@@ -85,9 +86,13 @@ fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, Acti
         }
     }
     let aggregate = compute_aggregate(&ctx, evidence).map_err(fail)?;
-    // A carry-over never replaces an aggregate that closed the round (nor another one).
-    if let (Some((_, hash, a)), true) = (&existing, aggregate.is_carry_over()) {
-        return refuse(hash, a);
+    // A carry-over never replaces an aggregate that closed the round (nor another one),
+    // and an aggregate that is not endorsed replaces only a carry-over or a worse-ranked one.
+    if let Some((rank, hash, a)) = &existing {
+        if aggregate.is_carry_over() || (!aggregate.endorsed && !a.is_carry_over() && *rank <= mine)
+        {
+            return refuse(hash, a);
+        }
     }
     Ok((aggregate, base))
 }

@@ -1,6 +1,6 @@
 //! Reading a round's state from the DHT.
 
-use federated_learning_integrity::aggregate::SubmissionEvidence;
+use federated_learning_integrity::aggregate::{SubmissionEvidence, MAX_LISTED_PER_AGENT};
 use federated_learning_integrity::chain::{round_context, RoundContext};
 use federated_learning_integrity::{
     CommitteeBallot, CommitteeVote, GradientSubmission, LinkTypes, PogqProof, RoundAggregate, Task,
@@ -117,13 +117,16 @@ pub(crate) fn ranked_canonical(
         _ => None,
     };
     let off_branch = |a: &RoundAggregate| canonical_base.as_ref().is_some_and(|b| &a.base != b);
-    // An aggregate that meets the quorum beats any carry-over, whatever its author's rank
-    // (a carry-over cited after the fallback slot opens could otherwise replace real work);
-    // equal ranks (fallback aggregators) prefer the aggregate citing more submissions.
+    // An aggregate that meets the quorum beats any carry-over, and one the committee's
+    // majority endorsed beats any that is not, whatever its author's rank (a ranked member
+    // could otherwise publish from the fallback slot on its allies' ballots and replace
+    // real work); equal ranks (fallback aggregators) prefer the aggregate citing more
+    // submissions.
     found.sort_by(|a, b| {
         off_branch(&a.2)
             .cmp(&off_branch(&b.2))
             .then(a.2.is_carry_over().cmp(&b.2.is_carry_over()))
+            .then(b.2.endorsed.cmp(&a.2.endorsed))
             .then(a.0.cmp(&b.0))
             .then(b.2.outcomes.len().cmp(&a.2.outcomes.len()))
             .then(a.1.cmp(&b.1))
@@ -160,13 +163,9 @@ pub(crate) fn participants(task: &ActionHash, base: &ActionHash) -> ExternResult
 
 /// The submissions of the round based on `base`, with their committee votes
 /// (ballots by non-members and a member's second ballot left out), ordered by hash.
-pub(crate) fn round_evidence(
-    task: &ActionHash,
-    round: u32,
-    base: &ActionHash,
-    committee: &[AgentPubKey],
-) -> ExternResult<Vec<SubmissionEvidence>> {
-    let mut ballots = round_ballots(task, round, base, committee)?;
+pub(crate) fn round_evidence(ctx: &RoundContext) -> ExternResult<Vec<SubmissionEvidence>> {
+    let (task, round, base) = (&ctx.task_hash, ctx.round, &ctx.base);
+    let mut ballots = round_ballots(task, round, base, &ctx.committee)?;
     // The linked submissions and every submission a ballot votes on (its link may not have
     // arrived yet): validation requires an aggregate to include all of those.
     let mut hashes: Vec<ActionHash> = get_links(
@@ -196,12 +195,41 @@ pub(crate) fn round_evidence(
         }
         found.push((hash, record.action().author().clone(), submission));
     }
-    // A ballot voting on a submission this conductor cannot read yet is left out.
+    // An agent's third and later submissions (forks of its chain; two show the fork) and
+    // newcomers beyond the table's free rows, the first by hash kept, are left out, as
+    // validation allows, so the aggregate stays within the task's participant bound.
+    let table = ctx.previous.as_ref().map_or(&[][..], |p| &p.reputation[..]);
+    let newcomer = |k: &AgentPubKey| table.binary_search_by(|e| e.agent.cmp(k)).is_err();
+    let mut room = (ctx.task.round.max_participants as usize).saturating_sub(table.len());
+    let mut admitted: Vec<AgentPubKey> = Vec::new();
+    let mut turned_away: Vec<ActionHash> = Vec::new();
+    let mut listed: std::collections::BTreeMap<AgentPubKey, usize> = Default::default();
+    found.retain(|(hash, author, _)| {
+        let n = listed.entry(author.clone()).or_default();
+        if *n >= MAX_LISTED_PER_AGENT {
+            turned_away.push(hash.clone());
+            return false;
+        }
+        *n += 1;
+        if !newcomer(author) || admitted.contains(author) {
+            return true;
+        }
+        if room == 0 {
+            turned_away.push(hash.clone());
+            return false;
+        }
+        room -= 1;
+        admitted.push(author.clone());
+        true
+    });
+    // A ballot voting on a submission this conductor cannot read yet is left out; one
+    // voting on a newcomer turned away above stays (validation allows that).
     ballots.retain(|(_, _, b)| {
         b.votes.iter().all(|v| {
             found
                 .binary_search_by(|(h, _, _)| h.cmp(&v.submission))
                 .is_ok()
+                || turned_away.contains(&v.submission)
         })
     });
     Ok(found
@@ -276,7 +304,7 @@ pub fn get_round(r: RoundRef) -> ExternResult<RoundState> {
         });
     };
     let ctx = round_context(&r.task, r.round, &base)?.map_err(fail)?;
-    let evidence = round_evidence(&r.task, r.round, &base, &ctx.committee)?;
+    let evidence = round_evidence(&ctx)?;
     let submissions: Vec<SubmissionInfo> = evidence
         .into_iter()
         .map(|e| SubmissionInfo {

@@ -7,7 +7,7 @@ use crate::ballot::{CommitteeBallot, CommitteeVote};
 use crate::chain::{earlier_entry, round_context, typed_record, RoundContext};
 use crate::gradient::GradientSubmission;
 use crate::schedule::ms_label;
-use crate::task::decode_model;
+use crate::task::{decode_model, Task};
 use crate::UnitEntryTypes;
 
 /// What a round decided about one submission, with the entries that decided it.
@@ -30,6 +30,16 @@ pub struct ReputationEntry {
     pub agent: AgentPubKey,
     /// Its reputation.
     pub reputation: Reputation,
+    /// Aggregated rounds in a row the agent took no part in (no listed submission, no
+    /// cited ballot); carry-overs do not count. Beyond `fl_core::reputation::ABSENCE_GRACE`
+    /// absence lowers the reputation to just under the committee threshold
+    /// (`fl_core::age_for_absence`).
+    pub missed: u32,
+    /// The entry hash (32 bytes) of the aggregate that first listed the agent, empty in
+    /// that aggregate itself: it goes into the agent's committee tickets
+    /// (`chain::committee_from`), so that a key cannot be chosen for its tickets.
+    #[serde(with = "serde_bytes")]
+    pub anchor: Vec<u8>,
 }
 
 /// The outcome of round `round`: verdicts, the next global model and the reputation table.
@@ -54,6 +64,11 @@ pub struct RoundAggregate {
     /// The round's deadline under the task's schedule: the next round opens at the earlier
     /// of this aggregate's date and this ([`crate::schedule`]).
     pub deadline: Timestamp,
+    /// Whether the cited ballots come from committee members holding more than half of
+    /// the committee's reputation, or the round has no committee ([`endorsement`]). Only
+    /// an endorsed aggregate may be published before the fallback slot, counts absences,
+    /// and readers prefer it to any aggregate that is not.
+    pub endorsed: bool,
 }
 
 impl RoundAggregate {
@@ -97,14 +112,11 @@ pub fn compute_aggregate(
         .map(|e| decode_model(task, &e.submission.update).map(|t| t.into_vec()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("update: {e}"))?;
-    let table: Vec<(AgentPubKey, Reputation)> = previous
-        .map(|p| {
-            p.reputation
-                .iter()
-                .map(|e| (e.agent.clone(), e.reputation))
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows: &[ReputationEntry] = previous.map_or(&[], |p| &p.reputation);
+    let table: Vec<(AgentPubKey, Reputation)> = rows
+        .iter()
+        .map(|e| (e.agent.clone(), e.reputation))
+        .collect();
     let inputs: Vec<SubmissionInput<'_, AgentPubKey>> = evidence
         .iter()
         .zip(&updates)
@@ -119,7 +131,8 @@ pub fn compute_aggregate(
                 .collect(),
         })
         .collect();
-    let result = if distinct_submitters(&evidence) < task.quorum as usize {
+    let carried = distinct_submitters(&evidence) < task.quorum as usize;
+    let mut result = if carried {
         carry_over(&task.round, base_model.as_slice(), &table, &inputs)
     } else {
         decide_round(
@@ -131,6 +144,38 @@ pub fn compute_aggregate(
         )
     }
     .map_err(|e| e.to_string())?;
+    let voters: Vec<&AgentPubKey> = evidence
+        .iter()
+        .flat_map(|e| e.votes.iter().map(|(_, m, _)| m))
+        .collect();
+    let endorsed = endorsement(ctx, &voters).is_ok();
+    // Absence counts only where the committee's majority took part: an aggregator that
+    // silences the committee (from the fallback slot) cannot make anyone absent.
+    let missed = if carried || !endorsed {
+        rows.iter().map(|e| e.missed).collect()
+    } else {
+        let previous_missed: Vec<(AgentPubKey, u32)> =
+            rows.iter().map(|e| (e.agent.clone(), e.missed)).collect();
+        let mut present: Vec<AgentPubKey> = evidence
+            .iter()
+            .zip(&result.outcomes)
+            .filter(|(_, o)| o.verdict != Verdict::Excluded(fl_core::Exclusion::TableFull))
+            .map(|(e, _)| e.author.clone())
+            .chain(
+                evidence
+                    .iter()
+                    .flat_map(|e| e.votes.iter().map(|(_, m, _)| m.clone())),
+            )
+            .collect();
+        present.sort();
+        present.dedup();
+        fl_core::age_for_absence(
+            &task.round.reputation,
+            &mut result.reputation,
+            &previous_missed,
+            &present,
+        )
+    };
     let model = fl_core::Tensor::new(result.model)
         .and_then(|t| t.encode(task.encoding))
         .map_err(|e| format!("new model: {e}"))?;
@@ -151,9 +196,28 @@ pub fn compute_aggregate(
         reputation: result
             .reputation
             .into_iter()
-            .map(|(agent, reputation)| ReputationEntry { agent, reputation })
+            .zip(missed)
+            .map(|((agent, reputation), missed)| {
+                // Rows the base listed first take its entry hash; new rows wait for the
+                // next aggregate to be anchored.
+                let anchor = match rows.binary_search_by(|e| e.agent.cmp(&agent)) {
+                    Ok(i) if !rows[i].anchor.is_empty() => rows[i].anchor.clone(),
+                    Ok(_) => ctx
+                        .base_entry
+                        .as_ref()
+                        .map_or_else(Vec::new, |h| h.get_raw_32().to_vec()),
+                    Err(_) => Vec::new(),
+                };
+                ReputationEntry {
+                    agent,
+                    reputation,
+                    missed,
+                    anchor,
+                }
+            })
             .collect(),
         deadline: ctx.deadline(),
+        endorsed,
     })
 }
 
@@ -240,8 +304,20 @@ pub fn validate_create_aggregate(
             Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
         }
     }
-    if let Err(e) = check_ballots_counted(a, &ballots) {
-        return Ok(Err(format!("round aggregate: {e}")));
+    let unlisted = match check_ballots_counted(a, &ballots) {
+        Ok(u) => u,
+        Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
+    };
+    let mut unlisted_authors = Vec::with_capacity(unlisted.len());
+    for h in unlisted {
+        let author = match typed_record::<GradientSubmission>(&h, "GradientSubmission")? {
+            Ok((record, _)) => record.action().author().clone(),
+            Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
+        };
+        unlisted_authors.push((h, author));
+    }
+    if let Err(e) = check_participants(&ctx, &evidence, &unlisted_authors) {
+        return Ok(Err(e));
     }
     let voters: Vec<&AgentPubKey> = ballots.iter().map(|(_, m, _)| m).collect();
     if let Err(e) = check_ballot_majority(&ctx, &voters, action.timestamp) {
@@ -257,6 +333,136 @@ pub fn validate_create_aggregate(
     Ok(check_recomputation(a, &expected))
 }
 
+/// The largest entry an aggregate of `task` can be: the task's model, two outcomes per
+/// participant (a forked agent's two submissions) each citing a ballot from every
+/// committee seat with the longest verdict, and a reputation row per participant, as the
+/// entry is serialized. Validation keeps every aggregate within this: at most
+/// `max_participants` rows (`fl_core::decide_round` turns newcomers away from a full
+/// table) and outcomes of at most that many agents, two each ([`check_participants`]).
+pub fn max_aggregate_bytes(task: &Task) -> usize {
+    let hash = ActionHash::from_raw_36(vec![0xdb; 36]);
+    let outcome = |verdict| OutcomeRecord {
+        submission: hash.clone(),
+        votes: vec![hash.clone(); task.committee_size as usize],
+        verdict,
+    };
+    let encoded =
+        |x: &dyn Fn() -> Result<Vec<u8>, SerializedBytesError>| x().map_or(0, |b| b.len());
+    let longest_outcome = std::iter::once(Verdict::Included)
+        .chain(fl_core::Exclusion::ALL.map(Verdict::Excluded))
+        .map(|v| {
+            let o = outcome(v);
+            encoded(&|| holochain_serialized_bytes::encode(&o))
+        })
+        .max()
+        .unwrap_or(0);
+    let row = ReputationEntry {
+        agent: AgentPubKey::from_raw_36(vec![0xdb; 36]),
+        reputation: Reputation(u32::MAX),
+        missed: u32::MAX,
+        anchor: vec![0xdb; 32],
+    };
+    let row = encoded(&|| holochain_serialized_bytes::encode(&row));
+    let skeleton = RoundAggregate {
+        task: hash.clone(),
+        round: u32::MAX,
+        base: hash.clone(),
+        outcomes: Vec::new(),
+        model: vec![0; task.initial_model.len()],
+        reputation: Vec::new(),
+        deadline: Timestamp(i64::MAX),
+        endorsed: false,
+    };
+    // Two empty arrays take one byte each; the longest array header takes five.
+    let skeleton = encoded(&|| holochain_serialized_bytes::encode(&skeleton)) + 2 * 4;
+    skeleton + task.round.max_participants as usize * (MAX_LISTED_PER_AGENT * longest_outcome + row)
+}
+
+/// A task's participant bound must keep its largest aggregate within the entry size limit
+/// ([`max_aggregate_bytes`]). Pure.
+pub fn check_capacity(task: &Task) -> Result<(), String> {
+    let bytes = max_aggregate_bytes(task);
+    if bytes <= ENTRY_SIZE_LIMIT {
+        return Ok(());
+    }
+    let n = u64::from(task.round.max_participants).max(1);
+    let per = (bytes
+        - max_aggregate_bytes(&Task {
+            round: fl_core::RoundParams {
+                max_participants: 0,
+                ..task.round
+            },
+            ..task.clone()
+        })) as u64
+        / n;
+    let fixed = bytes as u64 - per * n;
+    let fits = (ENTRY_SIZE_LIMIT as u64).saturating_sub(fixed) / per.max(1);
+    Err(format!(
+        "task max_participants {} does not fit: an aggregate of that many participants, a committee of {} and this model can take {bytes} bytes, above the {ENTRY_SIZE_LIMIT}-byte entry limit; at most {fits} participants fit",
+        task.round.max_participants, task.committee_size
+    ))
+}
+
+/// Most submissions of one agent an aggregate lists: two prove that its chain forked
+/// (`Equivocation`); a third adds nothing but size.
+pub const MAX_LISTED_PER_AGENT: usize = 2;
+
+/// What an aggregate may list and leave out, so that it stays within
+/// [`max_aggregate_bytes`]: submissions by at most the task's participant bound of
+/// agents, at most [`MAX_LISTED_PER_AGENT`] per agent. `evidence` is ordered by submission
+/// hash; `unlisted` are the submissions a cited ballot votes on that the aggregate leaves
+/// out, with their authors. Every such submission must be listed, except a third (or
+/// later) submission of an agent listed twice, and a newcomer's (an agent not in the base
+/// table) once the listed newcomers fill the table's free rows: newcomers take the free
+/// rows in the order of their first submission's hash, so the one left out must come
+/// after every listed one, and the aggregator has no choice of whom to admit. Pure.
+pub fn check_participants(
+    ctx: &RoundContext,
+    evidence: &[SubmissionEvidence],
+    unlisted: &[(ActionHash, AgentPubKey)],
+) -> Result<(), String> {
+    let bound = ctx.task.round.max_participants as usize;
+    let table: &[ReputationEntry] = ctx.previous.as_ref().map_or(&[], |p| &p.reputation);
+    let newcomer = |k: &AgentPubKey| table.binary_search_by(|e| e.agent.cmp(k)).is_err();
+    // Each author: submissions listed, and its first (evidence is ordered by hash).
+    let mut authors: std::collections::BTreeMap<&AgentPubKey, (usize, &ActionHash)> =
+        std::collections::BTreeMap::new();
+    for e in evidence {
+        authors.entry(&e.author).or_insert((0, &e.hash)).0 += 1;
+    }
+    if let Some((k, (n, _))) = authors.iter().find(|(_, (n, _))| *n > MAX_LISTED_PER_AGENT) {
+        return Err(format!(
+            "round aggregate: lists {n} submissions by {k}; at most {MAX_LISTED_PER_AGENT} (two show a fork)"
+        ));
+    }
+    if authors.len() > bound {
+        return Err(format!(
+            "round aggregate: lists submissions by {} agents, more than the task's participant bound of {bound}",
+            authors.len()
+        ));
+    }
+    let room = bound.saturating_sub(table.len());
+    let newcomers: Vec<&ActionHash> = authors
+        .iter()
+        .filter(|(k, _)| newcomer(k))
+        .map(|(_, (_, first))| *first)
+        .collect();
+    for (h, author) in unlisted {
+        let listed = authors.get(author).map_or(0, |(n, _)| *n);
+        let third_fork = listed >= MAX_LISTED_PER_AGENT;
+        let turned_away = newcomer(author)
+            && listed == 0
+            && newcomers.len() >= room
+            && newcomers.iter().all(|first| *first < h);
+        if !(third_fork || turned_away) {
+            return Err(format!(
+                "round aggregate: a cited ballot votes on submission {h}, which the aggregate leaves out: every submission a cited ballot votes on must be included (except a third by one agent, and newcomers after the first {room} by hash)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The aggregate's outcomes must be ordered by submission hash, each once. Pure.
 pub fn check_outcomes(a: &RoundAggregate) -> Result<(), String> {
     if a.outcomes
@@ -270,19 +476,11 @@ pub fn check_outcomes(a: &RoundAggregate) -> Result<(), String> {
     Ok(())
 }
 
-/// Until the round's ballot window closes, the cited ballots must come from committee
-/// members holding more than half of the committee's reputation (in the base aggregate's
-/// table): an aggregator cannot close a round early on its allies' ballots alone, or on
-/// none, and so silence the rest of the committee. An aggregate dated after the window may
-/// cite whatever ballots exist (members may be away). A round without a committee needs
-/// none. Pure.
-pub fn check_ballot_majority(
-    ctx: &RoundContext,
-    voters: &[&AgentPubKey],
-    at: Timestamp,
-) -> Result<(), String> {
-    let closes = ctx.task.schedule.ballots_close(ctx.opened_at);
-    if ctx.committee.is_empty() || at > closes {
+/// Whether `voters` (the members whose ballots an aggregate cites) hold more than half of
+/// the committee's reputation in the base aggregate's table: `Ok` when they do, or when the
+/// round has no committee; else `Err((voted, total))`. Pure.
+pub fn endorsement(ctx: &RoundContext, voters: &[&AgentPubKey]) -> Result<(), (u64, u64)> {
+    if ctx.committee.is_empty() {
         return Ok(());
     }
     let table = ctx.previous.as_ref().map_or(&[][..], |p| &p.reputation[..]);
@@ -298,15 +496,40 @@ pub fn check_ballot_majority(
         .filter(|m| voters.contains(m))
         .map(weight)
         .sum();
-    if 2 * voted <= total {
-        return Err(format!(
-            "round aggregate: the cited ballots come from members holding {} of the committee's reputation of {}; until the ballot window closes at {} an aggregate must cite ballots from members holding more than half",
+    if 2 * voted > total {
+        Ok(())
+    } else {
+        Err((voted, total))
+    }
+}
+
+/// Until the fallback slot opens, the cited ballots must come from committee members
+/// holding more than half of the committee's reputation ([`endorsement`]): no ranked
+/// aggregator, whatever date it gives its aggregate, can close a round on its allies'
+/// ballots alone, or on none, and so silence the rest of the committee. From the fallback
+/// slot on (the committee's majority has not voted, or none of its members aggregated)
+/// any agent may close the round on whatever ballots exist; such an aggregate is not
+/// endorsed, counts no absences, and readers prefer any endorsed one. A round without a
+/// committee needs none. Pure.
+pub fn check_ballot_majority(
+    ctx: &RoundContext,
+    voters: &[&AgentPubKey],
+    at: Timestamp,
+) -> Result<(), String> {
+    let fallback = ctx
+        .task
+        .schedule
+        .fallback_opens(ctx.opened_at, ctx.committee.len());
+    match endorsement(ctx, voters) {
+        Ok(()) => Ok(()),
+        Err(_) if at >= fallback => Ok(()),
+        Err((voted, total)) => Err(format!(
+            "round aggregate: the cited ballots come from members holding {} of the committee's reputation of {}; until the fallback slot opens at {} an aggregate must cite ballots from members holding more than half",
             Reputation(voted.min(u64::from(u32::MAX)) as u32),
             Reputation(total.min(u64::from(u32::MAX)) as u32),
-            ms_label(closes)
-        ));
+            ms_label(fallback)
+        )),
     }
-    Ok(())
 }
 
 /// How many distinct agents submitted the evidence: a key that submitted on several forks
@@ -383,20 +606,27 @@ fn cited_ballots(
     Ok(Ok(out))
 }
 
-/// Every submission a cited ballot votes on must be listed, and the vote cited in its
-/// outcome: an aggregator may leave a ballot out, but not pick among its votes, and not
-/// leave out a submission the committee judged while keeping the ballot that judged it.
-fn check_ballots_counted(a: &RoundAggregate, ballots: &CitedBallots) -> Result<(), String> {
+/// Every vote of a cited ballot on a listed submission must be cited in its outcome: an
+/// aggregator may leave a ballot out, but not pick among its votes. Returns the
+/// submissions cited ballots vote on that the aggregate does not list, which
+/// [`check_participants`] allows only for newcomers beyond the table's free rows: an
+/// aggregator may not leave out a submission the committee judged while keeping the
+/// ballot that judged it.
+fn check_ballots_counted(
+    a: &RoundAggregate,
+    ballots: &CitedBallots,
+) -> Result<Vec<ActionHash>, String> {
+    let mut unlisted = Vec::new();
     for (h, _, ballot) in ballots {
         for v in &ballot.votes {
             let Ok(i) = a
                 .outcomes
                 .binary_search_by(|o| o.submission.cmp(&v.submission))
             else {
-                return Err(format!(
-                    "ballot {h} votes on submission {}, which the aggregate leaves out: every submission a cited ballot votes on must be included",
-                    v.submission
-                ));
+                if !unlisted.contains(&v.submission) {
+                    unlisted.push(v.submission.clone());
+                }
+                continue;
             };
             if !a.outcomes[i].votes.contains(h) {
                 return Err(format!(
@@ -406,7 +636,7 @@ fn check_ballots_counted(a: &RoundAggregate, ballots: &CitedBallots) -> Result<(
             }
         }
     }
-    Ok(())
+    Ok(unlisted)
 }
 
 fn gather(
@@ -476,6 +706,12 @@ fn compare(got: &RoundAggregate, want: &RoundAggregate) -> Result<(), String> {
     if got.model != want.model {
         return Err("the model differs from the aggregation of the included updates".into());
     }
+    if got.endorsed != want.endorsed {
+        return Err(format!(
+            "endorsed is {}, but the cited ballots give {}",
+            got.endorsed, want.endorsed
+        ));
+    }
     if got.reputation != want.reputation {
         let diff = got
             .reputation
@@ -484,14 +720,27 @@ fn compare(got: &RoundAggregate, want: &RoundAggregate) -> Result<(), String> {
             .find(|(g, w)| g != w)
             .map(|(g, w)| {
                 format!(
-                    "{} has {} but the rule gives {}",
-                    g.agent, g.reputation, w.reputation
+                    "{} has {} after {} rounds missed (anchor {}), but the rule gives {} after {} (anchor {})",
+                    g.agent,
+                    g.reputation,
+                    g.missed,
+                    hex(&g.anchor),
+                    w.reputation,
+                    w.missed,
+                    hex(&w.anchor)
                 )
             })
             .unwrap_or_else(|| "the table lists different agents".into());
         return Err(format!("reputation: {diff}"));
     }
     Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "none".into();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -512,7 +761,7 @@ mod tests {
     }
 
     #[test]
-    fn before_the_ballot_window_closes_cited_ballots_need_a_majority_of_reputation() {
+    fn before_the_fallback_slot_cited_ballots_need_a_majority_of_reputation() {
         let hash = ActionHash::from_raw_36(vec![0; 36]);
         let key = |i: u8| AgentPubKey::from_raw_36(vec![i; 36]);
         let members = vec![key(3), key(1), key(2)];
@@ -521,6 +770,8 @@ mod tests {
             .map(|(i, r)| ReputationEntry {
                 agent: key(i),
                 reputation: Reputation(r),
+                missed: 0,
+                anchor: Vec::new(),
             })
             .collect();
         let ctx = RoundContext {
@@ -550,8 +801,10 @@ mod tests {
                 model: Vec::new(),
                 reputation: table,
                 deadline: Timestamp::from_micros(0),
+                endorsed: false,
             }),
             committee: members,
+            base_entry: None,
         };
         let soon = Timestamp::from_micros(1_000);
         let (k1, k2, k3) = (key(1), key(2), key(3));
@@ -566,10 +819,14 @@ mod tests {
         );
         assert!(check_ballot_majority(&ctx, &[&k3, &k3], soon).is_err());
         assert!(check_ballot_majority(&ctx, &[], soon).is_err());
-        // After the ballot window, whatever ballots exist will do.
-        let late =
-            Timestamp::from_micros(ctx.task.schedule.ballots_close(ctx.opened_at).as_micros() + 1);
-        assert_eq!(check_ballot_majority(&ctx, &[], late), Ok(()));
+        // Not after the ballot window: a ranked aggregator cannot date its way out of the
+        // rule. From the fallback slot on, whatever ballots exist will do.
+        let schedule = &ctx.task.schedule;
+        let after_ballots =
+            Timestamp::from_micros(schedule.ballots_close(ctx.opened_at).as_micros() + 1);
+        assert!(check_ballot_majority(&ctx, &[], after_ballots).is_err());
+        let fallback = schedule.fallback_opens(ctx.opened_at, ctx.committee.len());
+        assert_eq!(check_ballot_majority(&ctx, &[], fallback), Ok(()));
     }
 
     #[test]
@@ -597,6 +854,7 @@ mod tests {
             opened_at: Timestamp::from_micros(0),
             previous: None,
             committee: Vec::new(),
+            base_entry: None,
         };
         // One attacker key on four forks plus one other agent: five submissions, two agents.
         let forked: Vec<_> = (1..=4)
@@ -620,5 +878,234 @@ mod tests {
             .outcomes
             .iter()
             .all(|o| o.verdict == Verdict::Excluded(fl_core::Exclusion::NoQuorum)));
+    }
+
+    fn small_task(max_participants: u32, committee_size: u32, model_len: u32) -> Task {
+        let mut round = RoundParams::new(Rule::Median, 0);
+        round.max_participants = max_participants;
+        Task {
+            name: "t".into(),
+            description: String::new(),
+            model_len,
+            layout: String::new(),
+            encoding: Encoding::F32,
+            round,
+            committee_size,
+            quorum: 1,
+            schedule: Default::default(),
+            initial_model: Tensor::new(vec![0.0; model_len as usize])
+                .unwrap()
+                .canonical_bytes(),
+            admission: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_largest_aggregate_a_task_allows_is_bounded_as_serialized() {
+        // A real aggregate at the bound, every outcome citing every seat with the longest
+        // verdict, never exceeds the estimate, and the estimate is tight.
+        let task = small_task(300, 20, 1000);
+        let hash =
+            |i: u32| ActionHash::from_raw_36([i.to_be_bytes().to_vec(), vec![7; 32]].concat());
+        let full = RoundAggregate {
+            task: hash(0),
+            round: 12,
+            base: hash(1),
+            outcomes: (0..600)
+                .map(|i| OutcomeRecord {
+                    submission: hash(i),
+                    votes: (0..20).map(|j| hash(1000 + j)).collect(),
+                    verdict: Verdict::Excluded(fl_core::Exclusion::BelowReputationFloor),
+                })
+                .collect(),
+            model: task.initial_model.clone(),
+            reputation: (0..300u32)
+                .map(|i| ReputationEntry {
+                    agent: AgentPubKey::from_raw_36(
+                        [i.to_be_bytes().to_vec(), vec![3; 32]].concat(),
+                    ),
+                    reputation: Reputation(999_999),
+                    missed: u32::MAX - i,
+                    anchor: vec![9; 32],
+                })
+                .collect(),
+            deadline: Timestamp::from_micros(1_765_000_000_000_000),
+            endorsed: false,
+        };
+        let real = holochain_serialized_bytes::encode(&full).unwrap().len();
+        let bound = max_aggregate_bytes(&task);
+        assert!(real <= bound, "{real} > {bound}");
+        assert!(bound - real < 600 * 8, "{real} vs {bound}");
+        assert_eq!(check_capacity(&task), Ok(()));
+    }
+
+    #[test]
+    fn a_participant_bound_that_cannot_fit_an_entry_is_refused_with_what_fits() {
+        // The largest f32 model leaves about 40 KB for outcomes and rows.
+        let mut task = small_task(1000, 100, crate::task::MAX_F32_PARAMS);
+        let e = check_capacity(&task).unwrap_err();
+        assert!(
+            e.starts_with("task max_participants 1000 does not fit: an aggregate of that many participants, a committee of 100 and this model can take"),
+            "{e}"
+        );
+        let fits: u32 = e
+            .rsplit("at most ")
+            .next()
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..20).contains(&fits), "{e}");
+        task.round.max_participants = fits;
+        assert_eq!(check_capacity(&task), Ok(()));
+        task.round.max_participants = fits + 1;
+        assert!(check_capacity(&task).is_err());
+        // The default bound fits every model of a few hundred thousand parameters with the
+        // default-sized committees the tools create.
+        assert_eq!(check_capacity(&small_task(1000, 10, 100_000)), Ok(()));
+    }
+
+    #[test]
+    fn a_full_table_turns_newcomers_away_and_only_they_may_be_left_out() {
+        let key = |i: u8| AgentPubKey::from_raw_36(vec![i; 36]);
+        let hash = ActionHash::from_raw_36(vec![0; 36]);
+        let table: Vec<ReputationEntry> = [1u8, 2]
+            .iter()
+            .map(|&i| ReputationEntry {
+                agent: key(i),
+                reputation: Reputation(500_000),
+                missed: 0,
+                anchor: Vec::new(),
+            })
+            .collect();
+        let ctx = |bound: u32| RoundContext {
+            task_hash: hash.clone(),
+            round: 1,
+            base: hash.clone(),
+            task: small_task(bound, 3, 2),
+            task_author: key(9),
+            opened_at: Timestamp::from_micros(0),
+            previous: Some(RoundAggregate {
+                task: hash.clone(),
+                round: 0,
+                base: hash.clone(),
+                outcomes: Vec::new(),
+                model: Vec::new(),
+                reputation: table.clone(),
+                deadline: Timestamp::from_micros(0),
+                endorsed: false,
+            }),
+            committee: Vec::new(),
+            base_entry: None,
+        };
+        // Submissions: members may always submit, newcomers only while there is room.
+        assert_eq!(crate::gradient::check_room(&ctx(2), &key(1)), Ok(()));
+        assert_eq!(crate::gradient::check_room(&ctx(3), &key(5)), Ok(()));
+        let e = crate::gradient::check_room(&ctx(2), &key(5)).unwrap_err();
+        assert!(e.starts_with("gradient submission: the task is full: the reputation table after round 0 holds 2 agents"), "{e}");
+        // Aggregates: one free row. Listing newcomer 5 fills it, so newcomer 6 may be left
+        // out; member 2 may not, and neither may a newcomer while the row is free.
+        let listed = vec![evidence(1, 10), evidence(5, 11)];
+        let unlisted = |who: u8| vec![(ActionHash::from_raw_36(vec![20; 36]), key(who))];
+        assert_eq!(check_participants(&ctx(3), &listed, &unlisted(6)), Ok(()));
+        assert!(check_participants(&ctx(3), &listed, &unlisted(2)).is_err());
+        let e = check_participants(&ctx(3), &listed[..1], &unlisted(6)).unwrap_err();
+        assert!(e.contains("newcomers after the first 1 by hash"), "{e}");
+        let e = check_participants(&ctx(1), &listed, &[]).unwrap_err();
+        assert!(
+            e.contains(
+                "lists submissions by 2 agents, more than the task's participant bound of 1"
+            ),
+            "{e}"
+        );
+        // The aggregator has no choice of whom to admit: a newcomer whose submission sorts
+        // before the listed newcomer's cannot be the one left out, and a listed newcomer's
+        // other submission (a fork) cannot be left out either.
+        let early = vec![(ActionHash::from_raw_36(vec![5; 36]), key(6))];
+        assert!(check_participants(&ctx(3), &listed, &early).is_err());
+        assert!(check_participants(&ctx(3), &listed, &unlisted(5)).is_err());
+        // Forks: an agent listed twice shows the fork; its third submission adds nothing
+        // and may be left out, and listing three is refused. Agents, not submissions,
+        // count towards the bound.
+        let forked = vec![evidence(1, 10), evidence(5, 11), evidence(5, 12)];
+        assert_eq!(check_participants(&ctx(3), &forked, &unlisted(5)), Ok(()));
+        let three = vec![evidence(5, 11), evidence(5, 12), evidence(5, 13)];
+        let e = check_participants(&ctx(3), &three, &[]).unwrap_err();
+        assert!(e.contains("lists 3 submissions by"), "{e}");
+    }
+
+    #[test]
+    fn rows_are_anchored_by_the_aggregate_that_first_lists_them_and_age_when_absent() {
+        let key = |i: u8| AgentPubKey::from_raw_36(vec![i; 36]);
+        let hash = ActionHash::from_raw_36(vec![0; 36]);
+        let row = |i: u8, anchor: Vec<u8>, missed: u32| ReputationEntry {
+            agent: key(i),
+            reputation: Reputation(900_000),
+            missed,
+            anchor,
+        };
+        // Agent 1 was listed first by the base aggregate (no anchor yet), agent 2 earlier
+        // (anchored), agent 3 has been away for the whole grace period.
+        let base_entry = EntryHash::from_raw_36(vec![4; 36]);
+        let ctx = RoundContext {
+            task_hash: hash.clone(),
+            round: 2,
+            base: hash.clone(),
+            task: small_task(10, 3, 2),
+            task_author: key(9),
+            opened_at: Timestamp::from_micros(0),
+            previous: Some(RoundAggregate {
+                task: hash.clone(),
+                round: 1,
+                base: hash.clone(),
+                outcomes: Vec::new(),
+                model: Tensor::new(vec![0.0; 2]).unwrap().canonical_bytes(),
+                reputation: vec![
+                    row(1, Vec::new(), 0),
+                    row(2, vec![7; 32], 0),
+                    row(3, vec![7; 32], fl_core::reputation::ABSENCE_GRACE),
+                ],
+                deadline: Timestamp::from_micros(0),
+                endorsed: false,
+            }),
+            committee: Vec::new(),
+            base_entry: Some(base_entry.clone()),
+        };
+        let a = compute_aggregate(&ctx, vec![evidence(1, 10), evidence(5, 11)]).unwrap();
+        let rows: Vec<(u8, Vec<u8>, u32, u32)> = a
+            .reputation
+            .iter()
+            .map(|e| {
+                (
+                    e.agent.get_raw_39()[3],
+                    e.anchor.clone(),
+                    e.missed,
+                    e.reputation.0,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (1, base_entry.get_raw_32().to_vec(), 0, 900_000),
+                (2, vec![7; 32], 1, 900_000),
+                (
+                    3,
+                    vec![7; 32],
+                    fl_core::reputation::ABSENCE_GRACE + 1,
+                    810_000
+                ),
+                (5, Vec::new(), 0, 500_000),
+            ]
+        );
+        // A carry-over moves nobody's count and anchors what the base listed first.
+        let mut quiet = ctx.clone();
+        quiet.task.quorum = 3;
+        let c = compute_aggregate(&quiet, vec![evidence(1, 10)]).unwrap();
+        let missed: Vec<u32> = c.reputation.iter().map(|e| e.missed).collect();
+        assert_eq!(missed, vec![0, 0, fl_core::reputation::ABSENCE_GRACE]);
+        assert_eq!(c.reputation[0].anchor, base_entry.get_raw_32().to_vec());
     }
 }

@@ -73,6 +73,7 @@ fn not_a(hash: &ActionHash, what: &str) -> String {
 
 /// Everything a round's entries are checked against: the task, the round's base, the
 /// previous aggregate (none for round 0) and the round's ranked committee.
+#[derive(Clone, Debug)]
 pub struct RoundContext {
     /// The task's hash.
     pub task_hash: ActionHash,
@@ -91,6 +92,9 @@ pub struct RoundContext {
     pub previous: Option<RoundAggregate>,
     /// The round's committee, best rank first (empty in round 0).
     pub committee: Vec<AgentPubKey>,
+    /// The entry hash of the base aggregate (`None` in round 0): the anchor of the agents
+    /// that aggregate listed first ([`committee_from`]).
+    pub base_entry: Option<EntryHash>,
 }
 
 impl RoundContext {
@@ -134,6 +138,7 @@ pub fn round_context(task_hash: &ActionHash, round: u32, base: &ActionHash) -> C
             opened_at: task_record.action().timestamp(),
             previous: None,
             committee: Vec::new(),
+            base_entry: None,
         }));
     }
     let (base_record, previous) = match typed_record::<RoundAggregate>(base, "RoundAggregate")? {
@@ -153,7 +158,17 @@ pub fn round_context(task_hash: &ActionHash, round: u32, base: &ActionHash) -> C
             round - 1
         )));
     }
-    let committee = committee_from(&task, &previous, committee_seed(task_hash, round));
+    let Some(base_entry) = base_record.action().entry_hash().cloned() else {
+        return Ok(Err(format!(
+            "round {round} is not open: its base {base} has no entry"
+        )));
+    };
+    let committee = committee_from(
+        &task,
+        &previous,
+        &base_entry,
+        committee_seed(task_hash, round),
+    );
     let opened_at =
         RoundSchedule::next_opening(previous.deadline, base_record.action().timestamp());
     Ok(Ok(RoundContext {
@@ -165,6 +180,7 @@ pub fn round_context(task_hash: &ActionHash, round: u32, base: &ActionHash) -> C
         opened_at,
         previous: Some(previous),
         committee,
+        base_entry: Some(base_entry),
     }))
 }
 
@@ -184,20 +200,46 @@ pub fn committee_seed(task: &ActionHash, round: u32) -> [u8; 32] {
 
 /// The committee drawn from the previous aggregate's reputation table with `seed`
 /// ([`committee_seed`]): as many seats as the task asks, fewer when fewer agents are
-/// eligible.
-pub fn committee_from(task: &Task, previous: &RoundAggregate, seed: [u8; 32]) -> Vec<AgentPubKey> {
+/// eligible. Each agent's ticket hashes its key and its *anchor*: the entry hash of the
+/// aggregate that first listed it ([`ReputationEntry::anchor`]; for the agents `previous`
+/// itself lists first, `previous_entry`, its own entry hash). The seeds are public from
+/// the task's creation, but an anchor is fixed only after the agent's key has entered the
+/// table, so a key cannot be ground offline for a good ticket.
+pub fn committee_from(
+    task: &Task,
+    previous: &RoundAggregate,
+    previous_entry: &EntryHash,
+    seed: [u8; 32],
+) -> Vec<AgentPubKey> {
     let threshold = task.round.reputation.committee_threshold;
-    let candidates: Vec<(AgentPubKey, Reputation)> = previous
+    let candidates: Vec<(Vec<u8>, Reputation)> = previous
         .reputation
         .iter()
-        .map(|e| (e.agent.clone(), e.reputation))
+        .map(|e| {
+            let anchor = if e.anchor.is_empty() {
+                previous_entry.get_raw_32()
+            } else {
+                &e.anchor[..]
+            };
+            ([e.agent.get_raw_39(), anchor].concat(), e.reputation)
+        })
         .collect();
     let eligible = candidates
         .iter()
         .filter(|(_, r)| *r >= threshold && r.0 > 0)
         .count();
     let size = (task.committee_size as usize).min(eligible);
-    draw_committee(seed, &candidates, size, threshold).unwrap_or_default()
+    draw_committee(seed, &candidates, size, threshold)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|k| {
+            previous
+                .reputation
+                .iter()
+                .find(|e| e.agent.get_raw_39() == &k[..39])
+        })
+        .map(|e| e.agent.clone())
+        .collect()
 }
 
 /// The first entry of type `unit` in `author`'s chain, from `chain_top` back to `since`,
@@ -276,6 +318,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aggregate::ReputationEntry;
 
     #[test]
     fn committee_seeds_depend_on_the_task_and_round_only() {
@@ -286,5 +329,82 @@ mod tests {
         assert_eq!(committee_seed(&a, 3), committee_seed(&a, 3));
         assert_ne!(committee_seed(&a, 3), committee_seed(&a, 4));
         assert_ne!(committee_seed(&a, 3), committee_seed(&b, 3));
+    }
+
+    /// Key grinding: the seeds are public from the task's creation, so an attacker can try
+    /// many keys offline for one with a small ticket. Against the anchor it assumed the
+    /// ground key takes the first seat from 1,000 agents of twice its reputation; its real
+    /// anchor, the entry hash of the aggregate that first lists it, is unknown while it
+    /// grinds, and gives it an ordinary ticket.
+    #[test]
+    fn a_key_ground_for_its_ticket_loses_its_edge_once_anchored() {
+        let task_hash = ActionHash::from_raw_36(vec![1; 36]);
+        let seed = committee_seed(&task_hash, 5);
+        let key =
+            |i: u32| AgentPubKey::from_raw_36([i.to_be_bytes().to_vec(), vec![0; 32]].concat());
+        let assumed = EntryHash::from_raw_36(vec![2; 36]);
+        let half = Reputation(500_000);
+        let attacker = (1_000_000..1_065_536u32)
+            .map(key)
+            .min_by(|a, b| {
+                let t = |k: &AgentPubKey| {
+                    fl_core::committee::ticket(
+                        &seed,
+                        &[k.get_raw_39(), assumed.get_raw_32()].concat(),
+                        half,
+                    )
+                };
+                t(a).total_cmp(&t(b))
+            })
+            .unwrap();
+        let mut reputation: Vec<ReputationEntry> = (0..1000u32)
+            .map(|i| ReputationEntry {
+                agent: key(i),
+                reputation: Reputation::ONE,
+                missed: 0,
+                anchor: vec![7; 32],
+            })
+            .chain([ReputationEntry {
+                agent: attacker.clone(),
+                reputation: half,
+                missed: 0,
+                anchor: Vec::new(),
+            }])
+            .collect();
+        reputation.sort_by(|a, b| a.agent.cmp(&b.agent));
+        let mut round = fl_core::RoundParams::new(fl_core::aggregate::Rule::Median, 0);
+        round.max_participants = 2000;
+        let task = Task {
+            name: "t".into(),
+            description: String::new(),
+            model_len: 1,
+            layout: String::new(),
+            encoding: fl_core::Encoding::F32,
+            round,
+            committee_size: 1,
+            quorum: 1,
+            schedule: Default::default(),
+            initial_model: Vec::new(),
+            admission: Default::default(),
+        };
+        let previous = RoundAggregate {
+            task: task_hash.clone(),
+            round: 4,
+            base: task_hash.clone(),
+            outcomes: Vec::new(),
+            model: Vec::new(),
+            reputation,
+            deadline: Timestamp::from_micros(0),
+            endorsed: false,
+        };
+        assert_eq!(
+            committee_from(&task, &previous, &assumed, seed),
+            vec![attacker.clone()]
+        );
+        let actual = EntryHash::from_raw_36(vec![3; 36]);
+        assert_ne!(
+            committee_from(&task, &previous, &actual, seed),
+            vec![attacker]
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use hdi::prelude::*;
 
-use crate::chain::{earlier_entry, round_context, typed_record};
+use crate::chain::{earlier_entry, round_context, typed_record, RoundContext};
 use crate::device::DeviceRegistration;
 use crate::membership::check_member;
 use crate::proof::{check_proof, PogqProof};
@@ -134,10 +134,32 @@ pub fn check_gradient(
     check_proof(&g.proof, g, signer_key)
 }
 
+/// A newcomer (an agent not in the base aggregate's reputation table) may not submit once
+/// that table holds the task's participant bound: the table, and so every aggregate, stays
+/// within the entry size limit ([`crate::aggregate::check_capacity`]). Pure.
+pub fn check_room(ctx: &RoundContext, author: &AgentPubKey) -> Result<(), String> {
+    let Some(previous) = &ctx.previous else {
+        return Ok(());
+    };
+    let bound = ctx.task.round.max_participants as usize;
+    let known = previous
+        .reputation
+        .binary_search_by(|e| e.agent.cmp(author))
+        .is_ok();
+    if known || previous.reputation.len() < bound {
+        return Ok(());
+    }
+    Err(format!(
+        "gradient submission: the task is full: the reputation table after round {} holds {} agents, the task's participant bound, and {author} is not among them",
+        previous.round,
+        previous.reputation.len()
+    ))
+}
+
 /// A submission must decode to the task's model size in the task's encoding with finite
 /// values, carry a valid signature by the author or its registered device and a scorable
 /// PoGQ proof signed by the same key, target the open round with the right base, come from
-/// a member when the task is closed, be dated in the round's submission window, and be the
+/// a member when the task is closed, find room in a full table (newcomers), be dated in the round's submission window, and be the
 /// author's only one in that round.
 pub fn validate_create_gradient(
     g: &GradientSubmission,
@@ -148,6 +170,9 @@ pub fn validate_create_gradient(
         Err(e) => return Ok(Err(format!("gradient submission: {e}"))),
     };
     if let Err(e) = check_update(g, &ctx.task) {
+        return Ok(Err(e));
+    }
+    if let Err(e) = check_room(&ctx, &action.author) {
         return Ok(Err(e));
     }
     if let Err(e) = check_member(

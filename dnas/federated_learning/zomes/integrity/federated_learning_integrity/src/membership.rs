@@ -433,8 +433,11 @@ mod tests {
             reputation: vec![crate::ReputationEntry {
                 agent: agent(&alice),
                 reputation: Reputation(rep),
+                missed: 0,
+                anchor: Vec::new(),
             }],
             deadline: Timestamp::from_micros(0),
+            endorsed: false,
         };
         let min = Reputation::from_f64(0.6);
         assert_eq!(

@@ -136,6 +136,7 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
     task.round.pogq.check().map_err(|e| e.to_string())?;
     task.round.reputation.check().map_err(|e| e.to_string())?;
     task.round.check().map_err(|e| format!("task {e}"))?;
+    crate::aggregate::check_capacity(task)?;
     if task.quorum == 0 {
         return Err("quorum must be at least 1".into());
     }
