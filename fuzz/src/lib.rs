@@ -113,7 +113,7 @@ pub fn task(encoding: Encoding, rule: Rule, f: u32, quorum: u32) -> Task {
         name: "fuzz".into(),
         description: "fixture".into(),
         model_len: MODEL_LEN,
-        layout: "8 values".into(),
+        spec: fl_core::TaskSpec::with_params(MODEL_LEN).expect("an 8-parameter model"),
         encoding,
         round: RoundParams::new(rule, f),
         committee_size: 3,

@@ -46,7 +46,8 @@ export interface Task {
   name: string;
   description: string;
   model_len: number;
-  layout: string;
+  /** What to train: model, data schema and preprocessing, local training (fl_core `TaskSpec`). */
+  spec: TaskSpec;
   encoding: unknown;
   round: RoundParams;
   committee_size: number;
@@ -55,6 +56,33 @@ export interface Task {
   schedule: RoundSchedule;
   /** Who may take part; absent on tasks written before admission existed (open). */
   admission?: Admission;
+}
+
+/** fl_core `ModelSpec`: the architecture, which fixes the parameter count. */
+export type ModelSpec =
+  | { kind: "logreg"; inputs: number; classes: number }
+  | { kind: "mlp"; inputs: number; hidden: number; classes: number };
+
+/** fl_core `TaskSpec`, as `mycelix-fl task create --spec` writes it too. */
+export interface TaskSpec {
+  model: ModelSpec;
+  data: {
+    /** Feature columns in order; empty: every column but the label, in the table's order. */
+    features: string[];
+    label: string;
+    /** Label values in class order. */
+    classes: string[];
+    preprocess:
+      | { kind: "none" }
+      | { kind: "scale"; factor: number }
+      | { kind: "affine"; offset: number[]; scale: number[] };
+  };
+  training: { learning_rate: number; epochs: number; batch_size: number; momentum: number; weight_decay: number };
+}
+
+/** A model spec in a few words, as the node prints it (`logreg 64x10`, `mlp 784-100-10`). */
+export function describeModel(m: ModelSpec): string {
+  return m.kind === "logreg" ? `logreg ${m.inputs}x${m.classes}` : `mlp ${m.inputs}-${m.hidden}-${m.classes}`;
 }
 
 /** Integrity `RoundSchedule`: submission and vote windows and the aggregation slot, in ms. */
@@ -460,12 +488,22 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
   for (const [k, v] of [["f", form.f], ["committee", form.committee], ["features", form.features], ["classes", form.classes]] as const) {
     if (!Number.isInteger(v) || v < (k === "f" ? 0 : 1)) throw new Error(`${k} must be a whole number${k === "f" ? "" : " above 0"}`);
   }
+  if (form.classes < 2) throw new Error("a model needs at least 2 classes");
   const modelLen = (form.features + 1) * form.classes;
   return {
     name: form.name.trim(),
     description: form.description,
     model_len: modelLen,
-    layout: `logreg ${form.features}x${form.classes}`,
+    spec: {
+      model: { kind: "logreg", inputs: form.features, classes: form.classes },
+      data: {
+        features: [],
+        label: "label",
+        classes: Array.from({ length: form.classes }, (_, i) => String(i)),
+        preprocess: { kind: "none" },
+      },
+      training: { learning_rate: 0.1, epochs: 1, batch_size: 32, momentum: 0, weight_decay: 0 },
+    },
     encoding: "f32",
     round: {
       aggregator: { rule: form.rule === "multi_krum" ? { rule: "multi_krum", m: null } : { rule: form.rule }, f: form.f, nnm: false },

@@ -3,6 +3,7 @@
 
 import {
   admissionLabel,
+  describeModel,
   describeRule,
   type MetricPoint,
   type ReputationRow,
@@ -47,7 +48,7 @@ export function taskSection(info: TaskInfo | null, tasks: number): string {
       <dt>committee</dt><dd>${t.committee_size} members, PoGQ threshold ${t.round.pogq.min_score}${t.round.pogq.mad_band ? ` or within ${t.round.pogq.mad_band} MADs of the ballot's median` : ""}</dd>
       <dt>quorum</dt><dd>${t.quorum} submissions</dd>
       <dt>schedule</dt><dd>${t.schedule ? `submissions ${t.schedule.submit_ms / 1000} s, votes ${t.schedule.vote_ms / 1000} s more, aggregation slots of ${t.schedule.slot_ms / 1000} s` : "none"}</dd>
-      <dt>model</dt><dd>${esc(t.layout)} (${t.model_len} parameters)</dd>
+      <dt>model</dt><dd>${esc(t.spec ? describeModel(t.spec.model) : "unspecified")} (${t.model_len} parameters)</dd>
       <dt>update norm bound</dt><dd>${t.round.max_update_norm ?? 1000}</dd>
       <dt>participant bound</dt><dd>${t.round.max_participants ?? 1000}</dd>
       <dt>author</dt><dd>${hashLabel(hashToString(info.author))}</dd>

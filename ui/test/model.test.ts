@@ -11,6 +11,7 @@ import {
   median,
   metricSeries,
   taskFromForm,
+  describeModel,
   pogqScore,
   refreshFor,
   reputationTable,
@@ -250,6 +251,9 @@ describe("new task form", () => {
     expect(t.admission).toEqual({ kind: "open" });
     expect(t.round.max_update_norm).toBe(10);
     expect(t.schedule).toEqual({ submit_ms: 600_000, vote_ms: 600_000, slot_ms: 10_000 });
+    expect(t.spec.model).toEqual({ kind: "logreg", inputs: 64, classes: 10 });
+    expect(t.spec.data.classes).toEqual(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    expect(describeModel(t.spec.model)).toBe("logreg 64x10");
   });
   it("labels every task open or closed", () => {
     expect(admissionLabel(undefined)).toMatch(/^open: any agent/);
@@ -263,6 +267,7 @@ describe("new task form", () => {
     expect(() => taskFromForm({ ...form, rule: "avg" })).toThrow("unknown aggregation rule avg");
     expect(() => taskFromForm({ ...form, f: -1 })).toThrow("f must be a whole number");
     expect(() => taskFromForm({ ...form, classes: 0 })).toThrow("classes must be a whole number above 0");
+    expect(() => taskFromForm({ ...form, classes: 1 })).toThrow("a model needs at least 2 classes");
   });
   it("encodes tensors as fl_core does", () => {
     expect([...f32Tensor([1.5])]).toEqual([1, 1, 0, 0, 0, 0, 0, 0xc0, 0x3f]);

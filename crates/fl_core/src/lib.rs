@@ -13,6 +13,7 @@
 //! - [`committee`]: the reputation-weighted committee draw, seeded by a hash.
 //! - [`trust`]: which committee members' votes count, from the round's whole vote matrix.
 //! - [`round`]: a round's verdicts, next model and reputation table.
+//! - [`spec`]: what a task trains: model, data schema and preprocessing, local training.
 //!
 //! The crate does no I/O and has no Holochain dependency. Results are bit-identical on
 //! every platform: summation orders are fixed, only IEEE-754 correctly rounded operations
@@ -26,6 +27,7 @@ pub mod committee;
 pub mod pogq;
 pub mod reputation;
 pub mod round;
+pub mod spec;
 pub mod tensor;
 pub mod trust;
 
@@ -41,4 +43,5 @@ pub use round::{
     carry_over, decide_round, Exclusion, RoundError, RoundParams, RoundResult, SubmissionInput,
     SubmissionOutcome, Verdict,
 };
+pub use spec::{DataSchema, ModelSpec, Preprocess, SpecError, TaskSpec, TrainingSettings};
 pub use tensor::{CodecError, Encoding, Tensor};

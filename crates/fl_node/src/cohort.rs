@@ -30,6 +30,31 @@ pub const CLAIMED_HARM: PogqMeasurement = PogqMeasurement {
     samples: 0,
 };
 
+/// A truthful PoGQ measurement of `update` against the global `params` on `validation`:
+/// the loss before and after a probe step of `probe_lr` times the update.
+pub fn measure(
+    model: &crate::model::Model,
+    probe_lr: f32,
+    params: &[f32],
+    update: &[f32],
+    validation: &Dataset,
+) -> PogqMeasurement {
+    let v = validation;
+    let probe: Vec<f32> = params
+        .iter()
+        .zip(update)
+        .map(|(w, u)| w + probe_lr * u)
+        .collect();
+    // An update that overflows the loss is as harmful as a loss can say; the largest
+    // finite value keeps the measurement publishable.
+    let finite = |l: f64| if l.is_finite() { l } else { f64::MAX };
+    PogqMeasurement {
+        loss_before: finite(model.loss(params, v.x.view(), &v.y)),
+        loss_after: finite(model.loss(&probe, v.x.view(), &v.y)),
+        samples: v.len() as u32,
+    }
+}
+
 /// Every peer's private training and validation data.
 #[derive(Debug, Clone)]
 pub struct Cohort {
@@ -127,20 +152,13 @@ impl Cohort {
         model: &[f32],
         update: &[f32],
     ) -> PogqMeasurement {
-        let v = &self.validation[p];
-        let probe: Vec<f32> = model
-            .iter()
-            .zip(update)
-            .map(|(w, u)| w + exp.round.pogq.probe_lr * u)
-            .collect();
-        // An update that overflows the loss is as harmful as a loss can say; the largest
-        // finite value keeps the measurement publishable.
-        let finite = |l: f64| if l.is_finite() { l } else { f64::MAX };
-        PogqMeasurement {
-            loss_before: finite(exp.model.loss(model, v.x.view(), &v.y)),
-            loss_after: finite(exp.model.loss(&probe, v.x.view(), &v.y)),
-            samples: v.len() as u32,
-        }
+        measure(
+            &exp.model,
+            exp.round.pogq.probe_lr,
+            model,
+            update,
+            &self.validation[p],
+        )
     }
 
     /// Peer `p`'s evaluation of a global model on its own validation data: (loss,

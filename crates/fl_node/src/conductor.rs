@@ -104,6 +104,14 @@ impl Client {
     }
 }
 
+/// The first provisioned cell of an installed app.
+fn provisioned_cell(app: &holochain_client::AppInfo) -> Option<CellId> {
+    app.cell_info.values().flatten().find_map(|c| match c {
+        holochain_client::CellInfo::Provisioned(p) => Some(p.cell_id.clone()),
+        _ => None,
+    })
+}
+
 /// What a client needs to act as the agent of one app on a running conductor, set up
 /// through its admin interface: an attached app interface (any origin), a reusable app
 /// token and zome-call signing credentials for the app's cell.
@@ -148,14 +156,7 @@ impl AppAccess {
                         .join(", ")
                 )
             })?;
-        let cell_id = app
-            .cell_info
-            .values()
-            .flatten()
-            .find_map(|c| match c {
-                holochain_client::CellInfo::Provisioned(p) => Some(p.cell_id.clone()),
-                _ => None,
-            })
+        let cell_id = provisioned_cell(app)
             .with_context(|| format!("app {app_id:?} on port {port} has no provisioned cell"))?;
         let app_port = admin
             .attach_app_interface(
@@ -385,11 +386,7 @@ impl EmbeddedNetwork {
             async move {
                 std::fs::create_dir_all(root.join("databases"))?;
                 std::fs::write(root.join("databases").join("db.key"), locked)?;
-                let handle = Conductor::builder()
-                    .config(config(&root, &url)?)
-                    .passphrase(Some(passphrase()))
-                    .no_print_setup()
-                    .build()
+                let handle = build_conductor(&root, &url, passphrase())
                     .await
                     .with_context(|| format!("starting conductor {i}"))?;
                 anyhow::Ok(handle)
@@ -555,13 +552,9 @@ impl EmbeddedNetwork {
     pub async fn restart(&mut self, i: usize) -> Result<Client> {
         // The in-process keystore stops with its conductor, so a new one is spawned on
         // the same lair directory.
-        let handle = Conductor::builder()
-            .config(config(&self.data_dir(i), &self.url)?)
-            .passphrase(Some(passphrase()))
-            .no_print_setup()
-            .build()
+        let handle = build_conductor(&self.data_dir(i), &self.url, passphrase())
             .await
-            .map_err(|e| anyhow::anyhow!("restarting conductor {i}: {e:?}"))?;
+            .with_context(|| format!("restarting conductor {i}"))?;
         let cell = match &self.clients[i] {
             Client::Embedded { cell, .. } | Client::Remote { cell, .. } => cell.clone(),
         };
@@ -586,6 +579,211 @@ impl EmbeddedNetwork {
             }
         }
     }
+}
+
+/// While any is alive, the process's standard output goes to `/dev/null`: lair's
+/// in-process keystore prints its connection URL, secret key parameter included, to stdout
+/// when it starts, and a participant's output (JSON lines, for one) must not carry it.
+/// Guards nest (conductors start concurrently); the last one dropped restores stdout.
+/// Anything else printed meanwhile is lost, so hold them only around starts.
+struct SilencedStdout;
+
+/// Live guards, and the saved descriptor of the real stdout while any is alive.
+static SILENCED: std::sync::Mutex<(usize, Option<i32>)> = std::sync::Mutex::new((0, None));
+
+impl SilencedStdout {
+    fn new() -> Self {
+        use std::io::Write;
+        let mut state = SILENCED.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0 == 0 {
+            let _ = std::io::stdout().flush();
+            // SAFETY: plain descriptor calls on fd 1 and a freshly opened /dev/null; every
+            // failure leaves stdout as it was.
+            state.1 = unsafe {
+                let saved = libc::dup(1);
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+                if saved >= 0 && null >= 0 && libc::dup2(null, 1) >= 0 {
+                    libc::close(null);
+                    Some(saved)
+                } else {
+                    for fd in [saved, null] {
+                        if fd >= 0 {
+                            libc::close(fd);
+                        }
+                    }
+                    None
+                }
+            };
+        }
+        state.0 += 1;
+        SilencedStdout
+    }
+}
+
+impl Drop for SilencedStdout {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let mut state = SILENCED.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 -= 1;
+        if state.0 == 0 {
+            let _ = std::io::stdout().flush();
+            if let Some(saved) = state.1.take() {
+                // SAFETY: `saved` is the descriptor duplicated when the first guard began.
+                unsafe {
+                    libc::dup2(saved, 1);
+                    libc::close(saved);
+                }
+            }
+        }
+    }
+}
+
+/// Builds a conductor on `root` with the keystore passphrase `passphrase`, keeping lair's
+/// start-up lines off standard output.
+async fn build_conductor(
+    root: &Path,
+    url: &str,
+    passphrase: Arc<std::sync::Mutex<sodoken::LockedArray>>,
+) -> Result<ConductorHandle> {
+    let config = config(root, url)?;
+    let _quiet = SilencedStdout::new();
+    Conductor::builder()
+        .config(config)
+        .passphrase(Some(passphrase))
+        .no_print_setup()
+        .build()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A participant's own conductor in this process, on a data directory that outlives the
+/// process: its keys (in an in-process lair keystore locked by the participant's
+/// passphrase) and its copy of the DHT stay there, so starting again with the same
+/// directory and passphrase resumes as the same agent.
+pub struct OwnConductor {
+    handle: ConductorHandle,
+    /// The participant's client.
+    pub client: Client,
+}
+
+/// Where and how a participant's own conductor runs.
+pub struct OwnConductorConfig {
+    /// Data directory (created when missing).
+    pub data_dir: PathBuf,
+    /// Unlocks the keystore and the databases.
+    pub passphrase: Vec<u8>,
+    /// The network's bootstrap server, which also serves its relay (`mycelix-fl
+    /// bootstrap` prints one).
+    pub bootstrap_url: String,
+    /// Separates this network's DHT from others on the same bootstrap server; every
+    /// participant of a network uses the same seed. Fixed when the app is first installed.
+    pub network_seed: Option<String>,
+    /// The hApp bundle to install on first start.
+    pub happ: PathBuf,
+}
+
+impl OwnConductor {
+    /// Starts the conductor on `cfg.data_dir`, installing and enabling the hApp on first
+    /// start, and returns once the app's cell is running.
+    pub async fn open(cfg: &OwnConductorConfig) -> Result<Self> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+        url2::Url2::try_parse(&cfg.bootstrap_url)
+            .map_err(|e| anyhow::anyhow!("--bootstrap-url {}: {e}", cfg.bootstrap_url))?;
+        let passphrase = Arc::new(std::sync::Mutex::new(sodoken::LockedArray::from(
+            cfg.passphrase.clone(),
+        )));
+        let handle = build_conductor(&cfg.data_dir, &cfg.bootstrap_url, passphrase.clone())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "starting the conductor in {} (a data directory opens only with the passphrase it was made with): {e}",
+                    cfg.data_dir.display()
+                )
+            })?;
+        let cell = match handle.get_app_info(&APP_ID.to_string()).await? {
+            Some(info) => {
+                provisioned_cell(&info).context("the installed app has no provisioned cell")?
+            }
+            None => {
+                if !cfg.happ.exists() {
+                    bail!(
+                        "the hApp bundle {} is missing: run scripts/pack.sh first",
+                        cfg.happ.display()
+                    );
+                }
+                let app = handle
+                    .clone()
+                    .install_app_bundle(InstallAppPayload {
+                        source: AppBundleSource::Path(cfg.happ.clone()),
+                        agent_key: None,
+                        installed_app_id: Some(APP_ID.to_string()),
+                        network_seed: cfg.network_seed.clone(),
+                        roles_settings: None,
+                        ignore_genesis_failure: false,
+                    })
+                    .await
+                    .with_context(|| format!("installing {}", cfg.happ.display()))?;
+                let cell = app
+                    .all_cells()
+                    .next()
+                    .context("the hApp has no cell")?
+                    .clone();
+                cell
+            }
+        };
+        handle
+            .clone()
+            .enable_app(APP_ID.to_string())
+            .await
+            .context("enabling the app")?;
+        if !crate::dbtune::stock() {
+            let locked = std::fs::read_to_string(cfg.data_dir.join("databases").join("db.key"))
+                .context("reading the databases' key")?;
+            let key = holochain_sqlite::db::DbKey::load(locked, passphrase)
+                .await
+                .context("unlocking the databases' key")?;
+            crate::dbtune::tune(&cfg.data_dir, &key).await?;
+        }
+        Ok(OwnConductor {
+            client: Client::Embedded {
+                handle: handle.clone(),
+                cell,
+            },
+            handle,
+        })
+    }
+
+    /// Peers this conductor knows on the network (itself included).
+    pub async fn known_peers(&self) -> Result<usize> {
+        Ok(self.handle.get_agent_infos(None).await?.len())
+    }
+
+    /// Shuts the conductor down.
+    pub async fn shutdown(self) -> Result<()> {
+        self.handle
+            .shutdown()
+            .await
+            .context("waiting for the conductor's tasks")?
+            .map_err(|e| anyhow::anyhow!("shutting the conductor down: {e}"))
+    }
+}
+
+/// Starts a kitsune2 bootstrap server with its relay on `addr`: what a network of
+/// participants on several machines needs, besides the participants. The URL to give
+/// them is `http://<addr>/`.
+pub async fn start_bootstrap(
+    addr: std::net::SocketAddr,
+) -> Result<(kitsune2_bootstrap_srv::BootstrapSrv, String)> {
+    let srv = tokio::task::spawn_blocking(move || {
+        let mut config = kitsune2_bootstrap_srv::Config::testing();
+        config.listen_address_list = vec![addr];
+        kitsune2_bootstrap_srv::BootstrapSrv::new(config)
+    })
+    .await?
+    .with_context(|| format!("starting the bootstrap server on {addr}"))?;
+    let url = format!("http://{}/", srv.listen_addrs()[0]);
+    Ok((srv, url))
 }
 
 /// The passphrase of every embedded conductor's in-process lair keystore (the keys live

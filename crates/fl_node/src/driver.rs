@@ -125,6 +125,16 @@ pub fn minimum_quorum(rule: &Rule, f: u32) -> u32 {
     }
 }
 
+/// The spec of the task `exp` trains on `train`: its model, local training and
+/// preprocessing; the features unnamed, the classes `"0"`, `"1"`, ... in label order.
+pub fn task_spec(exp: &Experiment, train: &Dataset) -> fl_core::TaskSpec {
+    let mut spec = fl_core::TaskSpec::unnamed(exp.model.spec(), "label");
+    spec.data.classes = (0..train.classes).map(|c| c.to_string()).collect();
+    spec.data.preprocess = exp.preprocess.clone();
+    spec.training = exp.sgd.into();
+    spec
+}
+
 /// Canonical `f32` bytes of `values`, non-finite values included (validation, not the
 /// client, rejects those).
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
@@ -284,7 +294,7 @@ pub async fn run_rounds(
         name: format!("mycelix-fl {}", train.name),
         description: format!("{} on {}", exp.model.describe(), train.name),
         model_len: params as u32,
-        layout: exp.model.describe(),
+        spec: task_spec(exp, train),
         encoding: Encoding::F32,
         round: exp.round,
         committee_size: exp.committee_size as u32,

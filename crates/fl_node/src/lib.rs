@@ -21,6 +21,8 @@ pub mod driver;
 pub mod launch;
 pub mod model;
 pub mod partition;
+pub mod peer;
 pub mod plot;
 pub mod sim;
+pub mod taskfile;
 pub mod train;

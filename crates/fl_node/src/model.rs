@@ -145,15 +145,48 @@ impl Model {
         (loss, g)
     }
 
-    /// Human description, e.g. `logreg 64x10`.
+    /// Human description, e.g. `logreg 64x10` (as [`fl_core::ModelSpec::describe`]).
     pub fn describe(&self) -> String {
+        self.spec().describe()
+    }
+
+    /// The task spec's form of this model.
+    pub fn spec(&self) -> fl_core::ModelSpec {
+        let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         match *self {
-            Model::LogReg { inputs, classes } => format!("logreg {inputs}x{classes}"),
+            Model::LogReg { inputs, classes } => fl_core::ModelSpec::Logreg {
+                inputs: n(inputs),
+                classes: n(classes),
+            },
             Model::Mlp {
                 inputs,
                 hidden,
                 classes,
-            } => format!("mlp {inputs}-{hidden}-{classes}"),
+            } => fl_core::ModelSpec::Mlp {
+                inputs: n(inputs),
+                hidden: n(hidden),
+                classes: n(classes),
+            },
+        }
+    }
+}
+
+impl From<fl_core::ModelSpec> for Model {
+    fn from(spec: fl_core::ModelSpec) -> Self {
+        match spec {
+            fl_core::ModelSpec::Logreg { inputs, classes } => Model::LogReg {
+                inputs: inputs as usize,
+                classes: classes as usize,
+            },
+            fl_core::ModelSpec::Mlp {
+                inputs,
+                hidden,
+                classes,
+            } => Model::Mlp {
+                inputs: inputs as usize,
+                hidden: hidden as usize,
+                classes: classes as usize,
+            },
         }
     }
 }

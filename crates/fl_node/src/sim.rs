@@ -52,6 +52,9 @@ pub struct Experiment {
     pub model: Model,
     /// Local optimiser.
     pub sgd: Sgd,
+    /// What was done to the features before training (recorded in the task's spec on
+    /// conductors).
+    pub preprocess: fl_core::Preprocess,
     /// Share of each peer's shard kept for its own validation (PoGQ and committee votes).
     pub validation_fraction: f64,
     /// Seed of every random choice.
@@ -277,6 +280,7 @@ mod tests {
                 classes: 10,
             },
             sgd: Sgd::default(),
+            preprocess: fl_core::Preprocess::None,
             validation_fraction: 0.2,
             seed: 11,
             admission: Admission::CLOSED,

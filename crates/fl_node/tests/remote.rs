@@ -29,7 +29,7 @@ async fn a_round_over_websockets_excludes_the_attacker() {
         assert_eq!(remote.agent(), local.agent());
     }
     let (mut train, mut test) = builtin("digits").unwrap().split(0.2, 1);
-    train.standardize(&mut [&mut test]);
+    let preprocess = train.standardize(&mut [&mut test]);
     let exp = Experiment {
         peers: 4,
         byzantine: 1,
@@ -43,6 +43,7 @@ async fn a_round_over_websockets_excludes_the_attacker() {
             classes: 10,
         },
         sgd: Sgd::default(),
+        preprocess,
         validation_fraction: 0.2,
         seed: 3,
         admission: Admission::CLOSED,

@@ -147,7 +147,7 @@ pub fn task(model_len: u32, rule: Rule, f: u32, committee_size: u32, quorum: u32
         name: "sweettest".into(),
         description: "scenario".into(),
         model_len,
-        layout: format!("{model_len} weights"),
+        spec: fl_core::TaskSpec::with_params(model_len).expect("a model of this size"),
         encoding: Encoding::F32,
         round: RoundParams::new(rule, f),
         committee_size,

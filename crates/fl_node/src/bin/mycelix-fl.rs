@@ -18,6 +18,9 @@ use fl_node::sim::{simulate, Experiment, RoundReport};
 use fl_node::train::Sgd;
 use indicatif::{ProgressBar, ProgressStyle};
 
+#[path = "mycelix-fl/participant.rs"]
+mod participant;
+
 #[derive(Parser)]
 #[command(
     name = "mycelix-fl",
@@ -39,6 +42,30 @@ enum Command {
     /// Serve the web dashboard for one agent of a running conductor (for example a
     /// sandbox started by scripts/sandbox.sh) until interrupted.
     Dashboard(DashboardArgs),
+    /// Take part in a task as one participant, on an own conductor (or a running one)
+    /// with own data, following its rounds until they are done or Ctrl-C.
+    Peer(participant::PeerArgs),
+    /// Create, list, show tasks; invite into closed ones; write a task file.
+    #[command(subcommand)]
+    Task(participant::TaskCommand),
+    /// Run a network's bootstrap server and relay, print its URL, serve until Ctrl-C.
+    Bootstrap {
+        /// Address to listen on (port 0: any free one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
+    /// Write a bundled data set's demo shards as CSV tables, one per participant.
+    Split {
+        /// digits, breast_cancer or iris.
+        #[arg(long, default_value = "digits")]
+        dataset: String,
+        /// Participants.
+        #[arg(long, default_value_t = 4)]
+        peers: usize,
+        /// Folder for peer-0.csv, peer-1.csv, ...
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -228,6 +255,14 @@ fn main() {
         Command::Run(args) => run(args),
         Command::Matrix(args) => matrix(args),
         Command::Dashboard(args) => dashboard(args),
+        Command::Peer(args) => participant::peer(args),
+        Command::Task(command) => participant::task(command),
+        Command::Bootstrap { listen } => participant::bootstrap(listen),
+        Command::Split {
+            dataset,
+            peers,
+            out,
+        } => participant::split(&dataset, peers, &out),
     } {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -252,7 +287,9 @@ fn dashboard(args: DashboardArgs) -> Result<()> {
     })
 }
 
-fn load(args: &RunArgs) -> Result<(Dataset, Dataset)> {
+/// The data set split into train and test, standardised with the training part's
+/// statistics (the transformation is returned, for the task's spec).
+fn load(args: &RunArgs) -> Result<(Dataset, Dataset, fl_core::Preprocess)> {
     let data = if std::path::Path::new(&args.dataset)
         .extension()
         .is_some_and(|e| e == "csv")
@@ -265,8 +302,8 @@ fn load(args: &RunArgs) -> Result<(Dataset, Dataset)> {
         builtin(&args.dataset)?
     };
     let (mut train, mut test) = data.split(0.2, args.seed);
-    train.standardize(&mut [&mut test]);
-    Ok((train, test))
+    let preprocess = train.standardize(&mut [&mut test]);
+    Ok((train, test, preprocess))
 }
 
 fn aggregator(args: &RunArgs, byzantine: usize) -> Result<AggregatorConfig> {
@@ -303,7 +340,11 @@ fn aggregator(args: &RunArgs, byzantine: usize) -> Result<AggregatorConfig> {
 }
 
 /// The experiment `args` describe, on `train`.
-fn experiment(args: &RunArgs, train: &Dataset) -> Result<Experiment> {
+fn experiment(
+    args: &RunArgs,
+    train: &Dataset,
+    preprocess: &fl_core::Preprocess,
+) -> Result<Experiment> {
     if args.nodes < 2 {
         bail!("--nodes must be at least 2");
     }
@@ -357,6 +398,7 @@ fn experiment(args: &RunArgs, train: &Dataset) -> Result<Experiment> {
         },
         model,
         sgd: Sgd::default(),
+        preprocess: preprocess.clone(),
         validation_fraction: 0.2,
         seed: args.seed,
         admission: if args.open {
@@ -389,8 +431,8 @@ fn run(mut args: RunArgs) -> Result<()> {
     if args.faults > 0 && args.backend != Backend::Embedded {
         bail!("--faults needs the embedded backend (it stops and restarts conductors in this process)");
     }
-    let (train, test) = load(&args).context("loading the data set")?;
-    let exp = experiment(&args, &train)?;
+    let (train, test, preprocess) = load(&args).context("loading the data set")?;
+    let exp = experiment(&args, &train, &preprocess)?;
     let (attack, byzantine, model) = (exp.attack, exp.byzantine, exp.model);
     let backend = args.backend.describe();
     println!("backend: {backend}");
@@ -633,7 +675,7 @@ fn matrix(args: MatrixArgs) -> Result<()> {
     for a in &attacks {
         a.parse::<Attack>().map_err(anyhow::Error::msg)?;
     }
-    let (train, test) = load(&args.base).context("loading the data set")?;
+    let (train, test, preprocess) = load(&args.base).context("loading the data set")?;
     let cells =
         args.aggregators.len() * args.partitions.len() * (1 + attacks.len() * args.fractions.len());
     println!("backend: simulation (no conductors; fl_core decides every round)");
@@ -672,7 +714,12 @@ fn matrix(args: MatrixArgs) -> Result<()> {
             let f = (base.nodes as f64 * args.fractions.iter().copied().fold(0.0, f64::max)).floor()
                 as u32;
             base.f = Some(base.f.unwrap_or(f));
-            let clean = simulate(&experiment(&base, &train)?, &train, &test, |_| {})?;
+            let clean = simulate(
+                &experiment(&base, &train, &preprocess)?,
+                &train,
+                &test,
+                |_| {},
+            )?;
             let (clean_acc, _, clean_fpr, _) = summarize(&clean, base.warmup);
             bar.inc(1);
             md += &format!(
@@ -694,7 +741,12 @@ fn matrix(args: MatrixArgs) -> Result<()> {
                     cell.attack = attack.clone();
                     cell.byzantine_fraction = fraction;
                     bar.set_message(format!("{aggregator:?} {partition:?} {attack} {fraction}"));
-                    let reports = simulate(&experiment(&cell, &train)?, &train, &test, |_| {})?;
+                    let reports = simulate(
+                        &experiment(&cell, &train, &preprocess)?,
+                        &train,
+                        &test,
+                        |_| {},
+                    )?;
                     let (acc, tpr, fpr, _) = summarize(&reports, cell.warmup);
                     md += &format!(
                         " {acc:.3} ({:+.3}) / {tpr:.2} / {fpr:.2} |",

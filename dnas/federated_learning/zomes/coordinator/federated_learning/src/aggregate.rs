@@ -111,6 +111,14 @@ fn linked_submitters(base: &ActionHash) -> ExternResult<usize> {
     Ok(authors.len())
 }
 
+/// One round aggregate by its action hash.
+#[hdk_extern]
+pub fn get_aggregate(hash: ActionHash) -> ExternResult<RoundAggregate> {
+    let record = get(hash.clone(), GetOptions::default())?
+        .ok_or_else(|| fail(format!("aggregate {hash} not found")))?;
+    RoundAggregate::try_from(record).map_err(|_| fail(format!("{hash} is not a round aggregate")))
+}
+
 /// Names a global model: after `round`, or the latest when `None`.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct ModelRef {

@@ -45,6 +45,9 @@ pub struct RoundState {
     pub round: u32,
     /// The round's base (task or previous aggregate); `None` while the round is not open.
     pub base: Option<ActionHash>,
+    /// When the round opened, the time every window of the task's schedule is measured
+    /// from (`None` while the round is not open).
+    pub opened_at: Option<Timestamp>,
     /// Submissions so far, ordered by hash.
     pub submissions: Vec<SubmissionInfo>,
     /// The ranked committee (empty in round 0).
@@ -296,6 +299,7 @@ pub fn get_round(r: RoundRef) -> ExternResult<RoundState> {
             task: r.task,
             round: r.round,
             base: None,
+            opened_at: None,
             submissions: Vec::new(),
             committee: Vec::new(),
             quorum: task.quorum,
@@ -322,6 +326,7 @@ pub fn get_round(r: RoundRef) -> ExternResult<RoundState> {
         task: r.task,
         round: r.round,
         base: Some(base),
+        opened_at: Some(ctx.opened_at),
         submissions,
         committee: ctx.committee,
         quorum: task.quorum,

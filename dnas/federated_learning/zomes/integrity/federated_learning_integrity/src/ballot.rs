@@ -189,7 +189,7 @@ mod tests {
             name: "t".into(),
             description: String::new(),
             model_len: 4,
-            layout: String::new(),
+            spec: crate::task::fixture_spec(4),
             encoding: Encoding::F32,
             round: RoundParams::new(Rule::Median, 1),
             committee_size: 3,

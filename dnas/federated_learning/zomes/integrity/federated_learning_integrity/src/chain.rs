@@ -378,7 +378,7 @@ mod tests {
             name: "t".into(),
             description: String::new(),
             model_len: 1,
-            layout: String::new(),
+            spec: crate::task::fixture_spec(1),
             encoding: fl_core::Encoding::F32,
             round,
             committee_size: 1,

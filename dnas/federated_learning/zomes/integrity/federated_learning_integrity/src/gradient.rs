@@ -230,7 +230,7 @@ pub(crate) mod tests {
             name: "t".into(),
             description: String::new(),
             model_len: 2,
-            layout: String::new(),
+            spec: crate::task::fixture_spec(2),
             encoding: Encoding::F32,
             round,
             committee_size: 3,

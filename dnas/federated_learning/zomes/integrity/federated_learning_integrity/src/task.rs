@@ -17,8 +17,8 @@ pub const MAX_F32_PARAMS: u32 = 990_000;
 pub const MAX_COMMITTEE_SIZE: u32 = 100;
 /// Longest task name, in bytes.
 pub const MAX_NAME_LEN: usize = 200;
-/// Longest task description and longest layout, in bytes each: free text must not crowd
-/// the entry or every reader's memory.
+/// Longest task description, in bytes: free text must not crowd the entry or every
+/// reader's memory.
 pub const MAX_TEXT_LEN: usize = 16_384;
 
 /// Who may take part in a task.
@@ -67,8 +67,9 @@ pub struct Task {
     pub description: String,
     /// Number of model parameters; every update and model has exactly this many.
     pub model_len: u32,
-    /// How parameters are laid out (free text, e.g. "logreg 64x10 row-major + bias").
-    pub layout: String,
+    /// What to train: the model (whose parameter count is `model_len`), the data schema
+    /// with its preprocessing, and the local training settings.
+    pub spec: fl_core::TaskSpec,
     /// Encoding every update and global model must use.
     pub encoding: Encoding,
     /// Aggregator, PoGQ, reputation and server learning rate.
@@ -99,13 +100,11 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
             "task name must be 1..={MAX_NAME_LEN} bytes and not blank"
         ));
     }
-    for (field, text) in [("description", &task.description), ("layout", &task.layout)] {
-        if text.len() > MAX_TEXT_LEN {
-            return Err(format!(
-                "task {field} is {} bytes, more than the {MAX_TEXT_LEN} allowed",
-                text.len()
-            ));
-        }
+    if task.description.len() > MAX_TEXT_LEN {
+        return Err(format!(
+            "task description is {} bytes, more than the {MAX_TEXT_LEN} allowed",
+            task.description.len()
+        ));
     }
     task.schedule.check().map_err(|e| format!("task {e}"))?;
     if task.committee_size > MAX_COMMITTEE_SIZE {
@@ -131,6 +130,15 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
             return Err(format!("int8 block length {block} is outside 1..=65536"))
         }
         _ => {}
+    }
+    task.spec.check().map_err(|e| e.to_string())?;
+    if task.spec.model.param_count() != task.model_len as u64 {
+        return Err(format!(
+            "task model_len {} does not match its model spec ({}: {} parameters)",
+            task.model_len,
+            task.spec.model.describe(),
+            task.spec.model.param_count()
+        ));
     }
     decode_model(task, &task.initial_model).map_err(|e| format!("initial model: {e}"))?;
     task.round.pogq.check().map_err(|e| e.to_string())?;
@@ -197,6 +205,13 @@ pub fn decode_model(task: &Task, bytes: &[u8]) -> Result<Tensor, String> {
     Tensor::decode(bytes, task.model_len as usize).map_err(|e| e.to_string())
 }
 
+/// A valid spec of `model_len` parameters for test fixtures; fixtures smaller than any
+/// model (under 4 parameters) get the smallest one, and are never validated as tasks.
+#[cfg(test)]
+pub(crate) fn fixture_spec(model_len: u32) -> fl_core::TaskSpec {
+    fl_core::TaskSpec::with_params(model_len.max(4)).expect("a spec of this size exists")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,7 +221,7 @@ mod tests {
             name: "t".into(),
             description: String::new(),
             model_len: len,
-            layout: String::new(),
+            spec: fixture_spec(len),
             encoding: Encoding::F32,
             round: RoundParams::new(rule, f),
             committee_size: 3,
@@ -297,10 +312,17 @@ mod tests {
             .unwrap_err()
             .starts_with("task description is 16385 bytes"));
         let mut t = task(10, Rule::Mean, 0, 1);
-        t.layout = "x".repeat(MAX_TEXT_LEN + 1);
-        assert!(validate_create_task(&t)
-            .unwrap_err()
-            .starts_with("task layout"));
+        t.spec = fixture_spec(12);
+        assert_eq!(
+            validate_create_task(&t).unwrap_err(),
+            "task model_len 10 does not match its model spec (logreg 5x2: 12 parameters)"
+        );
+        let mut t = task(10, Rule::Mean, 0, 1);
+        t.spec.training.epochs = 0;
+        assert_eq!(
+            validate_create_task(&t).unwrap_err(),
+            "task spec: training epochs 0 is outside 1..=100"
+        );
         let mut t = task(10, Rule::Mean, 0, 1);
         t.committee_size = MAX_COMMITTEE_SIZE + 1;
         assert!(validate_create_task(&t)

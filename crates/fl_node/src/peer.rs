@@ -1,0 +1,824 @@
+//! One participant of a task, on its own conductor with its own data, following the rounds
+//! by itself.
+//!
+//! A [`Participant`] holds nothing of its own but its conductor's keys and its data: what
+//! the round is, whether it has already submitted or voted, who may aggregate and when, all
+//! come from the DHT through its own conductor on every step, so a participant that is
+//! killed and started again picks up wherever the round is. Each step it:
+//!
+//! 1. reads the latest global model; the round after it is the open one;
+//! 2. while the submission window is open and it has not submitted: trains on its own data
+//!    from that model, measures its PoGQ proof on its own held-out share, submits, and then
+//!    publishes its evaluation of the model on that share;
+//! 3. if it sits on the round's committee and has not voted: once the submissions it
+//!    expects are there (as many as took part in the round before, at least the quorum; in
+//!    round 0 the task's members) or the submission window has closed, re-scores every
+//!    submission on its held-out share and casts its ballot;
+//! 4. if no aggregate has closed the round: from its aggregation slot on (its committee
+//!    rank's, the task author's in round 0, or the fallback's), once every committee member
+//!    has voted or the vote window has closed, asks its conductor to aggregate; the
+//!    conductor refuses while the round is not ready, and the participant tries again.
+//!
+//! Nothing here reads another participant's data, keys or client: a participant knows what
+//! the DHT tells it and what its own data says.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use federated_learning::{
+    CastBallot, CastVote, EvaluationInfo, GlobalModel, JoinTask, ModelRef, RoundProgress, RoundRef,
+    RoundState, SubmitGradient, Submitted, TaskInfo,
+};
+use federated_learning_integrity::{GradientSubmission, ModelEvaluation, RoundAggregate, Task};
+use fl_core::{PogqMeasurement, Tensor, Verdict};
+use holochain::prelude::{ActionHash, AgentPubKey, Timestamp};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::attacks::{Attack, Knowledge};
+use crate::cohort::{CLAIMED_HARM, CLAIMED_IMPROVEMENT};
+use crate::conductor::Client;
+use crate::data::Dataset;
+use crate::model::Model;
+use crate::train::{clip_to_norm, delta, local_train, Sgd};
+
+/// How a participant behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Behaviour {
+    /// Trains, proves, votes and evaluates truthfully.
+    Honest,
+    /// Publishes what the attack crafts from its own (possibly poisoned) training, claims
+    /// an improvement for its own update, votes against every other update, and claims a
+    /// perfect model in its evaluations. A lone attacker: it knows no colluder.
+    Attack(Attack),
+}
+
+/// What a participant did in one round, and how the round ended for it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RoundLine {
+    /// The round.
+    pub round: u32,
+    /// Whether this participant's update is in the round (submitted by it, now or before a
+    /// restart).
+    pub submitted: bool,
+    /// Submissions it voted on, when it sat on the committee.
+    pub voted_on: Option<usize>,
+    /// Whether its own aggregate closed the round.
+    pub aggregated: bool,
+    /// Submissions the aggregate lists, and how many of them it included.
+    pub listed: usize,
+    /// Included submissions.
+    pub included: usize,
+    /// Whether the round closed as a carry-over (model unchanged).
+    pub carry_over: bool,
+    /// Its own update's verdict, when the aggregate lists it.
+    pub verdict: Option<String>,
+    /// Accuracy of the new model on its held-out share.
+    pub accuracy: f64,
+    /// Seconds from when it first saw the round open until it saw it close.
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for RoundLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "round {:>3}: ", self.round)?;
+        if self.carry_over {
+            write!(f, "carried over (no quorum)")?;
+        } else {
+            write!(f, "{}/{} included", self.included, self.listed)?;
+        }
+        match (&self.verdict, self.submitted) {
+            (Some(v), _) => write!(f, ", mine {v}")?,
+            (None, true) => write!(f, ", mine not listed")?,
+            (None, false) => write!(f, ", no update of mine")?,
+        }
+        if let Some(n) = self.voted_on {
+            write!(f, ", voted on {n}")?;
+        }
+        if self.aggregated {
+            write!(f, ", aggregated by me")?;
+        }
+        write!(
+            f,
+            ", accuracy {:.3} on my data, {:.1} s",
+            self.accuracy, self.seconds
+        )
+    }
+}
+
+/// One participant: its conductor, the task, its data and its model.
+pub struct Participant {
+    client: Client,
+    task_hash: ActionHash,
+    info: TaskInfo,
+    model: Model,
+    sgd: Sgd,
+    train: Dataset,
+    validation: Dataset,
+    behaviour: Behaviour,
+    rng: ChaCha8Rng,
+    /// The open round as last seen.
+    round: Option<OpenRound>,
+    /// How often to read the DHT.
+    poll: Duration,
+}
+
+/// What a participant knows of the open round between two steps (all of it can be read
+/// again from the DHT: a restart loses nothing).
+struct OpenRound {
+    round: u32,
+    base: ActionHash,
+    /// The global model the round starts from.
+    params: Vec<f32>,
+    /// When this participant first saw the round open.
+    seen_at: Instant,
+    progress: Option<RoundProgress>,
+    state: Option<RoundState>,
+    /// When the state was last read.
+    read_at: Instant,
+    /// Submitters the round waits for before its committee votes.
+    expected: usize,
+    submitted: bool,
+    /// Refused for good: not tried again this round.
+    submit_failed: bool,
+    /// When a refused submission or ballot that may be retried is tried again.
+    retry_at: Instant,
+    evaluated: bool,
+    voted_on: Option<usize>,
+    aggregated: bool,
+    /// When this participant first saw the round ready to aggregate: rank `k` waits `k`
+    /// slots from then, so that ranks do not all aggregate at once.
+    ready_at: Option<Instant>,
+    next_aggregate_try: Instant,
+    last_refusal: Option<String>,
+}
+
+impl OpenRound {
+    fn new(round: u32, base: ActionHash, params: Vec<f32>, expected: usize) -> Self {
+        let now = Instant::now();
+        OpenRound {
+            round,
+            base,
+            params,
+            seen_at: now,
+            progress: None,
+            state: None,
+            read_at: now,
+            expected,
+            submitted: false,
+            submit_failed: false,
+            retry_at: now,
+            evaluated: false,
+            voted_on: None,
+            aggregated: false,
+            ready_at: None,
+            next_aggregate_try: now,
+            last_refusal: None,
+        }
+    }
+}
+
+/// Whether a refusal says the same call may succeed later (validation could not fetch
+/// what it needs yet).
+fn retriable(message: &str) -> bool {
+    message.contains("may be retried")
+}
+
+/// How long a state read stays fresh while nothing seems to change.
+const REREAD: Duration = Duration::from_secs(5);
+
+impl Participant {
+    /// A participant of `task_hash` on `client`'s conductor with its own `data` (already in
+    /// the task's schema and preprocessed): a fifth of it is held out for proofs, votes and
+    /// evaluations. Joins the task when it has not (with `invite` for a closed task).
+    pub async fn new(
+        client: Client,
+        task_hash: ActionHash,
+        data: Dataset,
+        invite: Option<ActionHash>,
+        behaviour: Behaviour,
+        seed: u64,
+    ) -> Result<Self> {
+        let info: TaskInfo = client
+            .call("get_task", task_hash.clone())
+            .await
+            .with_context(|| format!("reading task {task_hash}"))?;
+        let spec = &info.task.spec;
+        let model = Model::from(spec.model);
+        if data.features() != model.spec().inputs() as usize
+            || data.classes != spec.data.classes.len()
+        {
+            bail!(
+                "the data has {} features and {} classes; the task's model takes {} and {}",
+                data.features(),
+                data.classes,
+                spec.model.inputs(),
+                spec.model.classes()
+            );
+        }
+        // A fifth is held out, and proofs, votes and evaluations need at least one row.
+        if data.len() < 3 {
+            bail!(
+                "the data has {} rows; a participant needs at least 3",
+                data.len()
+            );
+        }
+        let (train, validation) = data.split(0.2, seed);
+        // Joining again returns the first membership; a closed task without an invite for
+        // this agent is refused here, before anything else is written.
+        let _: ActionHash = client
+            .call(
+                "join_task",
+                JoinTask {
+                    task: task_hash.clone(),
+                    invite,
+                },
+            )
+            .await?;
+        Ok(Participant {
+            sgd: Sgd::from(spec.training),
+            model,
+            client,
+            task_hash,
+            info,
+            train,
+            validation,
+            behaviour,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            round: None,
+            poll: Duration::from_millis(500),
+        })
+    }
+
+    /// The participant's agent key.
+    pub fn agent(&self) -> &AgentPubKey {
+        self.client.agent()
+    }
+
+    /// The task.
+    pub fn task(&self) -> &Task {
+        &self.info.task
+    }
+
+    /// Follows the task until `rounds` rounds have closed (for ever when `None`) or `stop`
+    /// resolves; `on_round` hears each round this participant saw close.
+    pub async fn run(
+        &mut self,
+        rounds: Option<u32>,
+        stop: impl std::future::Future<Output = ()>,
+        mut on_round: impl FnMut(&RoundLine),
+    ) -> Result<()> {
+        tokio::pin!(stop);
+        let mut last_error = String::new();
+        loop {
+            match self.step().await {
+                Ok(Some(line)) => on_round(&line),
+                Ok(None) => {}
+                // The DHT or the conductor may be briefly unable to answer; the next step
+                // reads everything again.
+                Err(e) => {
+                    let message = format!("{e:#}");
+                    if message != last_error {
+                        eprintln!("warning: {message}; trying again");
+                        last_error = message;
+                    }
+                }
+            }
+            if let (Some(limit), Some(open)) = (rounds, &self.round) {
+                if open.round >= limit {
+                    return Ok(());
+                }
+            }
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = tokio::time::sleep(self.poll) => {}
+            }
+        }
+    }
+
+    async fn call<I, O>(&self, function: &str, input: I) -> Result<O>
+    where
+        I: Serialize + std::fmt::Debug,
+        O: serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        Ok(self.client.call(function, input).await?)
+    }
+
+    /// One look at the DHT and whatever is due; the line of a round that closed since the
+    /// last step.
+    pub async fn step(&mut self) -> Result<Option<RoundLine>> {
+        let latest: GlobalModel = self
+            .call(
+                "get_global_model",
+                ModelRef {
+                    task: self.task_hash.clone(),
+                    round: None,
+                },
+            )
+            .await?;
+        let round = latest.round.map_or(0, |r| r + 1);
+        let base = latest.aggregate.clone().unwrap_or(self.task_hash.clone());
+        let mut closed = None;
+        // A new round, or the same round on another base (a better-ranked aggregate
+        // replaced the one this participant saw first): start it over.
+        if self
+            .round
+            .as_ref()
+            .is_none_or(|o| o.round != round || o.base != base)
+        {
+            let params = Tensor::decode(&latest.model, self.info.task.model_len as usize)
+                .context("decoding the global model")?
+                .into_vec();
+            let expected = self.expected(&latest).await?;
+            let previous = self
+                .round
+                .replace(OpenRound::new(round, base, params, expected));
+            if let (Some(previous), Some(aggregate)) = (previous, &latest.aggregate) {
+                if previous.round + 1 == round {
+                    let params = &self.round.as_ref().expect("just set").params;
+                    match self.report(&previous, aggregate, params).await {
+                        Ok(line) => closed = Some(line),
+                        Err(e) => eprintln!("round {}: no report: {e:#}", previous.round),
+                    }
+                }
+            }
+        }
+        self.act().await?;
+        Ok(closed)
+    }
+
+    /// Submitters the open round waits for before voting: at least the quorum; those who
+    /// took part in the round before (table rows with no round missed), or in round 0 the
+    /// task's members.
+    async fn expected(&self, latest: &GlobalModel) -> Result<usize> {
+        let quorum = self.info.task.quorum as usize;
+        let others = match &latest.aggregate {
+            Some(hash) => {
+                let previous: RoundAggregate = self.call("get_aggregate", hash.clone()).await?;
+                let present = previous.reputation.iter().filter(|r| r.missed == 0).count();
+                present.min(previous.outcomes.len())
+            }
+            None => self.members().await?,
+        };
+        Ok(quorum.max(others))
+    }
+
+    async fn members(&self) -> Result<usize> {
+        let members: Vec<federated_learning::MemberInfo> =
+            self.call("list_members", self.task_hash.clone()).await?;
+        Ok(members.len())
+    }
+
+    /// Reads the round's state again when its links changed, when the state read lags the
+    /// links (records not fetched yet), or when it is a few seconds old.
+    async fn refresh(&mut self) -> Result<()> {
+        let Some(open) = self.round.as_ref() else {
+            return Ok(());
+        };
+        let progress: RoundProgress = self.call("round_progress", open.base.clone()).await?;
+        let fresh = match (&open.state, open.progress) {
+            (Some(state), Some(seen)) => {
+                let voters = voters(state).len() as u32;
+                seen == progress
+                    && state.submissions.len() as u32 >= progress.submissions
+                    && voters >= progress.ballots
+                    && open.read_at.elapsed() < REREAD
+            }
+            _ => false,
+        };
+        if fresh {
+            return Ok(());
+        }
+        let state: RoundState = self
+            .call(
+                "get_round",
+                RoundRef {
+                    task: self.task_hash.clone(),
+                    round: open.round,
+                },
+            )
+            .await?;
+        // Round 0 waits for the task's members, who keep joining while it is open.
+        let expected = if open.round == 0 {
+            Some(self.members().await?.max(self.info.task.quorum as usize))
+        } else {
+            None
+        };
+        let me = self.client.agent().clone();
+        let open = self.round.as_mut().expect("checked above");
+        if state.base.as_ref() != Some(&open.base) {
+            // The DHT moved on between two reads; the next step starts the new round.
+            return Ok(());
+        }
+        if let Some(e) = expected {
+            open.expected = e;
+        }
+        open.submitted |= state.submissions.iter().any(|s| s.author == me);
+        if open.voted_on.is_none() {
+            let mine = state
+                .submissions
+                .iter()
+                .filter(|s| s.votes.iter().any(|(_, m, _)| m == &me))
+                .count();
+            if mine > 0 {
+                open.voted_on = Some(mine);
+            }
+        }
+        open.progress = Some(progress);
+        open.state = Some(state);
+        open.read_at = Instant::now();
+        Ok(())
+    }
+
+    async fn act(&mut self) -> Result<()> {
+        self.refresh().await?;
+        let now = Timestamp::now();
+        let schedule = self.info.task.schedule;
+        let open = self.round.as_ref().expect("a round is open");
+        let Some(state) = open.state.as_ref() else {
+            return Ok(());
+        };
+        let Some(opened) = state.opened_at else {
+            return Ok(());
+        };
+        if state.aggregate.is_some() {
+            return Ok(());
+        }
+        let committee = state.committee.clone();
+        let submitters = distinct_submitters(state);
+        let waiting = Instant::now() < open.retry_at;
+        let submit_open = now < schedule.submissions_close(opened);
+        if !open.submitted && !open.submit_failed && submit_open {
+            if !waiting {
+                self.submit(opened).await?;
+            }
+            return Ok(());
+        }
+        if !open.evaluated && open.round > 0 {
+            self.evaluate_previous().await?;
+        }
+        let open = self.round.as_ref().expect("a round is open");
+        let me = self.client.agent().clone();
+        if committee.contains(&me)
+            && open.voted_on.is_none()
+            && submitters > 0
+            && now < schedule.ballots_close(opened)
+            && (submitters >= open.expected || !submit_open)
+        {
+            if !waiting {
+                self.vote().await?;
+            }
+            return Ok(());
+        }
+        self.maybe_aggregate(opened, &committee, now).await
+    }
+
+    /// Records a refusal: tried again shortly when the conductor says it may be, else not
+    /// this round. Returns whether it gave up.
+    fn refused(&mut self, what: &str, message: &str) -> bool {
+        let open = self.round.as_mut().expect("a round is open");
+        if retriable(message) {
+            open.retry_at = Instant::now() + Duration::from_secs(1);
+            false
+        } else {
+            eprintln!("round {}: my {what} was refused: {message}", open.round);
+            true
+        }
+    }
+
+    async fn submit(&mut self, opened: Timestamp) -> Result<()> {
+        let open = self.round.as_ref().expect("a round is open");
+        let (round, params) = (open.round, open.params.clone());
+        let data = match self.behaviour {
+            Behaviour::Attack(a) => a.poison(&self.train),
+            Behaviour::Honest => self.train.clone(),
+        };
+        let own = delta(
+            &local_train(&self.model, &params, &data, &self.sgd, &mut self.rng),
+            &params,
+        );
+        let mut update = match self.behaviour {
+            Behaviour::Honest => own,
+            Behaviour::Attack(a) => {
+                let colluders = [own.clone()];
+                a.craft(
+                    &Knowledge {
+                        own: &own,
+                        colluders: &colluders,
+                        peers: self.expected_peers(),
+                        attackers: 1,
+                    },
+                    &mut self.rng,
+                )
+            }
+        };
+        clip_to_norm(&mut update, self.info.task.round.max_update_norm);
+        let proof = match self.behaviour {
+            Behaviour::Honest => self.measure(&params, &update),
+            Behaviour::Attack(_) => PogqMeasurement {
+                samples: self.validation.len() as u32,
+                ..CLAIMED_IMPROVEMENT
+            },
+        };
+        // Training takes time: the entry is dated when it is committed.
+        if Timestamp::now() >= self.info.task.schedule.submissions_close(opened) {
+            eprintln!("round {round}: trained too late for the submission window");
+            self.round.as_mut().expect("a round is open").submit_failed = true;
+            return Ok(());
+        }
+        let encoded = Tensor::new(update).and_then(|t| t.encode(self.info.task.encoding));
+        let result = match encoded {
+            Ok(update) => self
+                .client
+                .call::<_, Submitted>(
+                    "submit_gradient",
+                    SubmitGradient {
+                        task: self.task_hash.clone(),
+                        round,
+                        update,
+                        samples: self.train.len() as u32,
+                        loss_before: proof.loss_before,
+                        loss_after: proof.loss_after,
+                        proof_samples: proof.samples,
+                    },
+                )
+                .await
+                .map_err(|e| e.message),
+            Err(e) => Err(format!("encoding the update: {e}")),
+        };
+        match result {
+            Ok(_) => {
+                let open = self.round.as_mut().expect("a round is open");
+                open.submitted = true;
+                open.state = None;
+            }
+            Err(message) => {
+                if self.refused("update", &message) {
+                    self.round.as_mut().expect("a round is open").submit_failed = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Peers the attack assumes for its statistics: those the round waits for.
+    fn expected_peers(&self) -> usize {
+        self.round.as_ref().map_or(1, |o| o.expected.max(1))
+    }
+
+    /// The truthful PoGQ measurement of `update` against `params` on the held-out share.
+    fn measure(&self, params: &[f32], update: &[f32]) -> PogqMeasurement {
+        crate::cohort::measure(
+            &self.model,
+            self.info.task.round.pogq.probe_lr,
+            params,
+            update,
+            &self.validation,
+        )
+    }
+
+    /// Publishes the evaluation of the model the open round starts from (the previous
+    /// round's aggregate), unless this agent already has.
+    async fn evaluate_previous(&mut self) -> Result<()> {
+        let open = self.round.as_ref().expect("a round is open");
+        let (aggregate, round) = (open.base.clone(), open.round - 1);
+        let existing: Vec<EvaluationInfo> = self.call("get_evaluations", aggregate.clone()).await?;
+        let done = if existing.iter().any(|e| &e.author == self.client.agent()) {
+            true
+        } else {
+            let v = &self.validation;
+            let params = &open.params;
+            let (loss, accuracy) = match self.behaviour {
+                Behaviour::Attack(_) => (0.0, 1.0),
+                Behaviour::Honest => {
+                    let loss = self.model.loss(params, v.x.view(), &v.y);
+                    (
+                        if loss.is_finite() { loss } else { f64::MAX },
+                        self.model.accuracy(params, v.x.view(), &v.y),
+                    )
+                }
+            };
+            let evaluation = ModelEvaluation {
+                aggregate,
+                round,
+                loss,
+                accuracy,
+                samples: v.len() as u32,
+                membership: None,
+            };
+            match self
+                .client
+                .call::<_, ActionHash>("publish_evaluation", evaluation)
+                .await
+            {
+                Ok(_) => true,
+                Err(e) => self.refused("evaluation", &e.message),
+            }
+        };
+        self.round.as_mut().expect("a round is open").evaluated = done;
+        Ok(())
+    }
+
+    async fn vote(&mut self) -> Result<()> {
+        let open = self.round.as_ref().expect("a round is open");
+        let state = open.state.as_ref().expect("state read");
+        let (round, params) = (open.round, open.params.clone());
+        let len = self.info.task.model_len as usize;
+        let mut votes = Vec::with_capacity(state.submissions.len());
+        for s in &state.submissions {
+            let m = match self.behaviour {
+                Behaviour::Honest => {
+                    let full: GradientSubmission =
+                        self.call("get_submission", s.hash.clone()).await?;
+                    let update = Tensor::decode(&full.update, len)
+                        .with_context(|| format!("decoding submission {}", s.hash))?
+                        .into_vec();
+                    self.measure(&params, &update)
+                }
+                Behaviour::Attack(_) => PogqMeasurement {
+                    samples: self.validation.len() as u32,
+                    ..if &s.author == self.client.agent() {
+                        CLAIMED_IMPROVEMENT
+                    } else {
+                        CLAIMED_HARM
+                    }
+                },
+            };
+            votes.push(CastVote {
+                submission: s.hash.clone(),
+                loss_before: m.loss_before,
+                loss_after: m.loss_after,
+                samples: m.samples,
+            });
+        }
+        let n = votes.len();
+        let r = RoundRef {
+            task: self.task_hash.clone(),
+            round,
+        };
+        let result = self
+            .client
+            .call::<_, ActionHash>("cast_ballot", CastBallot { round: r, votes })
+            .await;
+        match result {
+            Ok(_) => {
+                let open = self.round.as_mut().expect("a round is open");
+                open.voted_on = Some(n);
+                open.state = None;
+            }
+            Err(e) => {
+                if self.refused("ballot", &e.message) {
+                    // Not retried within the round: one ballot per member.
+                    self.round.as_mut().expect("a round is open").voted_on = Some(0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn maybe_aggregate(
+        &mut self,
+        opened: Timestamp,
+        committee: &[AgentPubKey],
+        now: Timestamp,
+    ) -> Result<()> {
+        let schedule = self.info.task.schedule;
+        let me = self.client.agent();
+        let rank = if committee.is_empty() {
+            (me == &self.info.author).then_some(0)
+        } else {
+            committee.iter().position(|m| m == me)
+        };
+        let open = self.round.as_ref().expect("a round is open");
+        let state = open.state.as_ref().expect("state read");
+        let voted = voters(state);
+        let everyone_voted = committee.iter().all(|m| voted.contains(&m));
+        let evidence_complete =
+            distinct_submitters(state) >= open.expected && (committee.is_empty() || everyone_voted);
+        let windows_closed = now >= schedule.ballots_close(opened)
+            || (committee.is_empty() && now >= schedule.submissions_close(opened));
+        let ready = evidence_complete || windows_closed;
+        if ready && open.ready_at.is_none() {
+            self.round.as_mut().expect("a round is open").ready_at = Some(Instant::now());
+        }
+        let open = self.round.as_ref().expect("a round is open");
+        let slot = Duration::from_millis(schedule.slot_ms);
+        // The schedule's slot, and as many slots after this participant saw the round
+        // ready: better ranks go first, each rank one slot after the one before.
+        let my_turn = match rank {
+            Some(k) => {
+                now >= schedule.rank_opens(opened, k)
+                    && open
+                        .ready_at
+                        .is_some_and(|at| at.elapsed() >= slot * k as u32)
+            }
+            None => now >= schedule.fallback_opens(opened, committee.len()),
+        };
+        if !(ready && my_turn) || Instant::now() < open.next_aggregate_try {
+            return Ok(());
+        }
+        let round = open.round;
+        let result = self
+            .client
+            .call::<_, ActionHash>(
+                "aggregate_round",
+                RoundRef {
+                    task: self.task_hash.clone(),
+                    round,
+                },
+            )
+            .await;
+        let open = self.round.as_mut().expect("a round is open");
+        match result {
+            Ok(_) => {
+                open.aggregated = true;
+                open.state = None;
+            }
+            Err(e) => {
+                open.next_aggregate_try = Instant::now() + Duration::from_secs(2);
+                open.state = None;
+                // Said once per reason: the conductor refuses until the round is ready.
+                if open.last_refusal.as_deref() != Some(&e.message) {
+                    if std::env::var_os("MYCELIX_FL_TRACE").is_some() {
+                        eprintln!("round {round}: not aggregated yet: {}", e.message);
+                    }
+                    open.last_refusal = Some(e.message);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The line of the round `previous` that `aggregate` closed with the model `params`.
+    async fn report(
+        &self,
+        previous: &OpenRound,
+        aggregate: &ActionHash,
+        params: &[f32],
+    ) -> Result<RoundLine> {
+        let agg: RoundAggregate = self.call("get_aggregate", aggregate.clone()).await?;
+        let me = self.client.agent();
+        let state: RoundState = self
+            .call(
+                "get_round",
+                RoundRef {
+                    task: self.task_hash.clone(),
+                    round: previous.round,
+                },
+            )
+            .await?;
+        let mine: Vec<&ActionHash> = state
+            .submissions
+            .iter()
+            .filter(|s| &s.author == me)
+            .map(|s| &s.hash)
+            .collect();
+        let verdict = agg
+            .outcomes
+            .iter()
+            .find(|o| mine.contains(&&o.submission))
+            .map(|o| match o.verdict {
+                Verdict::Included => "included".to_string(),
+                Verdict::Excluded(why) => format!("excluded ({})", why.describe()),
+            });
+        let v = &self.validation;
+        Ok(RoundLine {
+            round: previous.round,
+            submitted: previous.submitted || !mine.is_empty(),
+            voted_on: previous.voted_on,
+            aggregated: previous.aggregated
+                && state.aggregate.as_ref().map(|(h, _)| h) == Some(aggregate),
+            listed: agg.outcomes.len(),
+            included: agg
+                .outcomes
+                .iter()
+                .filter(|o| o.verdict == Verdict::Included)
+                .count(),
+            carry_over: agg.is_carry_over(),
+            verdict,
+            accuracy: self.model.accuracy(params, v.x.view(), &v.y),
+            seconds: previous.seen_at.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// The committee members with a ballot in the round.
+fn voters(state: &RoundState) -> Vec<&AgentPubKey> {
+    let mut v: Vec<&AgentPubKey> = state
+        .submissions
+        .iter()
+        .flat_map(|s| s.votes.iter().map(|(_, m, _)| m))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Agents with a submission in the round.
+fn distinct_submitters(state: &RoundState) -> usize {
+    let mut a: Vec<&AgentPubKey> = state.submissions.iter().map(|s| &s.author).collect();
+    a.sort();
+    a.dedup();
+    a.len()
+}
