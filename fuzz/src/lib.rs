@@ -523,7 +523,7 @@ mod tests {
     }
 
     /// Writes the seed corpora under `fuzz/corpus/<target>/`:
-    /// `cargo +nightly test --manifest-path fuzz/Cargo.toml --lib -- --ignored`.
+    /// `cargo test --manifest-path fuzz/Cargo.toml --lib -- --ignored`.
     #[test]
     #[ignore]
     fn write_seed_corpus() {
