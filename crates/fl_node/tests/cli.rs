@@ -141,6 +141,90 @@ fn bad_input_is_one_clear_line_and_a_non_zero_exit() {
     }
 }
 
+/// A participant's bad input is refused in one line before any conductor starts or
+/// anything is written: an unreachable bootstrap server, a task file that breaks a rule,
+/// a task or invite that is not a hash, a malformed shard.
+#[test]
+fn participant_commands_refuse_bad_input_before_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pass = d.join("pass");
+    std::fs::write(&pass, "secret\n").unwrap();
+    let data_dir = d.join("conductor");
+    let bad_task = d.join("task.toml");
+    std::fs::write(
+        &bad_task,
+        "name = \"t\"\n[model]\nkind = \"logreg\"\ninputs = 4\nclasses = 3\n[data]\nlabel = \"y\"\nclasses = [\"a\", \"b\"]\n",
+    )
+    .unwrap();
+    let task = "uhCkkmy9I7u819anFUcx3V4K38LS75YTJN_tOpIW3lUs055T5izza";
+    let own = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        a.extend([
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--passphrase-file".into(),
+            pass.display().to_string(),
+            "--bootstrap-url".into(),
+            "http://127.0.0.1:1/".into(),
+        ]);
+        a
+    };
+    for (args, expected) in [
+        (
+            own(&[
+                "peer",
+                "--task",
+                task,
+                "--dataset",
+                "iris",
+                "--shard",
+                "0/2",
+            ]),
+            "the bootstrap server http://127.0.0.1:1/ is unreachable",
+        ),
+        (
+            own(&["task", "create", "--spec", bad_task.to_str().unwrap()]),
+            "data lists 2 classes but the model has 3",
+        ),
+        (
+            own(&["peer", "--task", "not-a-hash", "--data", "x.csv"]),
+            "--task \"not-a-hash\" is not an action hash",
+        ),
+        (
+            own(&[
+                "peer", "--task", task, "--invite", "nope", "--data", "x.csv",
+            ]),
+            "--invite \"nope\" is not an action hash",
+        ),
+        (
+            own(&[
+                "peer", "--task", task, "--attack", "boost", "--data", "x.csv",
+            ]),
+            "unknown attack \"boost\"",
+        ),
+        (
+            vec![
+                "task".into(),
+                "template".into(),
+                "--dataset".into(),
+                "mnist".into(),
+            ],
+            "unknown dataset \"mnist\"",
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, stderr) = mycelix_fl(&args);
+        assert!(!ok, "{args:?} should fail");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(expected),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(!data_dir.exists(), "{args:?} created the data directory");
+    }
+}
+
 #[test]
 fn matrix_writes_a_table_and_json_per_cell() {
     let dir = tempfile::tempdir().unwrap();
