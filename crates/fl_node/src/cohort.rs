@@ -9,11 +9,11 @@
 use fl_core::PogqMeasurement;
 use rand::Rng;
 
-use crate::attacks::Knowledge;
-use crate::data::Dataset;
-use crate::partition::partition;
-use crate::sim::{Experiment, SimError};
-use crate::train::{clip_to_norm, delta, local_train};
+use crate::experiment::{Experiment, SimError};
+use fl_learn::attacks::Knowledge;
+use fl_learn::data::Dataset;
+use fl_learn::partition::partition;
+use fl_learn::train::{clip_to_norm, delta, local_train};
 
 /// The PoGQ measurement an attacker publishes for its own update, and a lying committee
 /// member's "accept": a plausible 10 % loss improvement.
@@ -33,7 +33,7 @@ pub const CLAIMED_HARM: PogqMeasurement = PogqMeasurement {
 /// A truthful PoGQ measurement of `update` against the global `params` on `validation`:
 /// the loss before and after a probe step of `probe_lr` times the update.
 pub fn measure(
-    model: &crate::model::Model,
+    model: &fl_learn::model::Model,
     probe_lr: f32,
     params: &[f32],
     update: &[f32],

@@ -7,7 +7,7 @@
 //!
 //! [`connect_remote`] reaches conductors that run elsewhere (an `hc sandbox` network, for
 //! one) through their admin websockets with holochain_client, and returns the same
-//! [`Client`]s. [`Client`] is what the round driver talks to: every zome call of every
+//! [`Client`]s. [`Client`] is what a participant talks to: every zome call of every
 //! backend goes through [`Client::call`].
 
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use futures::{StreamExt, TryStreamExt};
 use holochain::conductor::config::{ConductorConfig, KeystoreConfig};
 use holochain::conductor::{Conductor, ConductorHandle};
 use holochain::prelude::*;
@@ -379,7 +380,10 @@ impl EmbeddedNetwork {
         let db_key = holochain_sqlite::db::DbKey::generate(passphrase())
             .await
             .context("generating the databases' key")?;
-        // Built concurrently: each spends most of its start-up in key derivation.
+        // Built a core's worth at a time: each spends most of its start-up in key
+        // derivation, and ten derivations at once on two cores made some conductors' lair
+        // connections time out ("starting conductor 1: TimedOut").
+        let cores = std::thread::available_parallelism().map_or(2, |c| c.get());
         let builds = (0..n).map(|i| {
             let root = dir.path().join(format!("conductor-{i}"));
             let (url, locked) = (url.clone(), db_key.locked.clone());
@@ -392,7 +396,10 @@ impl EmbeddedNetwork {
                 anyhow::Ok(handle)
             }
         });
-        let conductors = futures::future::try_join_all(builds).await?;
+        let conductors: Vec<ConductorHandle> = futures::stream::iter(builds)
+            .buffered(cores)
+            .try_collect()
+            .await?;
         progress(format!(
             "{n} conductors started in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -792,16 +799,6 @@ fn passphrase() -> Arc<std::sync::Mutex<sodoken::LockedArray>> {
     Arc::new(std::sync::Mutex::new(sodoken::LockedArray::from(
         b"mycelix-fl".to_vec(),
     )))
-}
-
-impl crate::driver::Restart for EmbeddedNetwork {
-    fn stop(&mut self, peer: usize) -> futures::future::BoxFuture<'_, Result<()>> {
-        Box::pin(EmbeddedNetwork::stop(self, peer))
-    }
-
-    fn restart(&mut self, peer: usize) -> futures::future::BoxFuture<'_, Result<Client>> {
-        Box::pin(EmbeddedNetwork::restart(self, peer))
-    }
 }
 
 /// Bytes of every file under `dir` (0 for what cannot be read).

@@ -1,28 +1,26 @@
 //! # fl_node
 //!
-//! The learning side of a Mycelix FL peer: bundled real data sets and a CSV loader
-//! ([`data`]), partitioning across peers ([`partition`]), models whose parameter vectors map
-//! one to one onto fl_core tensors ([`model`]), local minibatch SGD ([`train`]), and the
-//! Byzantine attacks ([`attacks`]); what each peer does in a round ([`cohort`]); the three
-//! backends that decide rounds: real conductors in this process or elsewhere
-//! ([`conductor`], driven by [`driver`]) and the simulation ([`sim`]); plots ([`plot`]); the
-//! web dashboard's server ([`dashboard`]); `hc launch` without Electron ([`launch`]).
-//! The `mycelix-fl` binary is the command line over all of it.
+//! A Mycelix FL participant and everything that runs participants, on top of the learning
+//! crate `fl_learn` (data, partitions, models, training, attacks): an experiment's
+//! settings and round reports ([`experiment`]); the experiment's peers and, in the
+//! simulation, what each does in a round ([`cohort`]); one participant following a task
+//! by itself ([`peer`]) on a conductor of its own or a running one ([`conductor`],
+//! [`dbtune`]); task files ([`taskfile`]); a local run of many participants in one
+//! process ([`local`]) and the simulation of the same rounds without conductors
+//! ([`sim`]); plots ([`plot`]); the web dashboard's server ([`dashboard`]); `hc launch`
+//! without Electron ([`launch`]). The `mycelix-fl` binary is the command line over all of
+//! it, `hc-launch` the launcher.
 
 #![deny(missing_docs)]
 
-pub mod attacks;
 pub mod cohort;
 pub mod conductor;
 pub mod dashboard;
-pub mod data;
 pub mod dbtune;
-pub mod driver;
+pub mod experiment;
 pub mod launch;
-pub mod model;
-pub mod partition;
+pub mod local;
 pub mod peer;
 pub mod plot;
 pub mod sim;
 pub mod taskfile;
-pub mod train;

@@ -22,6 +22,8 @@
 //! Nothing here reads another participant's data, keys or client: a participant knows what
 //! the DHT tells it and what its own data says.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -36,12 +38,12 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::attacks::{Attack, Knowledge};
 use crate::cohort::{CLAIMED_HARM, CLAIMED_IMPROVEMENT};
 use crate::conductor::Client;
-use crate::data::Dataset;
-use crate::model::Model;
-use crate::train::{clip_to_norm, delta, local_train, Sgd};
+use fl_learn::attacks::{Attack, Knowledge};
+use fl_learn::data::Dataset;
+use fl_learn::model::Model;
+use fl_learn::train::{clip_to_norm, delta, local_train, Sgd};
 
 /// How a participant behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,8 +52,91 @@ pub enum Behaviour {
     Honest,
     /// Publishes what the attack crafts from its own (possibly poisoned) training, claims
     /// an improvement for its own update, votes against every other update, and claims a
-    /// perfect model in its evaluations. A lone attacker: it knows no colluder.
+    /// perfect model in its evaluations. Alone unless given a [`Coalition`]: then it
+    /// crafts from every colluder's benign update and votes for the colluders' updates.
     Attack(Attack),
+}
+
+/// The explicit channel of colluding attackers: who they are, and each one's benign update
+/// of a round. Nothing else passes between them; an honest participant never sees it.
+#[derive(Debug, Clone)]
+pub struct Coalition {
+    inner: Arc<Mutex<CoalitionState>>,
+    size: usize,
+}
+
+#[derive(Debug, Default)]
+struct CoalitionState {
+    members: Vec<AgentPubKey>,
+    /// Per round, each colluder's benign update.
+    updates: HashMap<u32, HashMap<AgentPubKey, Vec<f32>>>,
+}
+
+/// How long a colluder waits for the others' benign updates before it crafts with what it
+/// has.
+const COLLUDER_WAIT: Duration = Duration::from_secs(20);
+
+impl Coalition {
+    /// A coalition of `size` attackers.
+    pub fn new(size: usize) -> Self {
+        Coalition {
+            inner: Arc::new(Mutex::new(CoalitionState::default())),
+            size: size.max(1),
+        }
+    }
+
+    /// How many attackers collude.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, CoalitionState> {
+        // A colluder that panicked leaves nothing half-written worth refusing.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn enlist(&self, agent: &AgentPubKey) {
+        let mut s = self.state();
+        if !s.members.contains(agent) {
+            s.members.push(agent.clone());
+        }
+    }
+
+    /// Whether `agent` colludes.
+    pub fn is_member(&self, agent: &AgentPubKey) -> bool {
+        self.state().members.contains(agent)
+    }
+
+    /// Shares `agent`'s benign update of `round`, then waits until every colluder has
+    /// shared theirs or `until`; every update shared for the round so far.
+    async fn exchange(
+        &self,
+        round: u32,
+        agent: &AgentPubKey,
+        own: &[f32],
+        until: Instant,
+    ) -> Vec<Vec<f32>> {
+        {
+            let mut s = self.state();
+            s.updates.retain(|r, _| r + 2 >= round);
+            s.updates
+                .entry(round)
+                .or_default()
+                .insert(agent.clone(), own.to_vec());
+        }
+        loop {
+            let shared: Vec<Vec<f32>> = self
+                .state()
+                .updates
+                .get(&round)
+                .map(|u| u.values().cloned().collect())
+                .unwrap_or_default();
+            if shared.len() >= self.size || Instant::now() >= until {
+                return shared;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// What a participant did in one round, and how the round ended for it.
@@ -117,11 +202,16 @@ pub struct Participant {
     train: Dataset,
     validation: Dataset,
     behaviour: Behaviour,
+    coalition: Option<Coalition>,
     rng: ChaCha8Rng,
     /// The open round as last seen.
     round: Option<OpenRound>,
     /// How often to read the DHT.
     poll: Duration,
+    /// Rounds to take part in (all when `None`).
+    limit: Option<u32>,
+    /// Prefix of every message it writes to stderr (empty: none).
+    label: String,
 }
 
 /// What a participant knows of the open round between two steps (all of it can be read
@@ -152,6 +242,8 @@ struct OpenRound {
     ready_at: Option<Instant>,
     next_aggregate_try: Instant,
     last_refusal: Option<String>,
+    /// What this participant has said it is retrying this round.
+    waiting_on: std::collections::HashSet<String>,
 }
 
 impl OpenRound {
@@ -175,6 +267,7 @@ impl OpenRound {
             ready_at: None,
             next_aggregate_try: now,
             last_refusal: None,
+            waiting_on: Default::default(),
         }
     }
 }
@@ -184,6 +277,13 @@ impl OpenRound {
 fn retriable(message: &str) -> bool {
     message.contains("may be retried")
 }
+
+/// The longest a participant goes without a full step (reading the latest model and the
+/// round), whatever the round's link counts say.
+const FULL_STEP: Duration = Duration::from_secs(3);
+
+/// How long joining waits for the invite and the task to reach this conductor.
+const JOIN_WAIT: Duration = Duration::from_secs(120);
 
 /// How long a state read stays fresh while nothing seems to change.
 const REREAD: Duration = Duration::from_secs(5);
@@ -200,23 +300,6 @@ impl Participant {
         behaviour: Behaviour,
         seed: u64,
     ) -> Result<Self> {
-        let info: TaskInfo = client
-            .call("get_task", task_hash.clone())
-            .await
-            .with_context(|| format!("reading task {task_hash}"))?;
-        let spec = &info.task.spec;
-        let model = Model::from(spec.model);
-        if data.features() != model.spec().inputs() as usize
-            || data.classes != spec.data.classes.len()
-        {
-            bail!(
-                "the data has {} features and {} classes; the task's model takes {} and {}",
-                data.features(),
-                data.classes,
-                spec.model.inputs(),
-                spec.model.classes()
-            );
-        }
         // A fifth is held out, and proofs, votes and evaluations need at least one row.
         if data.len() < 3 {
             bail!(
@@ -225,17 +308,72 @@ impl Participant {
             );
         }
         let (train, validation) = data.split(0.2, seed);
+        Self::with_shares(
+            client,
+            task_hash,
+            (train, validation),
+            invite,
+            behaviour,
+            seed,
+        )
+        .await
+    }
+
+    /// As [`Participant::new`], with the data already split into what it trains on and
+    /// what it holds out for proofs, votes and evaluations.
+    pub async fn with_shares(
+        client: Client,
+        task_hash: ActionHash,
+        (train, validation): (Dataset, Dataset),
+        invite: Option<ActionHash>,
+        behaviour: Behaviour,
+        seed: u64,
+    ) -> Result<Self> {
+        let info: TaskInfo = client
+            .call("get_task", task_hash.clone())
+            .await
+            .with_context(|| format!("reading task {task_hash}"))?;
+        let spec = &info.task.spec;
+        let model = Model::from(spec.model);
+        for data in [&train, &validation] {
+            if data.features() != model.spec().inputs() as usize
+                || data.classes != spec.data.classes.len()
+            {
+                bail!(
+                    "the data has {} features and {} classes; the task's model takes {} and {}",
+                    data.features(),
+                    data.classes,
+                    spec.model.inputs(),
+                    spec.model.classes()
+                );
+            }
+        }
+        if train.is_empty() || validation.is_empty() {
+            bail!("a participant needs data to train on and data to hold out");
+        }
         // Joining again returns the first membership; a closed task without an invite for
-        // this agent is refused here, before anything else is written.
-        let _: ActionHash = client
-            .call(
-                "join_task",
-                JoinTask {
-                    task: task_hash.clone(),
-                    invite,
-                },
-            )
-            .await?;
+        // this agent is refused here, before anything else is written. An invite written
+        // moments ago may not have reached this conductor yet: validation says the join
+        // may be retried, and it is, for up to `JOIN_WAIT`.
+        let join = JoinTask {
+            task: task_hash.clone(),
+            invite,
+        };
+        let deadline = Instant::now() + JOIN_WAIT;
+        loop {
+            match client
+                .call::<_, ActionHash>("join_task", join.clone())
+                .await
+            {
+                Err(e) if retriable(&e.message) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         Ok(Participant {
             sgd: Sgd::from(spec.training),
             model,
@@ -245,10 +383,29 @@ impl Participant {
             train,
             validation,
             behaviour,
+            coalition: None,
             rng: ChaCha8Rng::seed_from_u64(seed),
             round: None,
             poll: Duration::from_millis(500),
+            limit: None,
+            label: String::new(),
         })
+    }
+
+    /// An attacker colluding through `coalition` (an honest participant ignores it).
+    pub fn colluding(mut self, coalition: Coalition) -> Self {
+        if matches!(self.behaviour, Behaviour::Attack(_)) {
+            coalition.enlist(self.client.agent());
+            self.coalition = Some(coalition);
+        }
+        self
+    }
+
+    /// Prefixes every message this participant writes to stderr with `label` (several
+    /// participants in one process).
+    pub fn labelled(mut self, label: impl Into<String>) -> Self {
+        self.label = format!("{}: ", label.into());
+        self
     }
 
     /// The participant's agent key.
@@ -262,7 +419,8 @@ impl Participant {
     }
 
     /// Follows the task until `rounds` rounds have closed (for ever when `None`) or `stop`
-    /// resolves; `on_round` hears each round this participant saw close.
+    /// resolves; `on_round` hears each round this participant saw close. After the last
+    /// round it publishes its evaluation of the last model.
     pub async fn run(
         &mut self,
         rounds: Option<u32>,
@@ -270,30 +428,76 @@ impl Participant {
         mut on_round: impl FnMut(&RoundLine),
     ) -> Result<()> {
         tokio::pin!(stop);
+        self.limit = rounds;
         let mut last_error = String::new();
+        // A full step reads the latest model and the round; between full steps only the
+        // round's link counts are read. A full step follows when they change, when the
+        // last step did something (the next thing may be due at once), and at least every
+        // `FULL_STEP` (windows close and slots open with time alone).
+        let mut last_full: Option<Instant> = None;
+        let mut eager = true;
         loop {
-            match self.step().await {
-                Ok(Some(line)) => on_round(&line),
-                Ok(None) => {}
-                // The DHT or the conductor may be briefly unable to answer; the next step
-                // reads everything again.
-                Err(e) => {
-                    let message = format!("{e:#}");
-                    if message != last_error {
-                        eprintln!("warning: {message}; trying again");
-                        last_error = message;
+            let due = eager || last_full.is_none_or(|t| t.elapsed() >= FULL_STEP);
+            let changed = due || self.progress_changed().await;
+            if changed {
+                let before = self.snapshot();
+                match self.step().await {
+                    Ok(Some(line)) => on_round(&line),
+                    Ok(None) => {}
+                    // The DHT or the conductor may be briefly unable to answer; the next
+                    // step reads everything again.
+                    Err(e) => {
+                        let message = format!("{e:#}");
+                        if message != last_error {
+                            eprintln!("{}warning: {message}; trying again", self.label);
+                            last_error = message;
+                        }
                     }
                 }
+                last_full = Some(Instant::now());
+                eager = self.snapshot() != before;
             }
-            if let (Some(limit), Some(open)) = (rounds, &self.round) {
-                if open.round >= limit {
-                    return Ok(());
-                }
+            if self.done() && self.round.as_ref().is_some_and(|o| o.evaluated) {
+                return Ok(());
             }
             tokio::select! {
                 _ = &mut stop => return Ok(()),
                 _ = tokio::time::sleep(self.poll) => {}
             }
+        }
+    }
+
+    /// What a step may change of the open round: when it changes, another step follows
+    /// at once.
+    fn snapshot(&self) -> Option<(u32, ActionHash, [bool; 5], Option<usize>)> {
+        self.round.as_ref().map(|o| {
+            (
+                o.round,
+                o.base.clone(),
+                [
+                    o.submitted,
+                    o.submit_failed,
+                    o.evaluated,
+                    o.aggregated,
+                    o.state.is_some(),
+                ],
+                o.voted_on,
+            )
+        })
+    }
+
+    /// Whether the open round's link counts differ from those its last read saw (a read
+    /// that fails counts as a change: the next full step says why).
+    async fn progress_changed(&self) -> bool {
+        let Some(open) = self.round.as_ref() else {
+            return true;
+        };
+        match self
+            .call::<_, RoundProgress>("round_progress", open.base.clone())
+            .await
+        {
+            Ok(p) => open.progress != Some(p),
+            Err(_) => true,
         }
     }
 
@@ -339,13 +543,30 @@ impl Participant {
                     let params = &self.round.as_ref().expect("just set").params;
                     match self.report(&previous, aggregate, params).await {
                         Ok(line) => closed = Some(line),
-                        Err(e) => eprintln!("round {}: no report: {e:#}", previous.round),
+                        Err(e) => {
+                            eprintln!("{}round {}: no report: {e:#}", self.label, previous.round)
+                        }
                     }
                 }
             }
         }
-        self.act().await?;
+        if self.done() {
+            // Past the last round: only the last model's evaluation is still due.
+            if !self.round.as_ref().is_some_and(|o| o.evaluated) {
+                self.evaluate_previous().await?;
+            }
+        } else {
+            self.act().await?;
+        }
         Ok(closed)
+    }
+
+    /// Whether the rounds this participant takes part in have all closed.
+    fn done(&self) -> bool {
+        match (self.limit, &self.round) {
+            (Some(limit), Some(open)) => open.round >= limit,
+            _ => false,
+        }
     }
 
     /// Submitters the open round waits for before voting: at least the quorum; those who
@@ -480,9 +701,19 @@ impl Participant {
         let open = self.round.as_mut().expect("a round is open");
         if retriable(message) {
             open.retry_at = Instant::now() + Duration::from_secs(1);
+            // Said once per round and kind: validation is waiting for entries to arrive.
+            if open.waiting_on.insert(what.to_string()) {
+                eprintln!(
+                    "{}round {}: my {what} waits for entries its validation needs; trying again: {message}",
+                    self.label, open.round
+                );
+            }
             false
         } else {
-            eprintln!("round {}: my {what} was refused: {message}", open.round);
+            eprintln!(
+                "{}round {}: my {what} was refused: {message}",
+                self.label, open.round
+            );
             true
         }
     }
@@ -494,20 +725,30 @@ impl Participant {
             Behaviour::Attack(a) => a.poison(&self.train),
             Behaviour::Honest => self.train.clone(),
         };
-        let own = delta(
-            &local_train(&self.model, &params, &data, &self.sgd, &mut self.rng),
-            &params,
-        );
+        // Training is the one long computation; it runs where it does not hold up the
+        // conductor's tasks on the same runtime.
+        let (model, sgd, rng) = (&self.model, &self.sgd, &mut self.rng);
+        let own = compute(|| delta(&local_train(model, &params, &data, sgd, rng), &params));
         let mut update = match self.behaviour {
             Behaviour::Honest => own,
             Behaviour::Attack(a) => {
-                let colluders = [own.clone()];
+                let colluders = match &self.coalition {
+                    Some(c) => {
+                        let close = self.info.task.schedule.submissions_close(opened);
+                        let left = Duration::from_micros(
+                            (close.as_micros() - Timestamp::now().as_micros()).max(0) as u64,
+                        );
+                        let until = Instant::now() + COLLUDER_WAIT.min(left / 2);
+                        c.exchange(round, self.client.agent(), &own, until).await
+                    }
+                    None => vec![own.clone()],
+                };
                 a.craft(
                     &Knowledge {
                         own: &own,
                         colluders: &colluders,
                         peers: self.expected_peers(),
-                        attackers: 1,
+                        attackers: colluders.len(),
                     },
                     &mut self.rng,
                 )
@@ -515,7 +756,7 @@ impl Participant {
         };
         clip_to_norm(&mut update, self.info.task.round.max_update_norm);
         let proof = match self.behaviour {
-            Behaviour::Honest => self.measure(&params, &update),
+            Behaviour::Honest => compute(|| self.measure(&params, &update)),
             Behaviour::Attack(_) => PogqMeasurement {
                 samples: self.validation.len() as u32,
                 ..CLAIMED_IMPROVEMENT
@@ -523,7 +764,10 @@ impl Participant {
         };
         // Training takes time: the entry is dated when it is committed.
         if Timestamp::now() >= self.info.task.schedule.submissions_close(opened) {
-            eprintln!("round {round}: trained too late for the submission window");
+            eprintln!(
+                "{}round {round}: trained too late for the submission window",
+                self.label
+            );
             self.round.as_mut().expect("a round is open").submit_failed = true;
             return Ok(());
         }
@@ -582,7 +826,12 @@ impl Participant {
     /// round's aggregate), unless this agent already has.
     async fn evaluate_previous(&mut self) -> Result<()> {
         let open = self.round.as_ref().expect("a round is open");
-        let (aggregate, round) = (open.base.clone(), open.round - 1);
+        let Some(round) = open.round.checked_sub(1) else {
+            // Round 0 starts from the task's initial model: nothing to evaluate.
+            self.round.as_mut().expect("a round is open").evaluated = true;
+            return Ok(());
+        };
+        let aggregate = open.base.clone();
         let existing: Vec<EvaluationInfo> = self.call("get_evaluations", aggregate.clone()).await?;
         let done = if existing.iter().any(|e| &e.author == self.client.agent()) {
             true
@@ -625,7 +874,7 @@ impl Participant {
         let state = open.state.as_ref().expect("state read");
         let (round, params) = (open.round, open.params.clone());
         let len = self.info.task.model_len as usize;
-        let mut votes = Vec::with_capacity(state.submissions.len());
+        let mut measured = Vec::with_capacity(state.submissions.len());
         for s in &state.submissions {
             let m = match self.behaviour {
                 Behaviour::Honest => {
@@ -634,17 +883,37 @@ impl Participant {
                     let update = Tensor::decode(&full.update, len)
                         .with_context(|| format!("decoding submission {}", s.hash))?
                         .into_vec();
-                    self.measure(&params, &update)
+                    Score::Measure(update)
                 }
-                Behaviour::Attack(_) => PogqMeasurement {
-                    samples: self.validation.len() as u32,
-                    ..if &s.author == self.client.agent() {
-                        CLAIMED_IMPROVEMENT
-                    } else {
-                        CLAIMED_HARM
-                    }
-                },
+                Behaviour::Attack(_) => {
+                    let ours = &s.author == self.client.agent()
+                        || self
+                            .coalition
+                            .as_ref()
+                            .is_some_and(|c| c.is_member(&s.author));
+                    Score::Claim(PogqMeasurement {
+                        samples: self.validation.len() as u32,
+                        ..if ours {
+                            CLAIMED_IMPROVEMENT
+                        } else {
+                            CLAIMED_HARM
+                        }
+                    })
+                }
             };
+            measured.push((s, m));
+        }
+        let measured: Vec<_> = compute(|| {
+            measured
+                .into_iter()
+                .map(|(s, m)| match m {
+                    Score::Claim(c) => (s, c),
+                    Score::Measure(u) => (s, self.measure(&params, &u)),
+                })
+                .collect()
+        });
+        let mut votes = Vec::with_capacity(measured.len());
+        for (s, m) in measured {
             votes.push(CastVote {
                 submission: s.hash.clone(),
                 loss_before: m.loss_before,
@@ -741,7 +1010,10 @@ impl Participant {
                 // Said once per reason: the conductor refuses until the round is ready.
                 if open.last_refusal.as_deref() != Some(&e.message) {
                     if std::env::var_os("MYCELIX_FL_TRACE").is_some() {
-                        eprintln!("round {round}: not aggregated yet: {}", e.message);
+                        eprintln!(
+                            "{}round {round}: not aggregated yet: {}",
+                            self.label, e.message
+                        );
                     }
                     open.last_refusal = Some(e.message);
                 }
@@ -803,6 +1075,24 @@ impl Participant {
     }
 }
 
+/// A committee member's score of one submission: measured on its held-out share, or
+/// claimed without looking.
+enum Score {
+    Measure(Vec<f32>),
+    Claim(PogqMeasurement),
+}
+
+/// Runs the CPU-bound `f` off the runtime's async workers when the runtime has several
+/// (a conductor in the same process keeps answering meanwhile), in place otherwise.
+fn compute<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// The committee members with a ballot in the round.
 fn voters(state: &RoundState) -> Vec<&AgentPubKey> {
     let mut v: Vec<&AgentPubKey> = state
@@ -821,4 +1111,47 @@ fn distinct_submitters(state: &RoundState) -> usize {
     a.sort();
     a.dedup();
     a.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(b: u8) -> AgentPubKey {
+        AgentPubKey::from_raw_36(vec![b; 36])
+    }
+
+    #[tokio::test]
+    async fn colluders_see_each_others_benign_updates_and_nothing_else() {
+        let c = Coalition::new(2);
+        let (one, two) = (agent(1), agent(2));
+        c.enlist(&one);
+        c.enlist(&two);
+        let until = Instant::now() + Duration::from_secs(5);
+        let (a, b) = tokio::join!(
+            c.exchange(3, &one, &[1.0], until),
+            c.exchange(3, &two, &[2.0], until)
+        );
+        for shared in [a, b] {
+            let mut v: Vec<f32> = shared.into_iter().flatten().collect();
+            v.sort_by(f32::total_cmp);
+            assert_eq!(v, [1.0, 2.0]);
+        }
+        assert!(c.is_member(&agent(2)));
+        assert!(!c.is_member(&agent(3)));
+        // Another round starts empty.
+        let alone = c.exchange(4, &one, &[5.0], Instant::now()).await;
+        assert_eq!(alone, vec![vec![5.0]]);
+    }
+
+    #[tokio::test]
+    async fn a_colluder_that_never_shares_delays_the_others_only_until_their_deadline() {
+        let c = Coalition::new(3);
+        let (started, one) = (Instant::now(), agent(1));
+        let shared = c
+            .exchange(0, &one, &[1.0], started + Duration::from_millis(200))
+            .await;
+        assert_eq!(shared, vec![vec![1.0]]);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
 }

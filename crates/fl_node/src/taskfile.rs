@@ -40,8 +40,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::driver::minimum_quorum;
-use crate::model::Model;
+use crate::local::minimum_quorum;
+use fl_learn::model::Model;
 
 /// A task as its author writes it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -213,7 +213,7 @@ impl TaskFile {
     /// classes named by index, features standardised with the whole set's statistics (the
     /// author's reference data).
     pub fn for_builtin(name: &str) -> Result<Self> {
-        let mut data = crate::data::builtin(name)?;
+        let mut data = fl_learn::data::builtin(name)?;
         let preprocess = data.standardize(&mut []);
         let model = ModelSpec::Logreg {
             inputs: data.features() as u32,

@@ -43,9 +43,10 @@ fn a_short_simulated_run_reports_rounds_and_writes_json() {
     assert_eq!(json["rounds"].as_array().unwrap().len(), 3);
 }
 
-/// The end-to-end run CI makes on real conductors: 4 conductors in this process, 2 rounds,
-/// one of them flipping and scaling its update, and in round 1 another one's conductor
-/// down for the round and restarted after it; needs `scripts/pack.sh` to have run.
+/// The end-to-end run CI makes on real conductors: 4 autonomous participants in this
+/// process, each on its own conductor, 2 rounds, one of them flipping and scaling its
+/// update, and in round 1 another one stopped with its conductor for the round and
+/// restarted after it; needs `scripts/pack.sh` to have run.
 #[test]
 fn an_embedded_run_on_four_conductors_excludes_the_attacker_in_both_rounds() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,6 +63,11 @@ fn an_embedded_run_on_four_conductors_excludes_the_attacker_in_both_rounds() {
         "median",
         "--faults",
         "1",
+        // The round with a peer down waits for it until the windows close.
+        "--submit-window",
+        "30",
+        "--vote-window",
+        "15",
         "--output",
         out.to_str().unwrap(),
     ]);

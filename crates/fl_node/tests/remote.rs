@@ -1,18 +1,18 @@
 //! The remote backend's client path: conductors reached only through admin and app
 //! websockets (holochain_client), here four embedded conductors with admin ports opened,
-//! play a full round. Needs `scripts/pack.sh` to have run.
+//! each an autonomous participant, play a full round. Needs `scripts/pack.sh` to have run.
 
-use federated_learning_integrity::Admission;
+use federated_learning_integrity::{Admission, RoundSchedule};
 use fl_core::aggregate::Rule;
 use fl_core::RoundParams;
-use fl_node::attacks::Attack;
+use fl_learn::attacks::Attack;
+use fl_learn::data::builtin;
+use fl_learn::model::Model;
+use fl_learn::partition::Scheme;
+use fl_learn::train::Sgd;
 use fl_node::conductor::{connect_remote, default_happ, Client, EmbeddedNetwork, APP_ID};
-use fl_node::data::builtin;
-use fl_node::driver::run_rounds;
-use fl_node::model::Model;
-use fl_node::partition::Scheme;
+use fl_node::local::run_peers;
 use fl_node::sim::Experiment;
-use fl_node::train::Sgd;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_over_websockets_excludes_the_attacker() {
@@ -48,10 +48,24 @@ async fn a_round_over_websockets_excludes_the_attacker() {
         seed: 3,
         admission: Admission::CLOSED,
     };
-    let reports = run_rounds(&exp, clients, &train, &test, None, |_, _| {})
-        .await
-        .expect("the round closes")
-        .reports;
+    let schedule = RoundSchedule {
+        submit_ms: 60_000,
+        vote_ms: 30_000,
+        slot_ms: 10_000,
+    };
+    let reports = run_peers(
+        &exp,
+        clients,
+        &train,
+        &test,
+        schedule,
+        None,
+        |_| {},
+        |_, _| {},
+    )
+    .await
+    .expect("the round closes")
+    .reports;
     network.shutdown().await;
     assert_eq!(reports.len(), 1);
     assert!(

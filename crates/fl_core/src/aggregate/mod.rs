@@ -66,7 +66,7 @@ impl Aggregation {
 /// aggregate exceeds this multiple of the median squared distance (a distance more than
 /// three times the typical one). At twice, honest updates on label-skewed data were
 /// flagged in about 2 % of rounds (digits, Dirichlet 0.5, 20 peers); at three times none
-/// of the attacks in `fl_node::attacks` got further in.
+/// of the attacks in `fl_learn::attacks` got further in.
 pub const OUTLIER_FACTOR: f64 = 9.0;
 
 /// Why an aggregation could not run.

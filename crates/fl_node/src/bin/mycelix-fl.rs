@@ -8,14 +8,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 use federated_learning_integrity::Admission;
 use fl_core::aggregate::{AggregatorConfig, Rule, WeiszfeldParams};
 use fl_core::{PogqParams, ReputationParams, RoundParams};
-use fl_node::attacks::Attack;
+use fl_learn::attacks::Attack;
+use fl_learn::data::{builtin, load_csv, Dataset};
+use fl_learn::model::Model;
+use fl_learn::partition::Scheme;
+use fl_learn::train::Sgd;
 use fl_node::conductor::{connect_remote, dir_size, EmbeddedNetwork};
-use fl_node::data::{builtin, load_csv, Dataset};
-use fl_node::driver::{run_rounds, Faults, Restart};
-use fl_node::model::Model;
-use fl_node::partition::Scheme;
+use fl_node::local::{run_peers, Faults, Restart};
 use fl_node::sim::{simulate, Experiment, RoundReport};
-use fl_node::train::Sgd;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[path = "mycelix-fl/participant.rs"]
@@ -163,7 +163,7 @@ struct RunArgs {
     /// Share of peers that attack (rounded down).
     #[arg(long, default_value_t = 0.3)]
     byzantine_fraction: f64,
-    /// Attack of the Byzantine peers (see `fl_node::attacks`).
+    /// Attack of the Byzantine peers (see `fl_learn::attacks`).
     #[arg(long, default_value = "sign_flip")]
     attack: String,
     /// Robust aggregator.
@@ -222,11 +222,20 @@ struct RunArgs {
     /// table. By default the task is closed and its author invites every peer.
     #[arg(long)]
     open: bool,
-    /// Embedded backend: every K rounds take a random peer's conductor (never the task's
-    /// author's) down for a round and restart it from its data after; at the end, read
+    /// Embedded backend: every K rounds take a random peer (never the task's author) and
+    /// its conductor down for a round and restart it from its data after; at the end, read
     /// every included submission back from every conductor. 0: no faults.
     #[arg(long, default_value_t = 0, value_name = "K")]
     faults: usize,
+    /// Conductor backends: the task's submission window in seconds. A round whose
+    /// expected submitters are all in moves on at once; one that waits for an absent peer
+    /// waits this long.
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    submit_window: u64,
+    /// Conductor backends: the task's ballot window in seconds, after the submission
+    /// window (how long an aggregator waits for an absent committee member).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    vote_window: u64,
     /// Where rounds are decided.
     #[arg(long, value_enum, default_value_t = Backend::Embedded)]
     backend: Backend,
@@ -247,6 +256,11 @@ struct RunArgs {
     #[arg(long, default_value_t = 3)]
     warmup: usize,
 }
+
+/// Aggregation slot of the tasks `run` creates: how long each committee rank waits after
+/// the one before it (a fault run whose first-ranked member is down waits this long for
+/// the second).
+const SLOT_MS: u64 = 10_000;
 
 fn main() {
     // RUST_LOG (e.g. `holochain::core::workflow=debug`) logs the conductors' workflows.
@@ -431,6 +445,14 @@ fn run(mut args: RunArgs) -> Result<()> {
     if args.faults > 0 && args.backend != Backend::Embedded {
         bail!("--faults needs the embedded backend (it stops and restarts conductors in this process)");
     }
+    let schedule = federated_learning_integrity::RoundSchedule {
+        submit_ms: args.submit_window.saturating_mul(1000),
+        vote_ms: args.vote_window.saturating_mul(1000),
+        slot_ms: SLOT_MS,
+    };
+    schedule
+        .check()
+        .map_err(|e| anyhow!("--submit-window or --vote-window: {e}"))?;
     let (train, test, preprocess) = load(&args).context("loading the data set")?;
     let exp = experiment(&args, &train, &preprocess)?;
     let (attack, byzantine, model) = (exp.attack, exp.byzantine, exp.model);
@@ -463,6 +485,12 @@ fn run(mut args: RunArgs) -> Result<()> {
             (_, _) => "closed (the task's author invites every peer; only members may submit)",
         }
     );
+    if args.backend != Backend::Sim {
+        println!(
+            "peers: each an autonomous participant on its own conductor, nobody stepping them; windows of {} s to submit and {} s to vote",
+            args.submit_window, args.vote_window
+        );
+    }
     let bar = ProgressBar::new(exp.rounds as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} rounds {elapsed} (eta {eta}) {msg}")
             .expect("valid template"),
@@ -473,7 +501,7 @@ fn run(mut args: RunArgs) -> Result<()> {
     // Conductor backends: per round, resident memory, bytes on disk, the peer that was down
     // and how long it took to catch up.
     let mut footprint: Vec<serde_json::Value> = Vec::new();
-    let mut readback: Option<fl_node::driver::Readback> = None;
+    let mut readback: Option<fl_node::local::Readback> = None;
     let mut agents: Vec<String> = Vec::new();
     let print_round = |r: &RoundReport, ms: f64, detail: String| {
         let excluded: Vec<String> = r
@@ -515,7 +543,9 @@ fn run(mut args: RunArgs) -> Result<()> {
                     (Some(network), clients)
                 } else {
                     let clients = connect_remote(&args.admin_ports, &args.app_id).await?;
-                    bar.suspend(|| println!("conductors: connected to {} conductors", clients.len()));
+                    bar.suspend(|| {
+                        println!("conductors: connected to {} conductors", clients.len())
+                    });
                     (None, clients)
                 };
                 bar.set_message("");
@@ -531,47 +561,48 @@ fn run(mut args: RunArgs) -> Result<()> {
                     }),
                     _ => None,
                 };
-                // The driver owns the clients: a restarted peer's old conductor handle is
-                // dropped when the driver replaces it.
-                let result = run_rounds(&exp, clients, &train, &test, faults, |r, t| {
-                    let ms = t.total.as_secs_f64() * 1e3;
-                    round_ms.push(ms);
-                    let part = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-                    let disk: u64 = data_dirs.iter().map(|d| dir_size(d)).sum();
-                    let mb = |b: u64| b as f64 / 1e6;
-                    footprint.push(serde_json::json!({
-                        "rss_mb": mb(t.rss_bytes),
-                        "disk_mb": (!data_dirs.is_empty()).then(|| mb(disk)),
-                        "down": t.down,
-                        "catch_up_ms": t.down.map(|_| part(t.catch_up)),
-                    }));
-                    let down = match t.down {
-                        Some(v) => format!(
-                            "; peer {v} down, restarted and caught up in {:.0} ms",
-                            part(t.catch_up)
-                        ),
-                        None => String::new(),
-                    };
-                    let disk = if data_dirs.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", disk {:.0} MB", mb(disk))
-                    };
-                    print_round(
-                        r,
-                        ms,
-                        format!(
-                            " (train {:.0}, submit {:.0}, vote {:.0}, aggregate {:.0}, propagate {:.0}, evaluate {:.0}; RSS {:.0} MB{disk}{down})",
-                            part(t.train),
-                            part(t.submit),
-                            part(t.vote),
-                            part(t.aggregate),
-                            part(t.propagate),
-                            part(t.evaluate),
-                            mb(t.rss_bytes),
-                        ),
-                    )
-                })
+                // The run owns the clients: a restarted peer's old conductor handle is
+                // dropped when the run replaces it.
+                let step = |line: String| bar.suspend(|| println!("run: {line}"));
+                let result = run_peers(
+                    &exp,
+                    clients,
+                    &train,
+                    &test,
+                    schedule,
+                    faults,
+                    step,
+                    |r, t| {
+                        let ms = t.elapsed.as_secs_f64() * 1e3;
+                        round_ms.push(ms);
+                        let part = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                        let disk: u64 = data_dirs.iter().map(|d| dir_size(d)).sum();
+                        let mb = |b: u64| b as f64 / 1e6;
+                        footprint.push(serde_json::json!({
+                            "rss_mb": mb(t.rss_bytes),
+                            "disk_mb": (!data_dirs.is_empty()).then(|| mb(disk)),
+                            "down": t.down,
+                            "catch_up_ms": t.down.map(|_| part(t.catch_up)),
+                        }));
+                        let down = match t.down {
+                            Some(v) => format!(
+                                "; peer {v} down, restarted and caught up in {:.0} ms",
+                                part(t.catch_up)
+                            ),
+                            None => String::new(),
+                        };
+                        let disk = if data_dirs.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", disk {:.0} MB", mb(disk))
+                        };
+                        print_round(
+                            r,
+                            ms,
+                            format!(" (RSS {:.0} MB{disk}{down})", mb(t.rss_bytes)),
+                        )
+                    },
+                )
                 .await;
                 if let Some(network) = network {
                     network.shutdown().await;
@@ -662,7 +693,7 @@ fn history_line(round_ms: &[f64], footprint: &[serde_json::Value]) -> Option<Str
 
 fn matrix(args: MatrixArgs) -> Result<()> {
     let attacks: Vec<String> = if args.attacks == "all" {
-        fl_node::attacks::ALL
+        fl_learn::attacks::ALL
             .iter()
             .map(|a| a.to_string())
             .collect()

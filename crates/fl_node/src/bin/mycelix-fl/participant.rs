@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use federated_learning::TaskInfo;
-use fl_node::attacks::Attack;
+use fl_learn::attacks::Attack;
+use fl_learn::data::{builtin, load_for_task, write_csv, Dataset};
 use fl_node::conductor::{
     connect_remote, default_happ, start_bootstrap, Client, OwnConductor, OwnConductorConfig, APP_ID,
 };
-use fl_node::data::{builtin, load_for_task, write_csv, Dataset};
 use fl_node::peer::{Behaviour, Participant};
 use fl_node::taskfile::TaskFile;
 use holochain::prelude::ActionHash;
