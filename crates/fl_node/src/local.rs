@@ -433,6 +433,8 @@ pub async fn run_peers(
         )
         .await?;
         let elapsed = last.elapsed();
+        // The next round opened when this one closed, whatever the observer does next.
+        last = Instant::now();
         let aggregate = closed.aggregate.clone().expect("filtered above");
         let agg: RoundAggregate = observer.call("get_aggregate", aggregate.clone()).await?;
         // The round as the observer's conductor holds it, once it has every submission the
@@ -484,7 +486,9 @@ pub async fn run_peers(
             if listed(p) {
                 continue;
             }
-            if down == Some(p) && !submitted(p) {
+            // The peer stopped for the round may have submitted before it stopped; unless
+            // the aggregate counted that update, it took no part.
+            if down == Some(p) {
                 absent.push(p);
             } else if submitted(p) {
                 excluded.push((p, "left out of the aggregate".into()));
@@ -492,6 +496,9 @@ pub async fn run_peers(
                 excluded.push((p, "no update in the round".into()));
             }
         }
+        // One entry per peer: an equivocating peer's two updates are one exclusion.
+        excluded.sort();
+        excluded.dedup_by_key(|(p, _)| *p);
         let model = Tensor::decode(&closed.model, params)?.into_vec();
         let report = RoundReport::new(
             round as usize,
@@ -522,11 +529,13 @@ pub async fn run_peers(
                 WAIT,
                 || format!("round {round}: restarted peer {v} did not read the new model"),
                 || async {
+                    // Any aggregate of the round: a better-ranked one may have replaced
+                    // the one the observer saw first.
                     Ok(client
                         .call::<_, GlobalModel>("get_global_model", m.clone())
                         .await
                         .ok()
-                        .filter(|g| g.aggregate.as_ref() == Some(&aggregate))
+                        .filter(|g| g.aggregate.is_some())
                         .map(|_| ()))
                 },
             )
@@ -556,17 +565,16 @@ pub async fn run_peers(
         }
         on_round(&report, &observed);
         reports.push(report);
-        last = Instant::now();
     }
     // Every participant publishes its evaluation of the last model and stops.
     for (p, r) in running.into_iter().enumerate() {
-        if let Some(r) = r {
-            match tokio::time::timeout(WAIT, r.handle).await {
+        if let Some(mut r) = r {
+            match tokio::time::timeout(WAIT, &mut r.handle).await {
                 Ok(joined) => joined
                     .context("a participant's task")?
                     .with_context(|| format!("peer {p}"))?,
                 Err(_) => {
-                    let _ = r.stop.send(true);
+                    r.handle.abort();
                     bail!(
                         "peer {p} did not finish its last evaluation within {} s",
                         WAIT.as_secs()

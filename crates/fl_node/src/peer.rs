@@ -22,7 +22,7 @@
 //! Nothing here reads another participant's data, keys or client: a participant knows what
 //! the DHT tells it and what its own data says.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,8 +68,9 @@ pub struct Coalition {
 #[derive(Debug, Default)]
 struct CoalitionState {
     members: Vec<AgentPubKey>,
-    /// Per round, each colluder's benign update.
-    updates: HashMap<u32, HashMap<AgentPubKey, Vec<f32>>>,
+    /// Per round, each colluder's benign update, in agent order (so that every colluder
+    /// sees them in the same order, whoever shared first).
+    updates: HashMap<u32, BTreeMap<AgentPubKey, Vec<f32>>>,
 }
 
 /// How long a colluder waits for the others' benign updates before it crafts with what it
@@ -223,7 +224,10 @@ struct OpenRound {
     params: Vec<f32>,
     /// When this participant first saw the round open.
     seen_at: Instant,
+    /// The link counts when the state was last read.
     progress: Option<RoundProgress>,
+    /// The link counts last read.
+    polled: Option<RoundProgress>,
     state: Option<RoundState>,
     /// When the state was last read.
     read_at: Instant,
@@ -255,6 +259,7 @@ impl OpenRound {
             params,
             seen_at: now,
             progress: None,
+            polled: None,
             state: None,
             read_at: now,
             expected,
@@ -496,7 +501,7 @@ impl Participant {
             .call::<_, RoundProgress>("round_progress", open.base.clone())
             .await
         {
-            Ok(p) => open.progress != Some(p),
+            Ok(p) => open.polled != Some(p),
             Err(_) => true,
         }
     }
@@ -608,9 +613,11 @@ impl Participant {
             }
             _ => false,
         };
+        self.round.as_mut().expect("checked above").polled = Some(progress);
         if fresh {
             return Ok(());
         }
+        let open = self.round.as_ref().expect("checked above");
         let state: RoundState = self
             .call(
                 "get_round",
