@@ -226,8 +226,6 @@ struct OpenRound {
     seen_at: Instant,
     /// The link counts when the state was last read.
     progress: Option<RoundProgress>,
-    /// The link counts last read.
-    polled: Option<RoundProgress>,
     state: Option<RoundState>,
     /// When the state was last read.
     read_at: Instant,
@@ -259,7 +257,6 @@ impl OpenRound {
             params,
             seen_at: now,
             progress: None,
-            polled: None,
             state: None,
             read_at: now,
             expected,
@@ -501,7 +498,7 @@ impl Participant {
             .call::<_, RoundProgress>("round_progress", open.base.clone())
             .await
         {
-            Ok(p) => open.polled != Some(p),
+            Ok(p) => open.progress != Some(p),
             Err(_) => true,
         }
     }
@@ -613,11 +610,9 @@ impl Participant {
             }
             _ => false,
         };
-        self.round.as_mut().expect("checked above").polled = Some(progress);
         if fresh {
             return Ok(());
         }
-        let open = self.round.as_ref().expect("checked above");
         let state: RoundState = self
             .call(
                 "get_round",
