@@ -469,6 +469,23 @@ impl Participant {
         }
     }
 
+    /// Whether the round's link counts say that what this participant waits for may be
+    /// complete: the submissions it expects before voting (when it sits on the committee
+    /// and has not voted; all there are once the submission window has closed), or those
+    /// and every member's ballot (before aggregating), or an aggregate.
+    fn counts_call_for_a_read(&self, state: &RoundState, progress: &RoundProgress) -> bool {
+        let open = self.round.as_ref().expect("a round is open");
+        let enough = progress.submissions as usize >= open.expected;
+        let member = state.committee.contains(self.client.agent());
+        let closed = state.opened_at.is_some_and(|opened| {
+            Timestamp::now() >= self.info.task.schedule.submissions_close(opened)
+        });
+        let to_vote = member && open.voted_on.is_none() && (enough || closed);
+        let to_aggregate =
+            !open.aggregated && enough && progress.ballots as usize >= state.committee.len();
+        to_vote || to_aggregate || progress.aggregates > 0
+    }
+
     /// What a step may change of the open round: when it changes, another step follows
     /// at once.
     fn snapshot(&self) -> Option<(u32, ActionHash, [bool; 5], Option<usize>)> {
@@ -603,9 +620,13 @@ impl Participant {
         let fresh = match (&open.state, open.progress) {
             (Some(state), Some(seen)) => {
                 let voters = voters(state).len() as u32;
-                seen == progress
+                let current = seen == progress
                     && state.submissions.len() as u32 >= progress.submissions
-                    && voters >= progress.ballots
+                    && voters >= progress.ballots;
+                // New links matter only when they may complete what this participant
+                // waits for; ten participants re-reading the whole round at every
+                // submission and ballot kept small machines busy.
+                (current || !self.counts_call_for_a_read(state, &progress))
                     && open.read_at.elapsed() < REREAD
             }
             _ => false,
