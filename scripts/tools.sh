@@ -6,7 +6,7 @@
 #   kitsune2-bootstrap-srv 0.4.1 (local bootstrap + iroh relay), from tools/conductor: a
 #   workspace of its own, so holochain's test_utils (turned on in this workspace by the
 #   sweettests) stays out, with crates/fl_node's features so the compiled tree is reused
-#   with --launch also everything --sandbox installs, and hc-launch (crates/fl_node), so
+#   with --launch also everything --sandbox installs, and hc-launch (crates/hc_launch), so
 #   that `hc launch` works (hc runs any hc-<name> on PATH as `hc <name>`); always rebuilt
 #   (cheap when nothing changed) and linked, so it follows the checkout
 # Prints the directory; add it to PATH to use the tools by hand.
@@ -36,7 +36,7 @@ if [ "${1:-}" = "--sandbox" ] || [ "${1:-}" = "--launch" ]; then
   "$bin/holochain" --version >&2
 fi
 if [ "${1:-}" = "--launch" ]; then
-  cargo build --locked -p fl_node --bin hc-launch >&2
+  cargo build --locked -p hc_launch --bin hc-launch >&2
   ln -sf "$CARGO_TARGET_DIR/debug/hc-launch" "$bin/hc-launch"
 fi
 echo "$bin"

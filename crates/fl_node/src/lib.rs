@@ -7,9 +7,9 @@
 //! by itself ([`peer`]) on a conductor of its own or a running one ([`conductor`],
 //! [`dbtune`]); task files ([`taskfile`]); a local run of many participants in one
 //! process ([`local`]) and the simulation of the same rounds without conductors
-//! ([`sim`]); plots ([`plot`]); the web dashboard's server ([`dashboard`]); `hc launch`
-//! without Electron ([`launch`]). The `mycelix-fl` binary is the command line over all of
-//! it, `hc-launch` the launcher.
+//! ([`sim`]); plots ([`plot`]); the web dashboard's server ([`dashboard`]). The
+//! `mycelix-fl` binary is the command line over all of it; `hc-launch` (the `hc_launch`
+//! crate) serves the same dashboard once per agent of a launched network.
 
 #![deny(missing_docs)]
 
@@ -18,7 +18,6 @@ pub mod conductor;
 pub mod dashboard;
 pub mod dbtune;
 pub mod experiment;
-pub mod launch;
 pub mod local;
 pub mod peer;
 pub mod plot;

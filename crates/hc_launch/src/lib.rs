@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::dashboard::UiDir;
+use fl_node::dashboard::UiDir;
 
 /// A program on `PATH`, or a one-line error saying how to get it.
 pub fn find_program(name: &str, hint: &str) -> Result<PathBuf> {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use fl_node::dashboard::{serve, AgentSession};
-use fl_node::launch::{find_program, read_bundle, SandboxConfig, Sandboxes};
+use hc_launch::{find_program, read_bundle, SandboxConfig, Sandboxes};
 
 /// Launch a hApp with its UI on a local network of sandbox conductors, one UI per agent.
 #[derive(Parser)]
