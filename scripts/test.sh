@@ -63,9 +63,11 @@ mkdir -p "$CARGO_TARGET_DIR/../e2e" && cp "$sandbox_out/dashboard.png" "$CARGO_T
 echo "dashboard screenshot: $(cd "$CARGO_TARGET_DIR/../e2e" && pwd)/dashboard.png"
 rm -rf "$sandbox_out"
 
-step "hc launch: 2 agents in headless Chromium; a task published on one page shows on the other; clean stop"
+step "hc launch: 3 agents in headless Chromium; a closed task published and invited from a page, trained by 3 peer processes; clean stop"
 bin="$(scripts/tools.sh --launch)"
-(cd ui && PATH="$bin:$PATH" SCREENSHOT="$CARGO_TARGET_DIR/../e2e/launch.png" node e2e/launch.mjs ../workdir/mycelix_fl.webhapp)
+cargo build --locked -p fl_node --bin mycelix-fl
+(cd ui && PATH="$bin:$PATH" MYCELIX_FL="$CARGO_TARGET_DIR/debug/mycelix-fl" \
+  SCREENSHOT="$CARGO_TARGET_DIR/../e2e/launch.png" node e2e/launch.mjs ../workdir/mycelix_fl.webhapp)
 
 step "fuzz targets compile (run them with scripts/fuzz.sh, on nightly)"
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins

@@ -1,9 +1,15 @@
-// End-to-end check of `hc launch` with 2 agents in headless Chromium: each agent's page
-// connects as its own agent; a task published from agent 0's page appears on agent 1's
-// page through signals; on SIGTERM every process stops and the sandboxes are removed.
+// End-to-end check of `hc launch` with 3 agents in headless Chromium and three
+// `mycelix-fl peer --admin-port` processes: each agent's page connects as its own agent;
+// agent 0's page publishes a closed task, which reaches the other pages by signal, and
+// invites the other two agents from the page; one peer process per agent (the same
+// agent, through its conductor's admin port) joins with its invite and trains on its own
+// shard; every page shows the rounds closing. On SIGTERM every process stops and the
+// sandboxes are removed.
 //
 //   node e2e/launch.mjs [BUNDLE]   (default ../workdir/mycelix_fl.webhapp; `hc` and
 //                                   `hc-launch` must be on PATH: scripts/tools.sh --launch)
+//   MYCELIX_FL (default mycelix-fl on PATH): the node binary the peers run.
+//   ROUNDS (default 2): rounds every page must show closed.
 //   SCREENSHOT (default launch.png): agent 1's page at the end.
 
 import { spawn, execFileSync } from "node:child_process";
@@ -14,9 +20,12 @@ import { chromium } from "playwright-core";
 
 const bundle = process.argv[2] ?? "../workdir/mycelix_fl.webhapp";
 const screenshot = process.env.SCREENSHOT ?? "launch.png";
+const node = process.env.MYCELIX_FL ?? "mycelix-fl";
+const rounds = Number(process.env.ROUNDS ?? 2);
+const AGENTS = 3;
 const log = (m) => console.log(`launch e2e: ${m}`);
 
-const launcher = spawn("hc", ["launch", bundle, "-n", "2"], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+const launcher = spawn("hc", ["launch", bundle, "-n", String(AGENTS)], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
 let output = "";
 launcher.stdout.on("data", (d) => (output += d));
 launcher.stderr.on("data", (d) => (output += d));
@@ -60,6 +69,8 @@ function inGroup(pgid) {
     });
 }
 
+/** The peer processes started, each with its output and exit code. */
+const peerProcesses = [];
 const profile = mkdtempSync(join(tmpdir(), "mycelix-fl-chromium-"));
 let failed = false;
 let sandboxes = null;
@@ -70,44 +81,97 @@ const browser = await chromium.launchPersistentContext(profile, {
     "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 try {
-  const urls = await until("two agent URLs", () => {
-    const found = [...output.matchAll(/^agent (\d+): (http:\/\/\S+)/gm)].map((m) => m[2]);
+  const agents = await until(`${AGENTS} agent URLs`, () => {
+    const found = [...output.matchAll(/^agent (\d+): (http:\/\/\S+) .*admin port (\d+),/gm)].map((m) => ({
+      url: m[2],
+      adminPort: Number(m[3]),
+    }));
     if (/^error: /m.test(output)) throw new Error(output.trim());
-    return found.length === 2 && output.includes("agents running") ? found : null;
+    return found.length === AGENTS && output.includes("agents running") ? found : null;
   });
   sandboxes = output.match(/^sandboxes: (\S+)/m)?.[1];
-  log(`agents at ${urls.join(" and ")}; sandboxes in ${sandboxes}`);
-  const [a, b] = [await browser.newPage(), await browser.newPage()];
-  for (const p of [a, b]) p.on("pageerror", (e) => log(`page error: ${e.message}`));
-  await a.goto(urls[0]);
-  await b.goto(urls[1]);
-  for (const p of [a, b]) await p.locator("#status.connected").waitFor({ timeout: 60_000 });
+  log(`agents at ${agents.map((a) => a.url).join(", ")}; sandboxes in ${sandboxes}`);
+  const pages = [];
+  for (const a of agents) {
+    const p = await browser.newPage();
+    p.on("pageerror", (e) => log(`page error: ${e.message}`));
+    await p.goto(a.url);
+    pages.push(p);
+  }
+  for (const p of pages) await p.locator("#status.connected").waitFor({ timeout: 60_000 });
   const me = async (p) => (await p.locator("#status").innerText()).match(/connected as (\S+)/)[1];
-  const [meA, meB] = [await me(a), await me(b)];
-  if (meA === meB) throw new Error(`both pages act as the same agent ${meA}`);
-  log(`page 0 is agent ${meA}, page 1 is agent ${meB}`);
+  const keys = await Promise.all(pages.map(me));
+  if (new Set(keys).size !== AGENTS) throw new Error(`pages act as agents ${keys.join(", ")}, not ${AGENTS} different ones`);
+  log(`pages act as agents ${keys.join(", ")}`);
+  const [a] = pages;
   // Agent 0 announces new tasks to the agents in the zome's directory; wait until it
-  // lists both (each page's first zome call listed its agent), reloading to re-read.
-  await until("both agents in agent 0's directory", async () => {
+  // lists every agent (each page's first zome call listed its agent), reloading to re-read.
+  await until(`all ${AGENTS} agents in agent 0's directory`, async () => {
     await a.reload();
     await a.locator("#status.connected").waitFor({ timeout: 60_000 });
-    return (await a.locator("#directory").getAttribute("data-listed")) === "2";
+    return (await a.locator("#directory").getAttribute("data-listed")) === String(AGENTS);
   }, 120_000);
   const name = `launch check ${Date.now()}`;
   await a.fill('#task-form input[name="name"]', name);
   await a.selectOption('#task-form select[name="rule"]', "median");
+  await a.fill('#task-form input[name="committee"]', "3");
+  await a.selectOption('#task-form select[name="admission"]', "closed");
   await a.click('#task-form button[type="submit"]');
   await a.getByText(`published task "${name}"`).waitFor({ timeout: 60_000 });
-  log(`page 0 published "${name}"`);
-  // Page 1 is never reloaded: the task arrives by signal.
-  await b.locator("#task h2", { hasText: name }).waitFor({ timeout: 60_000 });
-  log(`page 1 shows "${name}"`);
-  await b.screenshot({ path: screenshot, fullPage: true });
+  const task = await a.locator("#task").getAttribute("data-hash");
+  log(`page 0 published the closed task "${name}" (${task})`);
+  // The other pages are never reloaded: the task arrives by signal.
+  for (const p of pages.slice(1)) await p.locator("#task h2", { hasText: name }).waitFor({ timeout: 60_000 });
+  log("every page shows the task");
+  // Page 0 invites the other agents; each invite shows on the page for its invitee.
+  const buttons = a.locator("#invites button.invite");
+  await until("an invite button for each other agent", async () => (await buttons.count()) === AGENTS - 1, 60_000);
+  const invitees = await buttons.evaluateAll((bs) => bs.map((b) => b.dataset.invitee));
+  for (const invitee of invitees) await a.locator(`#invites button.invite[data-invitee="${invitee}"]`).click();
+  const invites = new Map();
+  await until("both invites written", async () => {
+    for (const li of await a.locator("#invites li[data-invite]").all()) {
+      invites.set(await li.getAttribute("data-agent"), await li.getAttribute("data-invite"));
+    }
+    return invites.size === AGENTS - 1;
+  }, 60_000);
+  log(`page 0 wrote ${invites.size} invites`);
+  // One peer process per agent, through that agent's conductor; agent 0 authored the task.
+  for (const [i, { adminPort }] of agents.entries()) {
+    const full = i === 0 ? null : [...invites.keys()].find((k) => k.slice(5, 13) === keys[i]);
+    if (i > 0 && !full) throw new Error(`no invite for agent ${keys[i]}`);
+    const args = ["peer", "--admin-port", String(adminPort), "--task", task, "--dataset", "digits",
+      "--shard", `${i}/${AGENTS}`, "--rounds", String(rounds), ...(full ? ["--invite", invites.get(full)] : [])];
+    const child = spawn(node, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const peer = { args, out: "", code: undefined };
+    child.stdout.on("data", (d) => (peer.out += d));
+    child.stderr.on("data", (d) => (peer.out += d));
+    child.on("exit", (code) => (peer.code = code));
+    peerProcesses.push({ child, peer });
+  }
+  log(`${AGENTS} peer processes started`);
+  for (const [i, p] of pages.entries()) {
+    await until(`page ${i} to show round ${rounds - 1} closed`, async () => {
+      for (const { peer } of peerProcesses) {
+        if (peer.code !== undefined && peer.code !== 0) throw new Error(`mycelix-fl ${peer.args.join(" ")} exited with ${peer.code}:\n${peer.out}`);
+      }
+      return (await p.locator(`#rounds li.round.closed[data-round="${rounds - 1}"]`).count()) === 1;
+    }, 600_000);
+    log(`page ${i} shows rounds 0 to ${rounds - 1} closed`);
+  }
+  await until("every peer process to finish", () => peerProcesses.every(({ peer }) => peer.code !== undefined) || null, 180_000);
+  for (const { peer } of peerProcesses) {
+    if (peer.code !== 0) throw new Error(`mycelix-fl ${peer.args.join(" ")} exited with ${peer.code}:\n${peer.out}`);
+  }
+  log(`every peer process stopped after ${rounds} rounds:\n${peerProcesses.map(({ peer }) => peer.out.trim()).join("\n")}`);
+  await pages[1].screenshot({ path: screenshot, fullPage: true });
   log(`screenshot: ${screenshot}`);
 } catch (e) {
   failed = true;
   console.error(`launch e2e: FAILED: ${e.message}\n--- hc launch output ---\n${output}`);
+  for (const { peer } of peerProcesses) console.error(`--- mycelix-fl ${peer.args.join(" ")} ---\n${peer.out}`);
 } finally {
+  for (const { child } of peerProcesses) if (child.exitCode === null) child.kill("SIGINT");
   await browser.close();
   rmSync(profile, { recursive: true, force: true });
   // Stop as a terminal would: SIGTERM to the launcher's process group.

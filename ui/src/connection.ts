@@ -43,6 +43,8 @@ declare global {
 /** What the rest of the page uses. */
 export interface Connection {
   url: string;
+  /** This agent's key, as `hashToString` writes it. */
+  agent: string;
   agentLabel: string;
   call<T>(fn: string, payload: unknown): Promise<T>;
   onEvent(cb: (payload: unknown) => void): void;
@@ -86,6 +88,7 @@ export async function connect(): Promise<Connection> {
   ws?.addEventListener("close", (e) => closeHandlers.forEach((h) => h(e.reason || `code ${e.code}`)));
   return {
     url,
+    agent: hashToString(me),
     agentLabel: hashToString(me).slice(5, 13),
     call: <T>(fn: string, payload: unknown) =>
       client.callZome({ role_name: ROLE, zome_name: ZOME, fn_name: fn, payload } as RoleNameCallZomeRequest) as Promise<T>,

@@ -10,6 +10,7 @@ import {
   type TaskInfo,
   hashToString,
   hashesIn,
+  type Hash,
   isFlEvent,
   taskFromForm,
   metricSeries,
@@ -20,6 +21,7 @@ import {
   sameHash,
 } from "./model";
 import {
+  invitesSection,
   metricsSection,
   newTaskSection,
   type PeerView,
@@ -37,8 +39,14 @@ interface State {
   rounds: Map<number, RoundState>;
   evaluations: Map<number, EvaluationInfo[]>;
   peers: PeerView[];
-  /** Agents in the zome's directory. */
-  listed: number;
+  /** Agents in the zome's directory, by key. */
+  directory: Map<string, Hash>;
+  /** The shown task's members. */
+  members: Set<string>;
+  /** Invites this page wrote, by invitee. */
+  invites: Map<string, string>;
+  /** Invitees whose invite is being written. */
+  inviting: Set<string>;
   /** The outcome of the last "new task" submission. */
   formMessage: { ok: boolean; text: string } | null;
 }
@@ -50,7 +58,10 @@ const state: State = {
   rounds: new Map(),
   evaluations: new Map(),
   peers: [],
-  listed: 0,
+  directory: new Map(),
+  members: new Set(),
+  invites: new Map(),
+  inviting: new Set(),
   formMessage: null,
 };
 
@@ -69,9 +80,19 @@ function render() {
     statusBanner(state.status),
     `<div class="grid">`,
     taskSection(state.task, state.tasks.length),
-    peersSection(state.peers, Date.now(), state.listed),
+    peersSection(state.peers, Date.now(), state.directory.size),
     metricsSection(metricSeries(state.evaluations)),
     reputationSection(reputationTable(rounds)),
+    invitesSection(
+      state.task,
+      connection?.agent ?? "",
+      [...state.directory.keys()].map((agent) => ({
+        agent,
+        member: state.members.has(agent),
+        invite: state.invites.get(agent) ?? null,
+        pending: state.inviting.has(agent),
+      })),
+    ),
     `</div>`,
     roundsSection(rounds.filter((r) => r.base !== null).map(roundView)),
   ].join("");
@@ -103,6 +124,8 @@ async function onSubmitTask(e: Event) {
       committee: Number(text("committee")),
       features: Number(text("features")),
       classes: Number(text("classes")),
+      scale: Number(text("scale")),
+      admission: text("admission") === "open" ? "open" : "closed",
     });
     await c.call("create_task", task);
     state.formMessage = { ok: true, text: `published task "${task.name}"` };
@@ -111,6 +134,31 @@ async function onSubmitTask(e: Event) {
     state.formMessage = { ok: false, text: `not published: ${String((err as Error)?.message ?? err)}` };
   }
   render();
+}
+
+/** Writes an invite of `agent` into the shown task, as this agent (the task's author). */
+async function onInvite(c: Connection, agent: string) {
+  const invitee = state.directory.get(agent);
+  if (!state.task || !invitee || state.inviting.has(agent)) return;
+  state.inviting.add(agent);
+  render();
+  try {
+    const proof = await c.call<{ invite_hash: Hash }>("invite_agent", {
+      task: state.task.hash,
+      invitee,
+      standing: null,
+    });
+    state.invites.set(agent, hashToString(proof.invite_hash));
+  } finally {
+    state.inviting.delete(agent);
+    render();
+  }
+}
+
+async function loadMembers(c: Connection) {
+  if (!state.task) return;
+  const members = await c.call<{ agent: Hash }[]>("list_members", state.task.hash);
+  state.members = new Set(members.map((m) => hashToString(m.agent)));
 }
 
 async function loadTasks(c: Connection) {
@@ -122,6 +170,8 @@ async function loadTasks(c: Connection) {
     state.task = chosen;
     state.rounds.clear();
     state.evaluations.clear();
+    state.members.clear();
+    state.invites.clear();
   }
 }
 
@@ -154,7 +204,9 @@ async function loadAll(c: Connection) {
 
 async function loadPeers(c: Connection) {
   state.peers = await c.peers();
-  state.listed = (await c.call<Uint8Array[]>("list_agents", null)).length;
+  const agents = await c.call<Hash[]>("list_agents", null);
+  state.directory = new Map(agents.map((a) => [hashToString(a), a]));
+  await loadMembers(c);
 }
 
 /** Applies a signal: re-reads what it names; retries while the read lags the signal
@@ -209,6 +261,12 @@ async function main() {
   state.status = { state: "connected", message: `connected as ${c.agentLabel} to ${c.url}` };
   c.onEvent((payload) => {
     if (isFlEvent(payload)) void onEvent(c, payload).catch(report);
+  });
+  app.addEventListener("click", (e) => {
+    const button = (e.target as HTMLElement).closest<HTMLButtonElement>("button.invite");
+    const agent = button?.dataset.invitee;
+    if (!button || !agent) return;
+    void onInvite(c, agent).catch(report);
   });
   c.onClose((why) => {
     state.status = { state: "error", message: `connection closed: ${why}` };

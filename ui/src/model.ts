@@ -477,7 +477,16 @@ export interface TaskForm {
   /** Features and classes of the multinomial logistic regression (64 x 10 for digits). */
   features: number;
   classes: number;
+  /** Factor every peer multiplies its feature values by (1/16 for digits' 0-16 pixels). */
+  scale: number;
+  /** Open to any agent, or closed: members by invite only. */
+  admission: "open" | "closed";
 }
+
+/** The admission of tasks closed from the page: as `Admission::CLOSED` in the integrity
+ *  zome, each member may invite two agents once its reputation reaches 0.6; the author's
+ *  invites are unlimited. */
+export const CLOSED: Admission = { kind: "closed", invites_per_member: 2, min_inviter_reputation: 600_000 };
 
 /** A `Task` as the integrity zome expects it: the default PoGQ and reputation rules,
  *  the smallest quorum the rule allows, a zero initial model. Throws on a bad form. */
@@ -489,6 +498,8 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
     if (!Number.isInteger(v) || v < (k === "f" ? 0 : 1)) throw new Error(`${k} must be a whole number${k === "f" ? "" : " above 0"}`);
   }
   if (form.classes < 2) throw new Error("a model needs at least 2 classes");
+  if (!Number.isFinite(form.scale) || form.scale <= 0) throw new Error("the feature scale must be a number above 0");
+  if (form.admission !== "open" && form.admission !== "closed") throw new Error(`unknown admission ${form.admission}`);
   const modelLen = (form.features + 1) * form.classes;
   return {
     name: form.name.trim(),
@@ -500,7 +511,7 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
         features: [],
         label: "label",
         classes: Array.from({ length: form.classes }, (_, i) => String(i)),
-        preprocess: { kind: "none" },
+        preprocess: form.scale === 1 ? { kind: "none" } : { kind: "scale", factor: form.scale },
       },
       training: { learning_rate: 0.1, epochs: 1, batch_size: 32, momentum: 0, weight_decay: 0 },
     },
@@ -526,8 +537,7 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
     // next after 10 s, anyone after the last rank's slot.
     schedule: { submit_ms: 600_000, vote_ms: 600_000, slot_ms: 10_000 },
     initial_model: f32Tensor(new Float32Array(modelLen)),
-    // The dashboard cannot invite yet, so the tasks it starts are open (and say so).
-    admission: { kind: "open" },
+    admission: form.admission === "closed" ? CLOSED : { kind: "open" },
   };
 }
 

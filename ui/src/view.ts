@@ -35,12 +35,12 @@ const num = (x: number | null, digits = 3) => (x === null ? "–" : x.toFixed(di
 export function taskSection(info: TaskInfo | null, tasks: number): string {
   if (!info) {
     return `<section id="task" class="empty"><h2>Task</h2>
-      <p>No training task on this network yet. Start one with <code>mycelix-fl run</code>;
-      it appears here as soon as its first round begins.</p></section>`;
+      <p>No training task on this network yet. Publish one with the form below or
+      <code>mycelix-fl task create</code>; it appears here as it arrives.</p></section>`;
   }
   const t = info.task;
   const more = tasks > 1 ? `<p class="note">${tasks} tasks on this network; showing the newest.</p>` : "";
-  return `<section id="task"><h2>Task: ${esc(t.name)}</h2>
+  return `<section id="task" data-hash="${esc(hashToString(info.hash))}"><h2>Task: ${esc(t.name)}</h2>
     <p>${esc(t.description)}</p>
     <dl class="settings">
       <dt>admission</dt><dd>${esc(admissionLabel(t.admission))}</dd>
@@ -182,10 +182,47 @@ export function newTaskSection(): string {
       <label>f <input name="f" type="number" min="0" value="1" /></label>
       <label>committee <input name="committee" type="number" min="1" value="5" /></label>
       <label>model: logreg <input name="features" type="number" min="1" value="64" /> x <input name="classes" type="number" min="1" value="10" /></label>
+      <label>feature scale <input name="scale" type="number" min="0" step="any" value="0.0625" title="every peer multiplies its feature values by this (1/16 for the digits' 0-16 pixels)" /></label>
+      <label>admission <select name="admission"><option value="closed">closed: members by invite</option><option value="open">open: any agent</option></select></label>
       <button type="submit">Publish task</button>
     </form><p id="task-form-message" role="status"></p>
     <p class="note">Publishes a task entry as this agent (validated by every peer; the quorum is the smallest the rule allows).
-    Other agents' dashboards show it as it arrives.</p></section>`;
+    Other agents' dashboards show it as it arrives. Peers train it with
+    <code>mycelix-fl peer --task HASH --data mine.csv</code> (a CSV with a <code>label</code> column of 0 to classes - 1).</p></section>`;
+}
+
+/** One agent of the directory as the invite section shows it. */
+export interface InviteRow {
+  /** The agent's key. */
+  agent: string;
+  /** Whether it has joined the task. */
+  member: boolean;
+  /** The invite this page wrote for it, if any. */
+  invite: string | null;
+  /** Whether this page is writing an invite for it. */
+  pending: boolean;
+}
+
+/** For the author of a closed task: the agents of the directory, each with an invite
+ *  button, the invite once written, or "member"; and the command a peer runs. */
+export function invitesSection(task: TaskInfo | null, me: string, rows: InviteRow[]): string {
+  if (!task || task.task.admission?.kind !== "closed" || hashToString(task.author) !== me) return "";
+  const hash = hashToString(task.hash);
+  const items = rows
+    .filter((r) => r.agent !== me)
+    .map((r) => {
+      const state = r.member
+        ? `<span class="verdict accepted">member</span>`
+        : r.invite
+          ? `invite <code class="invite">${esc(r.invite)}</code>`
+          : `<button type="button" class="invite" data-invitee="${esc(r.agent)}"${r.pending ? " disabled" : ""}>${r.pending ? "inviting…" : "invite"}</button>`;
+      return `<li data-agent="${esc(r.agent)}"${r.invite ? ` data-invite="${esc(r.invite)}"` : ""}>${hashLabel(r.agent)} ${state}</li>`;
+    })
+    .join("");
+  return `<section id="invites"><h2>Invites</h2>
+    ${items ? `<ul>${items}</ul>` : `<p>No other agent in the directory yet: an agent is listed once its dashboard or peer has made a call.</p>`}
+    <p class="note">An invited agent joins with
+    <code>mycelix-fl peer --task ${esc(hash)} --invite INVITE</code> (or without <code>--invite</code>: the peer finds invites written for it).</p></section>`;
 }
 
 /** A peer the conductor currently knows. */

@@ -21,6 +21,7 @@ import { parseAgentInfos } from "../src/peers";
 import {
   esc,
   metricsSection,
+  invitesSection,
   peersSection,
   reputationSection,
   roundsSection,
@@ -210,6 +211,31 @@ describe("view", () => {
     expect(metricsSection([])).toContain("No evaluation of the global model yet");
     expect(peersSection([], Date.now(), 0)).toContain("No peers known yet");
   });
+  it("offers the author of a closed task an invite for each listed agent", () => {
+    const task = (admission: "open" | "closed") => ({
+      hash: h(9),
+      author: agent(1),
+      created_at: 0,
+      task: { ...taskFromForm({ name: "t", description: "", rule: "median", f: 1, committee: 3, features: 2, classes: 2, scale: 1, admission }) },
+    });
+    const me = hashToString(agent(1));
+    const rows = [
+      { agent: me, member: false, invite: null, pending: false },
+      { agent: hashToString(agent(2)), member: false, invite: null, pending: false },
+      { agent: hashToString(agent(3)), member: false, invite: "uhCkkINVITE", pending: false },
+      { agent: hashToString(agent(4)), member: true, invite: null, pending: false },
+      { agent: hashToString(agent(5)), member: false, invite: null, pending: true },
+    ];
+    const html = invitesSection(task("closed") as never, me, rows);
+    expect(html).toContain(`data-invitee="${hashToString(agent(2))}"`);
+    expect(html).not.toContain(`data-invitee="${me}"`);
+    expect(html).toContain('data-invite="uhCkkINVITE"');
+    expect(html).toContain(`data-invitee="${hashToString(agent(5))}" disabled>inviting…`);
+    expect(html).toContain("member");
+    expect(html).toContain(`--task ${hashToString(h(9))}`);
+    expect(invitesSection(task("open") as never, me, rows)).toBe("");
+    expect(invitesSection(task("closed") as never, hashToString(agent(2)), rows)).toBe("");
+  });
   it("shows a connection error as an alert, with the reason escaped", () => {
     const html = statusBanner({ state: "error", message: "connect ECONNREFUSED <port>" });
     expect(html).toContain('role="alert"');
@@ -238,7 +264,17 @@ describe("view", () => {
 });
 
 describe("new task form", () => {
-  const form = { name: " digits ", description: "d", rule: "multi_krum", f: 2, committee: 5, features: 64, classes: 10 };
+  const form = {
+    name: " digits ",
+    description: "d",
+    rule: "multi_krum",
+    f: 2,
+    committee: 5,
+    features: 64,
+    classes: 10,
+    scale: 1,
+    admission: "open" as const,
+  };
   it("builds a task the integrity zome accepts: quorum, zero model, default rules", () => {
     const t = taskFromForm(form);
     expect(t.name).toBe("digits");
@@ -254,6 +290,12 @@ describe("new task form", () => {
     expect(t.spec.model).toEqual({ kind: "logreg", inputs: 64, classes: 10 });
     expect(t.spec.data.classes).toEqual(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
     expect(describeModel(t.spec.model)).toBe("logreg 64x10");
+    expect(t.spec.data.preprocess).toEqual({ kind: "none" });
+  });
+  it("closes a task and scales its features when the form says so", () => {
+    const t = taskFromForm({ ...form, scale: 0.0625, admission: "closed" });
+    expect(t.admission).toEqual({ kind: "closed", invites_per_member: 2, min_inviter_reputation: 600_000 });
+    expect(t.spec.data.preprocess).toEqual({ kind: "scale", factor: 0.0625 });
   });
   it("labels every task open or closed", () => {
     expect(admissionLabel(undefined)).toMatch(/^open: any agent/);
@@ -268,6 +310,7 @@ describe("new task form", () => {
     expect(() => taskFromForm({ ...form, f: -1 })).toThrow("f must be a whole number");
     expect(() => taskFromForm({ ...form, classes: 0 })).toThrow("classes must be a whole number above 0");
     expect(() => taskFromForm({ ...form, classes: 1 })).toThrow("a model needs at least 2 classes");
+    expect(() => taskFromForm({ ...form, scale: 0 })).toThrow("feature scale must be a number above 0");
   });
   it("encodes tensors as fl_core does", () => {
     expect([...f32Tensor([1.5])]).toEqual([1, 1, 0, 0, 0, 0, 0, 0xc0, 0x3f]);

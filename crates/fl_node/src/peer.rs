@@ -31,7 +31,9 @@ use federated_learning::{
     CastBallot, CastVote, EvaluationInfo, GlobalModel, JoinTask, ModelRef, RoundProgress, RoundRef,
     RoundState, SubmitGradient, Submitted, TaskInfo,
 };
-use federated_learning_integrity::{GradientSubmission, ModelEvaluation, RoundAggregate, Task};
+use federated_learning_integrity::{
+    Admission, GradientSubmission, InviteProof, ModelEvaluation, RoundAggregate, Task,
+};
 use fl_core::{PogqMeasurement, Tensor, Verdict};
 use holochain::prelude::{ActionHash, AgentPubKey, Timestamp};
 use rand::SeedableRng;
@@ -287,6 +289,31 @@ const FULL_STEP: Duration = Duration::from_secs(3);
 /// How long joining waits for the invite and the task to reach this conductor.
 const JOIN_WAIT: Duration = Duration::from_secs(120);
 
+/// How long a participant of a closed task given no invite looks for one written for it.
+const INVITE_LOOKUP: Duration = Duration::from_secs(15);
+
+/// The newest invite into `task` written for this agent, looked for up to
+/// [`INVITE_LOOKUP`] (an invite written moments ago may still be on its way); `None` when
+/// there is none, and joining then says the task is closed.
+async fn invite_for(client: &Client, task: &ActionHash) -> Result<Option<ActionHash>> {
+    let deadline = Instant::now() + INVITE_LOOKUP;
+    loop {
+        let invites: Vec<InviteProof> = client
+            .call("list_invites", ())
+            .await
+            .context("looking for an invite written for this agent")?;
+        let newest = invites
+            .into_iter()
+            .rev()
+            .find(|p| &p.invite.task == task)
+            .map(|p| p.invite_hash);
+        if newest.is_some() || Instant::now() >= deadline {
+            return Ok(newest);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// How long a state read stays fresh while nothing seems to change.
 const REREAD: Duration = Duration::from_secs(5);
 
@@ -353,6 +380,12 @@ impl Participant {
         if train.is_empty() || validation.is_empty() {
             bail!("a participant needs data to train on and data to hold out");
         }
+        let invite = match invite {
+            None if info.task.admission != Admission::Open && &info.author != client.agent() => {
+                invite_for(&client, &task_hash).await?
+            }
+            given => given,
+        };
         // Joining again returns the first membership; a closed task without an invite for
         // this agent is refused here, before anything else is written. An invite written
         // moments ago may not have reached this conductor yet: validation says the join
