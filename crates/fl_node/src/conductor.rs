@@ -390,6 +390,7 @@ impl EmbeddedNetwork {
             async move {
                 std::fs::create_dir_all(root.join("databases"))?;
                 std::fs::write(root.join("databases").join("db.key"), locked)?;
+                throwaway_keystore(&root).await?;
                 let handle = build_conductor(&root, &url, passphrase())
                     .await
                     .with_context(|| format!("starting conductor {i}"))?;
@@ -404,34 +405,63 @@ impl EmbeddedNetwork {
             "{n} conductors started in {:.1} s",
             started.elapsed().as_secs_f64()
         ));
-        let installs = conductors.iter().enumerate().map(|(i, h)| async move {
-            let app = h
-                .clone()
-                .install_app_bundle(InstallAppPayload {
-                    source: AppBundleSource::Path(happ.to_path_buf()),
-                    agent_key: None,
-                    installed_app_id: Some(APP_ID.to_string()),
-                    network_seed: None,
-                    roles_settings: None,
-                    ignore_genesis_failure: false,
+        let install = |i: usize, h: &ConductorHandle| {
+            let h = h.clone();
+            async move {
+                let app = h
+                    .clone()
+                    .install_app_bundle(InstallAppPayload {
+                        source: AppBundleSource::Path(happ.to_path_buf()),
+                        agent_key: None,
+                        installed_app_id: Some(APP_ID.to_string()),
+                        network_seed: None,
+                        roles_settings: None,
+                        ignore_genesis_failure: false,
+                    })
+                    .await
+                    .with_context(|| format!("installing {} on conductor {i}", happ.display()))?;
+                h.clone()
+                    .enable_app(APP_ID.to_string())
+                    .await
+                    .with_context(|| format!("enabling the app on conductor {i}"))?;
+                let cell = app
+                    .all_cells()
+                    .next()
+                    .context("the hApp has no cell")?
+                    .clone();
+                anyhow::Ok(Client::Embedded {
+                    handle: h.clone(),
+                    cell,
                 })
-                .await
-                .with_context(|| format!("installing {} on conductor {i}", happ.display()))?;
-            h.clone()
-                .enable_app(APP_ID.to_string())
-                .await
-                .with_context(|| format!("enabling the app on conductor {i}"))?;
-            let cell = app
-                .all_cells()
-                .next()
-                .context("the hApp has no cell")?
-                .clone();
-            anyhow::Ok(Client::Embedded {
-                handle: h.clone(),
-                cell,
-            })
-        });
-        let clients = futures::future::try_join_all(installs).await?;
+            }
+        };
+        // The first conductor alone compiles the zomes, a first call included (the
+        // coordinator is compiled when first called); every other conductor then finds
+        // them compiled in its wasm cache instead of compiling them again, which was most
+        // of an install on two cores.
+        let first = install(0, &conductors[0]).await?;
+        first
+            .call::<_, Vec<AgentPubKey>>("list_agents", ())
+            .await
+            .context("a first call on conductor 0")?;
+        let compiled = dir.path().join("conductor-0").join(WASM_CACHE);
+        for i in 1..n {
+            copy_files(
+                &compiled,
+                &dir.path().join(format!("conductor-{i}")).join(WASM_CACHE),
+            )?;
+        }
+        let mut clients = vec![first];
+        clients.extend(
+            futures::future::try_join_all(
+                conductors
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .map(|(i, h)| install(i, h)),
+            )
+            .await?,
+        );
         progress(format!(
             "hApp installed on {n} conductors after {:.1} s",
             started.elapsed().as_secs_f64()
@@ -645,6 +675,25 @@ impl Drop for SilencedStdout {
     }
 }
 
+/// Writes the lair keystore configuration of an embedded run's conductor on `root`, with
+/// the cheapest passphrase hashing lair offers. Its keys live only in the run's temporary
+/// folder, so a slow hash would protect nothing; lair's default (argon2id at 256 MB per
+/// derivation) spent most of a conductor's start-up. A participant's own conductor keeps
+/// the default.
+async fn throwaway_keystore(root: &Path) -> Result<()> {
+    use lair_keystore_api::config::LairServerConfigInner;
+    use lair_keystore_api::dependencies::hc_seed_bundle::PwHashLimits;
+    let dir = root.join(holochain_keystore::paths::KEYSTORE_DIRECTORY);
+    std::fs::create_dir_all(&dir)?;
+    // `new` reads the limits when called, so the future carries them.
+    let config = PwHashLimits::Minimum
+        .with_exec(|| LairServerConfigInner::new(&dir, passphrase()))
+        .await
+        .map_err(|e| anyhow::anyhow!("writing the keystore configuration: {e}"))?;
+    std::fs::write(dir.join("lair-keystore-config.yaml"), config.to_string())?;
+    Ok(())
+}
+
 /// Builds a conductor on `root` with the keystore passphrase `passphrase`, keeping lair's
 /// start-up lines off standard output.
 async fn build_conductor(
@@ -799,6 +848,23 @@ fn passphrase() -> Arc<std::sync::Mutex<sodoken::LockedArray>> {
     Arc::new(std::sync::Mutex::new(sodoken::LockedArray::from(
         b"mycelix-fl".to_vec(),
     )))
+}
+
+/// The folder of a conductor's data directory holding its compiled zomes (holochain's
+/// file-system module cache).
+const WASM_CACHE: &str = "wasm-cache";
+
+/// Copies every file of `from` into `to` (created if missing).
+fn copy_files(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Bytes of every file under `dir` (0 for what cannot be read).
