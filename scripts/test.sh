@@ -23,6 +23,15 @@ fi
 rustup component add --toolchain "$toolchain" rustfmt clippy >/dev/null 2>&1 || true
 rustc --version
 
+step "the main job as a newcomer runs it: scripts/run.sh in a fresh clone, before anything here is packed"
+# A clone of what is committed, in a new folder: the README's main-job command must build
+# and pack what it needs by itself.
+fresh="$(mktemp -d)"
+git clone -q --no-hardlinks . "$fresh/repo"
+(cd "$fresh/repo" && ./scripts/run.sh --nodes 4 --rounds 2 --output "$fresh/run.json")
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert len(r["rounds"]) == 2, r["rounds"]' "$fresh/run.json"
+rm -rf "$fresh"
+
 step "zomes, hc and bundles (scripts/pack.sh)"
 scripts/pack.sh
 

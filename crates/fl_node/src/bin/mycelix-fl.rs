@@ -158,7 +158,7 @@ enum ModelName {
 #[derive(clap::Args, Clone)]
 struct RunArgs {
     /// Peers taking part.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 7)]
     nodes: usize,
     /// Share of peers that attack (rounded down).
     #[arg(long, default_value_t = 0.3)]
@@ -167,7 +167,7 @@ struct RunArgs {
     #[arg(long, default_value = "sign_flip")]
     attack: String,
     /// Robust aggregator.
-    #[arg(long, value_enum, default_value_t = AggregatorName::MultiKrum)]
+    #[arg(long, value_enum, default_value_t = AggregatorName::Median)]
     aggregator: AggregatorName,
     /// Byzantine bound the aggregator assumes (default: the number of attackers).
     #[arg(long)]
@@ -176,7 +176,7 @@ struct RunArgs {
     #[arg(long)]
     nnm: bool,
     /// Rounds.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 6)]
     rounds: usize,
     /// A bundled data set (digits, breast_cancer, iris) or the path of a CSV file.
     #[arg(long, default_value = "digits")]
