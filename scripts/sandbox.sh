@@ -15,7 +15,7 @@
 # environment; the script then exits with the first failure of the two.
 #
 # NODES defaults to 4. The default run is 3 rounds with 25 % sign_flip attackers and the
-# coordinate median (Multi-Krum needs n > 2f + 2). Installs the pinned holochain, hc and
+# coordinate median (Multi-Krum needs n >= 2f + 3). Installs the pinned holochain, hc and
 # kitsune2-bootstrap-srv into $MYCELIX_FL_BIN when missing (scripts/tools.sh) and packs the
 # hApp (scripts/pack.sh).
 set -euo pipefail

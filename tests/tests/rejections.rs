@@ -117,7 +117,7 @@ async fn scenario() {
     let bad_task = task(LEN as u32, Rule::Krum, 1, 1, 3);
     assert_rejected(
         &call_err(ca, alice, ZOME, "create_task", bad_task).await,
-        "krum with f = 1 needs quorum > 2f + 2, but quorum is 3",
+        "krum with f = 1 needs quorum >= 2f + 3, but quorum is 3",
     );
     let t = task(LEN as u32, Rule::Median, 0, 1, 2);
     let task_hash: ActionHash = ca.call(&alice.zome(ZOME), "create_task", t.clone()).await;

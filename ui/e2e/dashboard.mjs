@@ -75,8 +75,8 @@ try {
   }
   log(`task admission: ${admission}`);
   const reputationRows = await page.locator("#reputation tbody tr").count();
-  if (reputationRows < run.config.nodes) {
-    throw new Error(`the reputation table shows ${reputationRows} agents, expected ${run.config.nodes}`);
+  if (reputationRows < run.config.peers) {
+    throw new Error(`the reputation table shows ${reputationRows} agents, expected ${run.config.peers}`);
   }
   log(`reputation table: ${reputationRows} agents`);
   await page.locator("#metrics svg.chart").waitFor({ timeout: 60_000 });

@@ -446,7 +446,7 @@ export function isFlEvent(payload: unknown): payload is FlEvent {
 }
 
 /** Rules a task can be created with from the page, with the smallest quorum each allows
- *  for a Byzantine bound `f` (as `minimum_quorum` in fl_node). */
+ *  for a Byzantine bound `f`: fl_core's `Rule::min_inputs`, which task validation applies. */
 export const RULES: Record<string, (f: number) => number> = {
   median: (f) => 2 * f + 1,
   trimmed_mean: (f) => 2 * f + 1,

@@ -334,33 +334,114 @@ pub fn decide_round<K: Ord + Clone>(
     submissions: &[SubmissionInput<'_, K>],
 ) -> Result<RoundResult<K>, RoundError> {
     params.check()?;
-    let rp = &params.reputation;
-    let reputation_of = |agent: &K| {
-        previous
-            .binary_search_by(|(k, _)| k.cmp(agent))
-            .map_or(rp.initial, |i| previous[i].1)
+    check_lengths(base_model, submissions)?;
+    let standing = Standings {
+        previous,
+        params: &params.reputation,
     };
-    let mut seen: Vec<&K> = Vec::with_capacity(submissions.len());
-    for (index, s) in submissions.iter().enumerate() {
-        if s.update.len() != base_model.len() {
-            return Err(RoundError::LengthMismatch {
-                index,
-                expected: base_model.len(),
-                found: s.update.len(),
-            });
-        }
-        seen.push(&s.agent);
+    let forked = forked_agents(submissions);
+    let turned_away = turned_away(params, previous, submissions);
+    let votes = tally_votes(committee, submissions, &standing);
+    let mut verdicts = Verdicts::new(&votes.committee);
+    // Step 0 to 2: room, forks, bound, proof, floor.
+    let working = screen(
+        params,
+        submissions,
+        &standing,
+        &forked,
+        &turned_away,
+        &mut verdicts,
+    );
+    // Step 3 and 4: work and copies, then the committee.
+    let (candidates, copied) = work_copies_and_committee(
+        submissions,
+        &standing,
+        &working,
+        &votes.tallies,
+        &mut verdicts,
+    );
+    // Step 5: the aggregator.
+    let agg = aggregate_candidates(params, submissions, &candidates, &|k: &K| standing.of(k))?;
+    for (j, &i) in candidates.iter().enumerate() {
+        verdicts.after_aggregator(i, agg.left_out[j], agg.flagged[j], copied[i]);
     }
+    let outcomes = verdicts.into_outcomes();
+    let model = next_model(params, base_model, agg.aggregate.as_deref());
+    let reputation = next_reputation(
+        &params.reputation,
+        previous,
+        submissions,
+        &outcomes,
+        &forked,
+        &votes.distrusted,
+    );
+    Ok(RoundResult {
+        outcomes,
+        model,
+        reputation,
+        effective_f: agg.f,
+        distrusted: votes.distrusted,
+    })
+}
+
+/// Every update has the model's length.
+fn check_lengths<K>(
+    base_model: &[f32],
+    submissions: &[SubmissionInput<'_, K>],
+) -> Result<(), RoundError> {
+    match submissions
+        .iter()
+        .position(|s| s.update.len() != base_model.len())
+    {
+        Some(index) => Err(RoundError::LengthMismatch {
+            index,
+            expected: base_model.len(),
+            found: submissions[index].update.len(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Reputation before the round: the previous table, the task's initial reputation for
+/// agents not in it.
+struct Standings<'a, K> {
+    previous: &'a [(K, Reputation)],
+    params: &'a ReputationParams,
+}
+
+impl<K: Ord> Standings<'_, K> {
+    fn of(&self, agent: &K) -> Reputation {
+        self.previous
+            .binary_search_by(|(k, _)| k.cmp(agent))
+            .map_or(self.params.initial, |i| self.previous[i].1)
+    }
+
+    fn weight(&self, agent: &K) -> u64 {
+        u64::from(self.of(agent).0)
+    }
+}
+
+/// Agents with more than one submission in the round (forked chains), sorted.
+fn forked_agents<'a, K: Ord>(submissions: &'a [SubmissionInput<'_, K>]) -> Vec<&'a K> {
+    let mut seen: Vec<&K> = submissions.iter().map(|s| &s.agent).collect();
     seen.sort();
-    let mut forked_agents: Vec<&K> = seen
+    let mut forked: Vec<&K> = seen
         .windows(2)
         .filter(|w| w[0] == w[1])
         .map(|w| w[0])
         .collect();
-    forked_agents.dedup();
-    let forked = |k: &K| forked_agents.binary_search(&k).is_ok();
-    // Newcomers (agents not in the table) take the table's free rows in evidence order;
-    // the rest are turned away. A forked newcomer takes one row.
+    forked.dedup();
+    forked
+}
+
+/// Step 0, room: newcomers (agents not in the table) take the table's free rows in
+/// evidence order and the rest are turned away; a forked newcomer takes one row. Per
+/// submission, whether it is turned away.
+fn turned_away<K: Ord>(
+    params: &RoundParams,
+    previous: &[(K, Reputation)],
+    submissions: &[SubmissionInput<'_, K>],
+) -> Vec<bool> {
     let is_newcomer = |k: &K| previous.binary_search_by(|(p, _)| p.cmp(k)).is_err();
     let mut room = (params.max_participants as usize).saturating_sub(previous.len());
     let mut admitted: Vec<&K> = Vec::new();
@@ -376,8 +457,27 @@ pub fn decide_round<K: Ord + Clone>(
             turned_away[i] = true;
         }
     }
+    turned_away
+}
 
-    let weight = |k: &K| u64::from(reputation_of(k).0);
+/// The committee's votes as the round counts them.
+struct Votes<K> {
+    /// Per submission, (accepting weight, rejecting weight) of the trusted members, first
+    /// vote each, a member's vote on its own update ignored.
+    tallies: Vec<(u128, u128)>,
+    /// Per submission, the weighted majority: accept, reject or silent (a tie).
+    committee: Vec<Option<bool>>,
+    /// Members who voted and are distrusted while others are trusted, sorted.
+    distrusted: Vec<K>,
+}
+
+/// Step 4's tally (see [`crate::trust`] for which members are trusted).
+fn tally_votes<K: Ord + Clone>(
+    committee: &[K],
+    submissions: &[SubmissionInput<'_, K>],
+    standing: &Standings<'_, K>,
+) -> Votes<K> {
+    let weight = |k: &K| standing.weight(k);
     let authors: Vec<&K> = submissions.iter().map(|s| &s.agent).collect();
     let ballots: Vec<&[(K, bool)]> = submissions.iter().map(|s| s.votes.as_slice()).collect();
     let trust = voter_standing(committee, &authors, &ballots, weight);
@@ -395,7 +495,6 @@ pub fn decide_round<K: Ord + Clone>(
     } else {
         Vec::new()
     };
-    // (accepting weight, rejecting weight) of the trusted members, first vote each.
     let tallies: Vec<(u128, u128)> = submissions
         .iter()
         .map(|s| {
@@ -416,7 +515,7 @@ pub fn decide_round<K: Ord + Clone>(
             (yes, no)
         })
         .collect();
-    let committee: Vec<Option<bool>> = tallies
+    let committee = tallies
         .iter()
         .map(|&(yes, no)| match yes.cmp(&no) {
             std::cmp::Ordering::Greater => Some(true),
@@ -424,28 +523,86 @@ pub fn decide_round<K: Ord + Clone>(
             std::cmp::Ordering::Equal => None,
         })
         .collect();
+    Votes {
+        tallies,
+        committee,
+        distrusted,
+    }
+}
 
-    let mut outcomes: Vec<Option<SubmissionOutcome>> = vec![None; submissions.len()];
-    let excluded = |verdict: Exclusion, evidence: Evidence, i: usize| {
-        Some(SubmissionOutcome {
-            verdict: Verdict::Excluded(verdict),
+/// The outcomes decided so far, one per submission.
+struct Verdicts<'a> {
+    committee: &'a [Option<bool>],
+    outcomes: Vec<Option<SubmissionOutcome>>,
+}
+
+impl<'a> Verdicts<'a> {
+    fn new(committee: &'a [Option<bool>]) -> Self {
+        Verdicts {
+            committee,
+            outcomes: vec![None; committee.len()],
+        }
+    }
+
+    fn exclude(&mut self, i: usize, exclusion: Exclusion, evidence: Evidence) {
+        self.outcomes[i] = Some(SubmissionOutcome {
+            verdict: Verdict::Excluded(exclusion),
             evidence,
-            committee: committee[i],
+            committee: self.committee[i],
             aggregator_outlier: false,
-        })
-    };
+        });
+    }
+
+    /// Step 5's verdict on a candidate the aggregator ran on (committee rejections never
+    /// get there): left out, or included, accepted only when the committee accepted it
+    /// and nobody copied it.
+    fn after_aggregator(&mut self, i: usize, left_out: bool, flagged: bool, copied: bool) {
+        let (verdict, evidence) = match (left_out, self.committee[i]) {
+            (true, _) => (
+                Verdict::Excluded(Exclusion::AggregatorOutlier),
+                Evidence::Absent,
+            ),
+            (false, Some(true)) if !copied => (Verdict::Included, Evidence::Accepted),
+            (false, _) => (Verdict::Included, Evidence::Absent),
+        };
+        self.outcomes[i] = Some(SubmissionOutcome {
+            verdict,
+            evidence,
+            committee: self.committee[i],
+            aggregator_outlier: flagged,
+        });
+    }
+
+    fn into_outcomes(self) -> Vec<SubmissionOutcome> {
+        self.outcomes
+            .into_iter()
+            .map(|o| o.expect("every submission has an outcome"))
+            .collect()
+    }
+}
+
+/// Steps 0 to 2: room, forks and the norm bound, then the proof, then the floor. Returns
+/// the submissions still in the round, in input order.
+fn screen<K: Ord>(
+    params: &RoundParams,
+    submissions: &[SubmissionInput<'_, K>],
+    standing: &Standings<'_, K>,
+    forked: &[&K],
+    turned_away: &[bool],
+    verdicts: &mut Verdicts<'_>,
+) -> Vec<usize> {
     let mut working = Vec::new();
     for (i, s) in submissions.iter().enumerate() {
         if turned_away[i] {
-            outcomes[i] = excluded(Exclusion::TableFull, Evidence::Absent, i);
+            verdicts.exclude(i, Exclusion::TableFull, Evidence::Absent);
             continue;
         }
-        if forked(&s.agent) {
-            outcomes[i] = excluded(Exclusion::Equivocation, Evidence::RejectedClear, i);
+        if forked.binary_search(&&s.agent).is_ok() {
+            verdicts.exclude(i, Exclusion::Equivocation, Evidence::RejectedClear);
             continue;
         }
         if !params.within_norm_bound(s.update) {
-            outcomes[i] = excluded(Exclusion::AboveNormBound, Evidence::RejectedClear, i);
+            verdicts.exclude(i, Exclusion::AboveNormBound, Evidence::RejectedClear);
             continue;
         }
         let proof_ok = s
@@ -453,21 +610,34 @@ pub fn decide_round<K: Ord + Clone>(
             .and_then(|m| m.verdict(&params.pogq).ok())
             .is_some_and(|v| v.passed());
         if !proof_ok {
-            outcomes[i] = excluded(Exclusion::InvalidProof, Evidence::RejectedClear, i);
-        } else if !rp.above_floor(reputation_of(&s.agent)) {
-            let evidence = match committee[i] {
+            verdicts.exclude(i, Exclusion::InvalidProof, Evidence::RejectedClear);
+        } else if !params.reputation.above_floor(standing.of(&s.agent)) {
+            let evidence = match verdicts.committee[i] {
                 Some(true) => Evidence::Accepted,
                 Some(false) => Evidence::RejectedClear,
                 None => Evidence::Absent,
             };
-            outcomes[i] = excluded(Exclusion::BelowReputationFloor, evidence, i);
+            verdicts.exclude(i, Exclusion::BelowReputationFloor, evidence);
         } else {
             working.push(i);
         }
     }
-    // Work and copies, among the updates still in the round. Squared norms and a first
-    // screen of the pairwise distances come from one Gram matrix; a pair the screen puts
-    // near each other is measured again element by element.
+    working
+}
+
+/// Steps 3 and 4 among the `working` submissions: negligible updates and copies, then the
+/// committee's rejections. Returns the candidates for the aggregator (in input order) and,
+/// per submission, whether another update copied it (an update others copied earns nobody
+/// reputation: who copied whom is unknown).
+fn work_copies_and_committee<K: Ord>(
+    submissions: &[SubmissionInput<'_, K>],
+    standing: &Standings<'_, K>,
+    working: &[usize],
+    tallies: &[(u128, u128)],
+    verdicts: &mut Verdicts<'_>,
+) -> (Vec<usize>, Vec<bool>) {
+    // Squared norms and a first screen of the pairwise distances come from one Gram
+    // matrix; a pair the screen puts near each other is measured again element by element.
     let updates: Vec<&[f32]> = working.iter().map(|&i| submissions[i].update).collect();
     let m = working.len();
     let gram = gram_matrix(&updates);
@@ -481,7 +651,7 @@ pub fn decide_round<K: Ord + Clone>(
     // its own norm from one already kept is a copy of it.
     let key = |c: usize| {
         let agent = &submissions[working[c]].agent;
-        (std::cmp::Reverse(reputation_of(agent)), agent)
+        (std::cmp::Reverse(standing.of(agent)), agent)
     };
     let mut order: Vec<usize> = (0..m)
         .filter(|&a| norm(a).is_finite() && norm(a) >= floor)
@@ -508,61 +678,51 @@ pub fn decide_round<K: Ord + Clone>(
     for (a, &i) in working.iter().enumerate() {
         let (yes, no) = tallies[i];
         if norm(a) < floor {
-            outcomes[i] = excluded(Exclusion::NegligibleUpdate, Evidence::RejectedClear, i);
+            verdicts.exclude(i, Exclusion::NegligibleUpdate, Evidence::RejectedClear);
         } else if is_copy[a] {
-            outcomes[i] = excluded(Exclusion::DuplicateUpdate, Evidence::Absent, i);
-        } else if committee[i] == Some(false) {
+            verdicts.exclude(i, Exclusion::DuplicateUpdate, Evidence::Absent);
+        } else if verdicts.committee[i] == Some(false) {
             let evidence = if no >= 2 * yes {
                 Evidence::RejectedClear
             } else {
                 Evidence::RejectedDisputed
             };
-            outcomes[i] = excluded(Exclusion::CommitteeRejected, evidence, i);
+            verdicts.exclude(i, Exclusion::CommitteeRejected, evidence);
         } else {
             candidates.push(i);
         }
     }
-    // An update that others copied earns nobody reputation: who copied whom is unknown.
-    let copied_by_index: Vec<bool> = {
-        let mut v = vec![false; submissions.len()];
-        for (a, &i) in working.iter().enumerate() {
-            v[i] = copied[a];
-        }
-        v
-    };
-
-    let agg = aggregate_candidates(params, submissions, &candidates, &reputation_of)?;
-    for (j, &i) in candidates.iter().enumerate() {
-        // Committee rejections never get here.
-        let (verdict, evidence) = match (agg.left_out[j], committee[i]) {
-            (true, _) => (
-                Verdict::Excluded(Exclusion::AggregatorOutlier),
-                Evidence::Absent,
-            ),
-            (false, Some(true)) if !copied_by_index[i] => (Verdict::Included, Evidence::Accepted),
-            (false, _) => (Verdict::Included, Evidence::Absent),
-        };
-        outcomes[i] = Some(SubmissionOutcome {
-            verdict,
-            evidence,
-            committee: committee[i],
-            aggregator_outlier: agg.flagged[j],
-        });
+    let mut copied_by_index = vec![false; submissions.len()];
+    for (a, &i) in working.iter().enumerate() {
+        copied_by_index[i] = copied[a];
     }
-    let outcomes: Vec<SubmissionOutcome> = outcomes
-        .into_iter()
-        .map(|o| o.expect("every submission has an outcome"))
-        .collect();
+    (candidates, copied_by_index)
+}
 
-    let model = match agg.aggregate {
+/// The next global model: the base model moved by the server learning rate along the
+/// aggregate, or the base model when nothing was aggregated.
+fn next_model(params: &RoundParams, base_model: &[f32], aggregate: Option<&[f32]>) -> Vec<f32> {
+    match aggregate {
         Some(update) => base_model
             .iter()
-            .zip(&update)
+            .zip(update)
             .map(|(w, u)| w + params.server_lr * u)
             .collect(),
         None => base_model.to_vec(),
-    };
+    }
+}
 
+/// The reputation table after the round: each submitter moves by its evidence (a forked
+/// agent once; a newcomer turned away not at all), each distrusted voter as on disputed
+/// evidence.
+fn next_reputation<K: Ord + Clone>(
+    rp: &ReputationParams,
+    previous: &[(K, Reputation)],
+    submissions: &[SubmissionInput<'_, K>],
+    outcomes: &[SubmissionOutcome],
+    forked: &[&K],
+    distrusted: &[K],
+) -> Vec<(K, Reputation)> {
     let mut table: Vec<(K, Reputation)> = previous.to_vec();
     let mut apply =
         |agent: &K, evidence: Evidence| match table.binary_search_by(|(k, _)| k.cmp(agent)) {
@@ -570,12 +730,12 @@ pub fn decide_round<K: Ord + Clone>(
             Err(pos) => table.insert(pos, (agent.clone(), rp.update(rp.initial, evidence))),
         };
     let mut punished: Vec<&K> = Vec::new();
-    for (s, o) in submissions.iter().zip(&outcomes) {
+    for (s, o) in submissions.iter().zip(outcomes) {
         if o.verdict == Verdict::Excluded(Exclusion::TableFull) {
             continue;
         }
         // An agent with several submissions answers for them once.
-        if forked(&s.agent) {
+        if forked.binary_search(&&s.agent).is_ok() {
             if punished.contains(&&s.agent) {
                 continue;
             }
@@ -583,16 +743,10 @@ pub fn decide_round<K: Ord + Clone>(
         }
         apply(&s.agent, o.evidence);
     }
-    for k in &distrusted {
+    for k in distrusted {
         apply(k, Evidence::RejectedDisputed);
     }
-    Ok(RoundResult {
-        outcomes,
-        model,
-        reputation: table,
-        effective_f: agg.f,
-        distrusted,
-    })
+    table
 }
 
 /// A round that closes without a quorum of submitters, after its schedule (a carry-over
@@ -623,17 +777,25 @@ pub fn carry_over<K: Ord + Clone>(
     })
 }
 
-/// The largest `f' <= f` the rule accepts for `n` inputs, if any.
+/// The largest `f' <= f` the rule accepts for `n` inputs ([`Rule::min_inputs`]), if any.
 fn fitting_f(rule: Rule, n: usize, f: usize) -> Option<usize> {
-    let max = match rule {
-        Rule::Krum | Rule::MultiKrum { .. } => n.checked_sub(3).map(|v| v / 2),
-        Rule::Bulyan => n.checked_sub(3).map(|v| v / 4),
-        Rule::Median | Rule::TrimmedMean | Rule::GeometricMedian(_) => {
-            n.checked_sub(1).map(|v| v / 2)
+    if rule.min_inputs(f) <= n {
+        return Some(f);
+    }
+    // min_inputs grows with f, so the largest fitting f' is found by bisection.
+    let (mut lo, mut hi) = (0, f);
+    if rule.min_inputs(lo) > n {
+        return None;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if rule.min_inputs(mid) <= n {
+            lo = mid;
+        } else {
+            hi = mid;
         }
-        Rule::Mean => Some(f),
-    }?;
-    Some(f.min(max))
+    }
+    Some(lo)
 }
 
 /// What the aggregator did with the candidates.
@@ -730,6 +892,31 @@ fn aggregate_candidates<K>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fitting_f_is_the_largest_bound_the_rule_accepts() {
+        let rules = [
+            Rule::Mean,
+            Rule::Krum,
+            Rule::MultiKrum { m: None },
+            Rule::Median,
+            Rule::TrimmedMean,
+            Rule::Bulyan,
+        ];
+        for rule in rules {
+            for n in 1..40 {
+                for f in 0..20 {
+                    let expected = (0..=f).rev().find(|&g| rule.min_inputs(g) <= n);
+                    assert_eq!(
+                        fitting_f(rule, n, f),
+                        expected,
+                        "{} n = {n} f = {f}",
+                        rule.name()
+                    );
+                }
+            }
+        }
+    }
 
     /// `decide_round` with every member who voted as the committee.
     fn decide(

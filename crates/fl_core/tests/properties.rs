@@ -375,3 +375,28 @@ fn nnm_config_keeps_verdicts_aligned_with_inputs() {
     assert!(with_nnm.outliers[3]);
     assert!(with_nnm.aggregate.iter().all(|v| (0.9..1.2).contains(v)));
 }
+
+proptest! {
+    /// `Rule::min_inputs` is the one statement of each rule's bound on `f`: every
+    /// aggregator accepts exactly that many inputs and refuses one fewer, naming the bound.
+    #[test]
+    fn every_rule_accepts_exactly_its_minimum_inputs(f in 0u32..4, d in 1usize..4, seed in any::<u64>()) {
+        for rule in ALL_RULES {
+            let need = rule.min_inputs(f as usize);
+            let x: Vec<Vec<f32>> = (0..need)
+                .map(|i| (0..d).map(|j| (((seed % 1000) as usize + 7 * i + j) % 13) as f32).collect())
+                .collect();
+            prop_assert!(config(rule, f).aggregate(&x, None).is_ok(), "{} n = {need} f = {f}", rule.name());
+            if need > 1 {
+                match config(rule, f).aggregate(&x[..need - 1], None) {
+                    Err(aggregate::AggregateError::TooManyByzantine { rule: name, requirement, n, .. }) => {
+                        prop_assert_eq!(name, rule.name());
+                        prop_assert_eq!(requirement, rule.min_inputs_formula());
+                        prop_assert_eq!(n, need - 1);
+                    }
+                    other => prop_assert!(false, "{} with {} inputs and f = {f}: {:?}", rule.name(), need - 1, other),
+                }
+            }
+        }
+    }
+}

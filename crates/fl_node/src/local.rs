@@ -122,14 +122,10 @@ pub struct Faults<'a> {
     pub backend: &'a mut dyn Restart,
 }
 
-/// The smallest quorum `rule` can run at with `f` Byzantine inputs (the task's rule).
+/// The smallest quorum `rule` can run at with `f` Byzantine inputs (the task's rule):
+/// [`Rule::min_inputs`].
 pub fn minimum_quorum(rule: &Rule, f: u32) -> u32 {
-    match rule {
-        Rule::Mean => 1,
-        Rule::Krum | Rule::MultiKrum { .. } => 2 * f + 3,
-        Rule::Median | Rule::TrimmedMean | Rule::GeometricMedian(_) => 2 * f + 1,
-        Rule::Bulyan => 4 * f + 3,
-    }
+    u32::try_from(rule.min_inputs(f as usize)).unwrap_or(u32::MAX)
 }
 
 /// The spec of the task `exp` trains on `train`: its model, local training and

@@ -278,7 +278,7 @@ submit_ms = 20000
             ),
             (
                 DIGITS.replace("f = 1", "f = 1\nquorum = 2"),
-                "quorum > 2f, but quorum is 2",
+                "quorum >= 2f + 1, but quorum is 2",
             ),
             (
                 DIGITS.replace("\"median\"", "\"avg\""),

@@ -25,7 +25,7 @@ fn a_short_simulated_run_reports_rounds_and_writes_json() {
         "sim",
         "--rounds",
         "3",
-        "--nodes",
+        "--peers",
         "6",
         "--output",
         out.to_str().unwrap(),
@@ -53,7 +53,7 @@ fn an_embedded_run_on_four_conductors_excludes_the_attacker_in_both_rounds() {
     let out = dir.path().join("e.json");
     let (ok, stdout, stderr) = mycelix_fl(&[
         "run",
-        "--nodes",
+        "--peers",
         "4",
         "--rounds",
         "2",
@@ -120,8 +120,8 @@ fn bad_input_is_one_clear_line_and_a_non_zero_exit() {
         ),
         (vec!["run", "--attack", "boost"], "unknown attack \"boost\""),
         (
-            vec!["run", "--aggregator", "krum", "--nodes", "6", "--f", "2"],
-            "krum with f = 2 needs n > 2f + 2, but there are 6 nodes",
+            vec!["run", "--aggregator", "krum", "--peers", "6", "--f", "2"],
+            "krum with f = 2 needs n >= 2f + 3, but there are 6 peers",
         ),
         (
             vec!["run", "--dataset", "/no/such.csv"],
@@ -136,7 +136,7 @@ fn bad_input_is_one_clear_line_and_a_non_zero_exit() {
             "--faults needs the embedded backend",
         ),
         (
-            vec!["run", "--happ", "/no/such.happ", "--nodes", "4", "--f", "0"],
+            vec!["run", "--happ", "/no/such.happ", "--peers", "4", "--f", "0"],
             "the hApp bundle /no/such.happ is missing: run scripts/pack.sh first",
         ),
     ] {
@@ -249,7 +249,7 @@ fn matrix_writes_a_table_and_json_per_cell() {
         "median",
         "--rounds",
         "2",
-        "--nodes",
+        "--peers",
         "6",
         "--output-dir",
         out.to_str().unwrap(),

@@ -4,7 +4,7 @@
 use super::coordinatewise::closest_to_median_mean;
 use super::distance::pairwise_sq_distances;
 use super::krum::{argmin, krum_scores, krum_scores_among};
-use super::{check_inputs, require, AggregateError, Aggregation};
+use super::{check_inputs, AggregateError, Aggregation, Rule};
 
 /// Bulyan over Krum.
 ///
@@ -23,7 +23,7 @@ use super::{check_inputs, require, AggregateError, Aggregation};
 /// Unweighted. Precondition: `n >= 4f + 3`. Cost: `O(n^2 d + n^3 log n)`.
 pub fn bulyan<V: AsRef<[f32]>>(inputs: &[V], f: usize) -> Result<Aggregation, AggregateError> {
     let (n, d) = check_inputs(inputs)?;
-    require(n > 4 * f + 2, "bulyan", "n >= 4f + 3", n, f)?;
+    Rule::Bulyan.check_inputs(n, f)?;
     let dist = pairwise_sq_distances(inputs);
     let theta = n - 2 * f;
     let mut remaining: Vec<usize> = (0..n).collect();

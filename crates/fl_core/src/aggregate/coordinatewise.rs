@@ -10,7 +10,7 @@
 //! of integers is unique, and every reduction reads it in ascending order, so both paths
 //! give the same bits, and so does any permutation of the inputs.
 
-use super::{check_inputs, require, with_distance_verdicts, AggregateError, Aggregation};
+use super::{check_inputs, with_distance_verdicts, AggregateError, Aggregation, Rule};
 
 /// Coordinates per transposed block on the portable path.
 const COLS: usize = 64;
@@ -238,14 +238,14 @@ impl SortedReduce for ClosestToMedian {
 /// as fewer than half the inputs are arbitrary.
 ///
 /// Scores are squared distances to the median; outliers are inputs more than three times the
-/// median distance away. Unweighted. Precondition: `2f < n`. Cost: `O(n log^2 n d)` with
+/// median distance away. Unweighted. Precondition: `n >= 2f + 1`. Cost: `O(n log^2 n d)` with
 /// AVX2 (eight coordinates per network pass), `O(n log n d)` elsewhere.
 pub fn coordinate_median<V: AsRef<[f32]>>(
     inputs: &[V],
     f: usize,
 ) -> Result<Aggregation, AggregateError> {
     let (n, d) = check_inputs(inputs)?;
-    require(2 * f < n, "median", "2f < n", n, f)?;
+    Rule::Median.check_inputs(n, f)?;
     let aggregate = per_coordinate_sorted(inputs, d, &Median);
     Ok(with_distance_verdicts(inputs, aggregate))
 }
@@ -256,13 +256,13 @@ pub fn coordinate_median<V: AsRef<[f32]>>(
 /// `f = 0` is the plain mean.
 ///
 /// Scores are squared distances to the aggregate; outliers are inputs more than three times the
-/// median distance away. Unweighted. Precondition: `2f < n`. Cost: as [`coordinate_median`].
+/// median distance away. Unweighted. Precondition: `n >= 2f + 1`. Cost: as [`coordinate_median`].
 pub fn trimmed_mean<V: AsRef<[f32]>>(
     inputs: &[V],
     f: usize,
 ) -> Result<Aggregation, AggregateError> {
     let (n, d) = check_inputs(inputs)?;
-    require(2 * f < n, "trimmed_mean", "2f < n", n, f)?;
+    Rule::TrimmedMean.check_inputs(n, f)?;
     let aggregate = per_coordinate_sorted(inputs, d, &TrimmedMean { f });
     Ok(with_distance_verdicts(inputs, aggregate))
 }

@@ -3,8 +3,8 @@
 
 use super::distance::axpy;
 use super::{
-    check_inputs, check_weights, require, sq_distances_to, with_distance_verdicts, AggregateError,
-    Aggregation,
+    check_inputs, check_weights, sq_distances_to, with_distance_verdicts, AggregateError,
+    Aggregation, Rule,
 };
 
 /// Parameters of the smoothed Weiszfeld iteration.
@@ -39,7 +39,7 @@ impl Default for WeiszfeldParams {
 /// one half: fewer than `n/2` arbitrary inputs move it a bounded distance.
 ///
 /// Scores are squared distances to the result; outliers are inputs more than three times the
-/// median distance away. Precondition: `2f < n`, `nu > 0`. Cost: `O(T nd)`.
+/// median distance away. Precondition: `n >= 2f + 1`, `nu > 0`. Cost: `O(T nd)`.
 pub fn geometric_median<V: AsRef<[f32]>>(
     inputs: &[V],
     f: usize,
@@ -47,7 +47,7 @@ pub fn geometric_median<V: AsRef<[f32]>>(
     params: WeiszfeldParams,
 ) -> Result<Aggregation, AggregateError> {
     let (n, d) = check_inputs(inputs)?;
-    require(2 * f < n, "geometric_median", "2f < n", n, f)?;
+    Rule::GeometricMedian(params).check_inputs(n, f)?;
     check_weights(weights, n)?;
     let usable = params.nu.is_finite()
         && params.nu > 0.0

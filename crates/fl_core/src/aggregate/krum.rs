@@ -1,9 +1,7 @@
 //! Krum and Multi-Krum (Blanchard, El Mhamdi, Guerraoui, Stainer, NeurIPS 2017).
 
 use super::distance::pairwise_sq_distances;
-use super::{check_inputs, check_weights, mean_of, require, AggregateError, Aggregation};
-
-const KRUM_REQUIREMENT: &str = "n > 2f + 2";
+use super::{check_inputs, check_weights, mean_of, AggregateError, Aggregation, Rule};
 
 /// Krum scores: `s(i) = sum of the k smallest |x_i - x_j|^2 over j != i`, with
 /// `k = n - f - 2` (at least 1), from an `n x n` squared-distance matrix.
@@ -68,10 +66,10 @@ pub(crate) fn argmin<V: AsRef<[f32]>>(scores: &[f64], candidates: &[usize], inpu
 /// smallest input, so the choice never depends on the order of the inputs).
 ///
 /// Scores are the Krum scores; every input but the chosen one is an outlier.
-/// Precondition: `n > 2f + 2`. Cost: `O(n^2 d)` for the distances, `O(n^2 log n)` for the scores.
+/// Precondition: `n >= 2f + 3`. Cost: `O(n^2 d)` for the distances, `O(n^2 log n)` for the scores.
 pub fn krum<V: AsRef<[f32]>>(inputs: &[V], f: usize) -> Result<Aggregation, AggregateError> {
     let (n, _) = check_inputs(inputs)?;
-    require(n > 2 * f + 2, "krum", KRUM_REQUIREMENT, n, f)?;
+    Rule::Krum.check_inputs(n, f)?;
     let scores = krum_scores(&pairwise_sq_distances(inputs), n, f);
     let all: Vec<usize> = (0..n).collect();
     let best = argmin(&scores, &all, inputs);
@@ -87,7 +85,7 @@ pub fn krum<V: AsRef<[f32]>>(inputs: &[V], f: usize) -> Result<Aggregation, Aggr
 /// lexicographically smaller input. `m = 1` is Krum; ByzFL uses `m = n - f`.
 ///
 /// Scores are the Krum scores; the `n - m` unselected inputs are outliers.
-/// Precondition: `n > 2f + 2` and `1 <= m <= n - f`. Cost: as [`krum`] plus `O(md)`.
+/// Precondition: `n >= 2f + 3` and `1 <= m <= n - f`. Cost: as [`krum`] plus `O(md)`.
 pub fn multi_krum<V: AsRef<[f32]>>(
     inputs: &[V],
     f: usize,
@@ -95,7 +93,7 @@ pub fn multi_krum<V: AsRef<[f32]>>(
     weights: Option<&[f64]>,
 ) -> Result<Aggregation, AggregateError> {
     let (n, d) = check_inputs(inputs)?;
-    require(n > 2 * f + 2, "multi_krum", KRUM_REQUIREMENT, n, f)?;
+    Rule::MultiKrum { m: None }.check_inputs(n, f)?;
     if m == 0 || m > n - f {
         return Err(AggregateError::InvalidParameter(format!(
             "multi_krum needs 1 <= m <= n - f = {}, got m = {m}",

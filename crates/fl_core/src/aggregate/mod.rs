@@ -10,11 +10,11 @@
 //! | rule | function | precondition | weights | cost |
 //! |---|---|---|---|---|
 //! | FedAvg mean | [`mean`] | `n >= 1` | yes | `O(nd)` |
-//! | Krum | [`krum`] | `n > 2f + 2` | no | `O(n^2 d)` |
-//! | Multi-Krum | [`multi_krum`] | `n > 2f + 2`, `1 <= m <= n - f` | yes | `O(n^2 d)` |
-//! | coordinate median | [`coordinate_median`] | `2f < n` | no | `O(nd)` |
-//! | trimmed mean | [`trimmed_mean`] | `2f < n` | no | `O(nd)` |
-//! | geometric median | [`geometric_median`] | `2f < n` | yes | `O(T nd)` |
+//! | Krum | [`krum`] | `n >= 2f + 3` | no | `O(n^2 d)` |
+//! | Multi-Krum | [`multi_krum`] | `n >= 2f + 3`, `1 <= m <= n - f` | yes | `O(n^2 d)` |
+//! | coordinate median | [`coordinate_median`] | `n >= 2f + 1` | no | `O(nd)` |
+//! | trimmed mean | [`trimmed_mean`] | `n >= 2f + 1` | no | `O(nd)` |
+//! | geometric median | [`geometric_median`] | `n >= 2f + 1` | yes | `O(T nd)` |
 //! | Bulyan | [`bulyan`] | `n >= 4f + 3` | no | `O(n^2 d)` |
 //! | NNM (pre-aggregator) | [`nnm`] | `f < n` | - | `O(n^2 d)` |
 //!
@@ -94,11 +94,11 @@ pub enum AggregateError {
         coordinate: usize,
     },
     /// Too few inputs for the assumed number of Byzantine ones.
-    #[error("{rule} needs {requirement}, but n = {n} and f = {f}")]
+    #[error("{rule} needs n >= {requirement}, but n = {n} and f = {f}")]
     TooManyByzantine {
         /// Name of the rule.
         rule: &'static str,
-        /// The precondition, as a formula.
+        /// The fewest inputs, as a formula in `f` ([`Rule::min_inputs_formula`]).
         requirement: &'static str,
         /// Number of inputs.
         n: usize,
@@ -150,6 +150,47 @@ impl Rule {
             Rule::TrimmedMean => "trimmed_mean",
             Rule::GeometricMedian(_) => "geometric_median",
             Rule::Bulyan => "bulyan",
+        }
+    }
+
+    /// The fewest inputs the rule takes when up to `f` of them may be Byzantine: `2f + 3`
+    /// for Krum and Multi-Krum, `2f + 1` for the coordinate rules and the geometric
+    /// median, `4f + 3` for Bulyan, 1 for the mean. The aggregators, task validation in
+    /// the integrity zome, the node and its command line all check `n` against `f` with
+    /// this (a task's quorum is the smallest value it allows). Saturates rather than
+    /// overflowing for absurd `f`.
+    pub fn min_inputs(&self, f: usize) -> usize {
+        let (times, plus) = match self {
+            Rule::Mean => (0, 1),
+            Rule::Krum | Rule::MultiKrum { .. } => (2, 3),
+            Rule::Median | Rule::TrimmedMean | Rule::GeometricMedian(_) => (2, 1),
+            Rule::Bulyan => (4, 3),
+        };
+        f.saturating_mul(times).saturating_add(plus)
+    }
+
+    /// [`Rule::min_inputs`] as a formula in `f`, for messages: `"2f + 3"`.
+    pub fn min_inputs_formula(&self) -> &'static str {
+        match self {
+            Rule::Mean => "1",
+            Rule::Krum | Rule::MultiKrum { .. } => "2f + 3",
+            Rule::Median | Rule::TrimmedMean | Rule::GeometricMedian(_) => "2f + 1",
+            Rule::Bulyan => "4f + 3",
+        }
+    }
+
+    /// Errors unless `n` inputs are enough with `f` Byzantine ones, naming the rule and
+    /// its bound.
+    pub fn check_inputs(&self, n: usize, f: usize) -> Result<(), AggregateError> {
+        if n >= self.min_inputs(f) {
+            Ok(())
+        } else {
+            Err(AggregateError::TooManyByzantine {
+                rule: self.name(),
+                requirement: self.min_inputs_formula(),
+                n,
+                f,
+            })
         }
     }
 }
@@ -251,26 +292,6 @@ pub(crate) fn check_weights(weights: Option<&[f64]>, n: usize) -> Result<(), Agg
         return Err(AggregateError::InvalidWeights("weights sum to zero".into()));
     }
     Ok(())
-}
-
-/// Errors unless `ok`, naming the rule and its precondition.
-pub(crate) fn require(
-    ok: bool,
-    rule: &'static str,
-    requirement: &'static str,
-    n: usize,
-    f: usize,
-) -> Result<(), AggregateError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(AggregateError::TooManyByzantine {
-            rule,
-            requirement,
-            n,
-            f,
-        })
-    }
 }
 
 /// Squared distance of each input to `center`, in the fixed order of [`distance::dot`].

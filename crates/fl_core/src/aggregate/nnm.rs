@@ -1,7 +1,7 @@
 //! Nearest-neighbour mixing (Allouah et al., "Fixing by Mixing", AISTATS 2023).
 
 use super::distance::{axpy, pairwise_sq_distances, BLOCK};
-use super::{check_inputs, require, AggregateError};
+use super::{check_inputs, AggregateError};
 
 /// NNM pre-aggregation: replaces every input `x_i` by the mean of its `n - f` nearest
 /// inputs, itself included (ties broken by lower index, `x_i` itself always first).
@@ -14,7 +14,14 @@ use super::{check_inputs, require, AggregateError};
 /// Precondition: `f < n`. Cost: `O(n^2 d)`.
 pub fn nnm<V: AsRef<[f32]>>(inputs: &[V], f: usize) -> Result<Vec<Vec<f32>>, AggregateError> {
     let (n, d) = check_inputs(inputs)?;
-    require(f < n, "nnm", "f < n", n, f)?;
+    if f >= n {
+        return Err(AggregateError::TooManyByzantine {
+            rule: "nnm",
+            requirement: "f + 1",
+            n,
+            f,
+        });
+    }
     let dist = pairwise_sq_distances(inputs);
     let k = n - f;
     let neighbours: Vec<Vec<usize>> = (0..n)

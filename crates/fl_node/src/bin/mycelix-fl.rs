@@ -157,9 +157,9 @@ enum ModelName {
 
 #[derive(clap::Args, Clone)]
 struct RunArgs {
-    /// Peers taking part.
-    #[arg(long, default_value_t = 7)]
-    nodes: usize,
+    /// Peers taking part (`--nodes` is an older name for it).
+    #[arg(long, alias = "nodes", default_value_t = 7)]
+    peers: usize,
     /// Share of peers that attack (rounded down).
     #[arg(long, default_value_t = 0.3)]
     byzantine_fraction: f64,
@@ -243,7 +243,7 @@ struct RunArgs {
     #[arg(long, default_value_os_t = fl_node::conductor::default_happ())]
     happ: PathBuf,
     /// Remote backend: the admin websocket port of every conductor on 127.0.0.1, one peer
-    /// each, comma-separated (sets --nodes).
+    /// each, comma-separated (sets --peers).
     #[arg(long, value_delimiter = ',')]
     admin_ports: Vec<u16>,
     /// Remote backend: the installed app id on those conductors.
@@ -322,28 +322,21 @@ fn load(args: &RunArgs) -> Result<(Dataset, Dataset, fl_core::Preprocess)> {
 
 fn aggregator(args: &RunArgs, byzantine: usize) -> Result<AggregatorConfig> {
     let f = args.f.unwrap_or(byzantine as u32);
-    let (rule, need, ok) = match args.aggregator {
-        AggregatorName::Mean => (Rule::Mean, "", true),
-        AggregatorName::Krum => (Rule::Krum, "n > 2f + 2", args.nodes > 2 * f as usize + 2),
-        AggregatorName::MultiKrum => (
-            Rule::MultiKrum { m: None },
-            "n > 2f + 2",
-            args.nodes > 2 * f as usize + 2,
-        ),
-        AggregatorName::Median => (Rule::Median, "n > 2f", args.nodes > 2 * f as usize),
-        AggregatorName::TrimmedMean => (Rule::TrimmedMean, "n > 2f", args.nodes > 2 * f as usize),
-        AggregatorName::GeometricMedian => (
-            Rule::GeometricMedian(WeiszfeldParams::default()),
-            "n > 2f",
-            args.nodes > 2 * f as usize,
-        ),
-        AggregatorName::Bulyan => (Rule::Bulyan, "n >= 4f + 3", args.nodes > 4 * f as usize + 2),
+    let rule = match args.aggregator {
+        AggregatorName::Mean => Rule::Mean,
+        AggregatorName::Krum => Rule::Krum,
+        AggregatorName::MultiKrum => Rule::MultiKrum { m: None },
+        AggregatorName::Median => Rule::Median,
+        AggregatorName::TrimmedMean => Rule::TrimmedMean,
+        AggregatorName::GeometricMedian => Rule::GeometricMedian(WeiszfeldParams::default()),
+        AggregatorName::Bulyan => Rule::Bulyan,
     };
-    if !ok {
+    if args.peers < rule.min_inputs(f as usize) {
         bail!(
-            "{} with f = {f} needs {need}, but there are {} nodes",
+            "{} with f = {f} needs n >= {}, but there are {} peers",
             rule.name(),
-            args.nodes
+            rule.min_inputs_formula(),
+            args.peers
         );
     }
     Ok(AggregatorConfig {
@@ -359,8 +352,8 @@ fn experiment(
     train: &Dataset,
     preprocess: &fl_core::Preprocess,
 ) -> Result<Experiment> {
-    if args.nodes < 2 {
-        bail!("--nodes must be at least 2");
+    if args.peers < 2 {
+        bail!("--peers must be at least 2");
     }
     if !(0.0..1.0).contains(&args.byzantine_fraction) {
         bail!(
@@ -369,7 +362,7 @@ fn experiment(
         );
     }
     let attack: Attack = args.attack.parse().map_err(anyhow::Error::msg)?;
-    let byzantine = (args.nodes as f64 * args.byzantine_fraction).floor() as usize;
+    let byzantine = (args.peers as f64 * args.byzantine_fraction).floor() as usize;
     let model = match args.model {
         ModelName::Logreg => Model::LogReg {
             inputs: train.features(),
@@ -400,11 +393,11 @@ fn experiment(
         .check()
         .map_err(|e| anyhow!("--max-update-norm or --max-participants: {e}"))?;
     Ok(Experiment {
-        peers: args.nodes,
+        peers: args.peers,
         byzantine,
         attack,
         round,
-        committee_size: args.committee.unwrap_or(args.nodes),
+        committee_size: args.committee.unwrap_or(args.peers),
         rounds: args.rounds,
         scheme: match args.partition {
             PartitionName::Iid => Scheme::Iid,
@@ -440,7 +433,7 @@ fn run(mut args: RunArgs) -> Result<()> {
         if args.admin_ports.is_empty() {
             bail!("--backend remote needs --admin-ports, one per conductor");
         }
-        args.nodes = args.admin_ports.len();
+        args.peers = args.admin_ports.len();
     }
     if args.faults > 0 && args.backend != Backend::Embedded {
         bail!("--faults needs the embedded backend (it stops and restarts conductors in this process)");
@@ -639,7 +632,7 @@ fn run(mut args: RunArgs) -> Result<()> {
     let json = serde_json::json!({
         "backend": backend,
         "config": {
-            "nodes": exp.peers, "byzantine": byzantine, "attack": attack.to_string(),
+            "peers": exp.peers, "byzantine": byzantine, "attack": attack.to_string(),
             "aggregator": exp.round.aggregator, "pogq": exp.round.pogq, "rounds": exp.rounds, "dataset": train.name,
             "model": model.describe(), "committee": exp.committee_size, "seed": args.seed,
             "admission": exp.admission.label(),
@@ -726,7 +719,7 @@ fn matrix(args: MatrixArgs) -> Result<()> {
     md += &format!(
         "{} peers, {} rounds, {} on {}, seed {}; TPR/FPR averaged after {} warm-up rounds; \
          each cell: final accuracy (change against the clean run) / TPR / FPR\n",
-        args.base.nodes,
+        args.base.peers,
         args.base.rounds,
         args.base.model_name(),
         train.name,
@@ -742,7 +735,7 @@ fn matrix(args: MatrixArgs) -> Result<()> {
             base.attack = "zero".into();
             bar.set_message(format!("{aggregator:?} {partition:?} clean"));
             // The clean run bounds f by the largest fraction, as the attacked runs do.
-            let f = (base.nodes as f64 * args.fractions.iter().copied().fold(0.0, f64::max)).floor()
+            let f = (base.peers as f64 * args.fractions.iter().copied().fold(0.0, f64::max)).floor()
                 as u32;
             base.f = Some(base.f.unwrap_or(f));
             let clean = simulate(
@@ -803,7 +796,7 @@ fn matrix(args: MatrixArgs) -> Result<()> {
                 &file,
                 &format!(
                     "{aggregator:?}, {partition:?} partition: {} peers, {} rounds, {} on {} (simulation backend)",
-                    args.base.nodes,
+                    args.base.peers,
                     args.base.rounds,
                     args.base.model_name(),
                     train.name

@@ -149,16 +149,12 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
         return Err("quorum must be at least 1".into());
     }
     let (n, f) = (task.quorum as usize, task.round.aggregator.f as usize);
-    let (ok, need) = match task.round.aggregator.rule {
-        Rule::Mean => (true, ""),
-        Rule::Krum | Rule::MultiKrum { .. } => (n > 2 * f + 2, "quorum > 2f + 2"),
-        Rule::Median | Rule::TrimmedMean | Rule::GeometricMedian(_) => (2 * f < n, "quorum > 2f"),
-        Rule::Bulyan => (n > 4 * f + 2, "quorum >= 4f + 3"),
-    };
-    if !ok {
+    let rule = task.round.aggregator.rule;
+    if n < rule.min_inputs(f) {
         return Err(format!(
-            "{} with f = {f} needs {need}, but quorum is {n}",
-            task.round.aggregator.rule.name()
+            "{} with f = {f} needs quorum >= {}, but quorum is {n}",
+            rule.name(),
+            rule.min_inputs_formula()
         ));
     }
     if let Rule::MultiKrum { m: Some(m) } = task.round.aggregator.rule {
