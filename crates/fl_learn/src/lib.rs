@@ -2,7 +2,8 @@
 //!
 //! The learning side of a Mycelix FL participant, with no Holochain in it: bundled real
 //! data sets, a CSV loader and a participant's own table read against a task's schema
-//! ([`data`]); IID and label-skewed partitions across peers ([`partition`]); models whose
+//! ([`data`]); IDX files such as Fashion-MNIST's ([`idx`]); IID, label-skewed, extreme
+//! and gamma-similarity partitions across peers ([`partition`]); models whose
 //! parameter vectors map one to one onto fl_core tensors ([`model`]); local minibatch SGD
 //! with momentum and weight decay ([`train`]); and the Byzantine attacks, each crafted from
 //! the attacker's own data and what its colluders share ([`attacks`]).
@@ -13,6 +14,7 @@
 
 pub mod attacks;
 pub mod data;
+pub mod idx;
 pub mod model;
 pub mod partition;
 pub mod train;

@@ -1,5 +1,7 @@
-//! Splitting a training set across peers: IID shards, or label skew drawn from a
-//! Dirichlet distribution (Hsu, Qi, Brown 2019), the standard non-IID benchmark setting.
+//! Splitting a training set across peers: IID shards; label skew drawn from a Dirichlet
+//! distribution (Hsu, Qi, Brown 2019), the standard non-IID benchmark setting; and the two
+//! further settings of ByzFL's benchmark: examples sorted by label and cut into one
+//! contiguous run per peer ("extreme"), and a mix of the two ("gamma similarity").
 
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -17,6 +19,29 @@ pub enum Scheme {
         /// Concentration, `> 0`.
         alpha: f64,
     },
+    /// The examples sorted by label and cut into one contiguous run per peer, of sizes
+    /// differing by at most one: each peer holds one or two classes (ByzFL's
+    /// `extreme_niid`).
+    Extreme,
+    /// A random share `similarity` of the examples spread IID, the rest as in
+    /// [`Scheme::Extreme`]; every peer gets its part of both (ByzFL's
+    /// `gamma_similarity_niid`). 1 is IID, 0 is extreme.
+    GammaSimilarity {
+        /// The IID share, in `[0, 1]`.
+        similarity: f64,
+    },
+}
+
+impl Scheme {
+    /// A short label: `iid`, `dirichlet:0.5`, `extreme`, `gamma:0.5`.
+    pub fn label(&self) -> String {
+        match self {
+            Scheme::Iid => "iid".into(),
+            Scheme::Dirichlet { alpha } => format!("dirichlet:{alpha}"),
+            Scheme::Extreme => "extreme".into(),
+            Scheme::GammaSimilarity { similarity } => format!("gamma:{similarity}"),
+        }
+    }
 }
 
 /// Why a partition could not be made.
@@ -35,6 +60,9 @@ pub enum PartitionError {
     /// `alpha` is not a positive finite number.
     #[error("dirichlet alpha must be finite and > 0, got {0}")]
     BadAlpha(f64),
+    /// The gamma-similarity share is not in `[0, 1]`.
+    #[error("the gamma similarity must be between 0 and 1, got {0}")]
+    BadSimilarity(f64),
     /// Repeated Dirichlet draws kept leaving a peer with too few examples.
     #[error("dirichlet(alpha = {alpha}) left a peer with fewer than {min} examples in {tries} draws; use a larger alpha or fewer peers")]
     Degenerate {
@@ -68,9 +96,31 @@ pub fn partition<R: Rng>(
         Scheme::Iid => {
             let mut idx: Vec<usize> = (0..labels.len()).collect();
             idx.shuffle(rng);
-            Ok((0..peers)
-                .map(|p| idx.iter().skip(p).step_by(peers).copied().collect())
-                .collect())
+            Ok(deal(&idx, peers))
+        }
+        Scheme::Extreme => {
+            let idx: Vec<usize> = (0..labels.len()).collect();
+            let mut shards = by_label_runs(labels, idx, peers);
+            shards.iter_mut().for_each(|s| s.shuffle(rng));
+            Ok(shards)
+        }
+        Scheme::GammaSimilarity { similarity } => {
+            if !(0.0..=1.0).contains(&similarity) {
+                return Err(PartitionError::BadSimilarity(similarity));
+            }
+            let mut idx: Vec<usize> = (0..labels.len()).collect();
+            idx.shuffle(rng);
+            let similar = (labels.len() as f64 * similarity).floor() as usize;
+            let (iid, rest) = idx.split_at(similar);
+            let mut shards = deal(iid, peers);
+            for (shard, run) in shards
+                .iter_mut()
+                .zip(by_label_runs(labels, rest.to_vec(), peers))
+            {
+                shard.extend(run);
+                shard.shuffle(rng);
+            }
+            Ok(shards)
         }
         Scheme::Dirichlet { alpha } => {
             if !(alpha.is_finite() && alpha > 0.0) {
@@ -119,6 +169,29 @@ pub fn partition<R: Rng>(
             Err(PartitionError::Degenerate { alpha, min, tries })
         }
     }
+}
+
+/// `idx` dealt round-robin to `peers` (sizes differ by at most one).
+fn deal(idx: &[usize], peers: usize) -> Vec<Vec<usize>> {
+    (0..peers)
+        .map(|p| idx.iter().skip(p).step_by(peers).copied().collect())
+        .collect()
+}
+
+/// `idx` sorted by label (then index) and cut into `peers` contiguous runs whose sizes
+/// differ by at most one, the longer ones first.
+fn by_label_runs(labels: &[usize], mut idx: Vec<usize>, peers: usize) -> Vec<Vec<usize>> {
+    idx.sort_unstable_by_key(|&i| (labels[i], i));
+    let (base, extra) = (idx.len() / peers, idx.len() % peers);
+    let mut start = 0;
+    (0..peers)
+        .map(|p| {
+            let len = base + usize::from(p < extra);
+            let run = idx[start..start + len].to_vec();
+            start += len;
+            run
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -189,6 +262,85 @@ mod tests {
         };
         assert!(top_share(&skewed) > 0.5, "{}", top_share(&skewed));
         assert!(top_share(&even) < 0.2, "{}", top_share(&even));
+    }
+
+    /// Distinct labels in each shard.
+    fn classes_per_shard(shards: &[Vec<usize>], y: &[usize]) -> Vec<usize> {
+        shards
+            .iter()
+            .map(|s| {
+                let mut seen: Vec<usize> = s.iter().map(|&i| y[i]).collect();
+                seen.sort_unstable();
+                seen.dedup();
+                seen.len()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn extreme_gives_each_peer_a_contiguous_run_of_labels() {
+        let y = labels();
+        let s = partition(
+            &y,
+            10,
+            10,
+            1,
+            Scheme::Extreme,
+            &mut ChaCha8Rng::seed_from_u64(4),
+        )
+        .unwrap();
+        covers_everything_once(&s, 1000);
+        // 100 examples of each class, 100 per peer: one class each.
+        assert!(classes_per_shard(&s, &y).iter().all(|&c| c == 1));
+        // Uneven counts: sizes differ by at most one, at most two classes per peer.
+        let s = partition(
+            &y,
+            10,
+            7,
+            1,
+            Scheme::Extreme,
+            &mut ChaCha8Rng::seed_from_u64(4),
+        )
+        .unwrap();
+        covers_everything_once(&s, 1000);
+        assert!(s.iter().all(|p| p.len() == 142 || p.len() == 143));
+        assert!(classes_per_shard(&s, &y).iter().all(|&c| c <= 3));
+    }
+
+    #[test]
+    fn gamma_similarity_runs_from_extreme_to_iid() {
+        let y = labels();
+        let split = |similarity| {
+            partition(
+                &y,
+                10,
+                10,
+                1,
+                Scheme::GammaSimilarity { similarity },
+                &mut ChaCha8Rng::seed_from_u64(5),
+            )
+            .unwrap()
+        };
+        for g in [0.0, 0.5, 1.0] {
+            let s = split(g);
+            covers_everything_once(&s, 1000);
+            assert!(s.iter().all(|p| p.len() == 100), "{g}");
+        }
+        assert!(classes_per_shard(&split(0.0), &y).iter().all(|&c| c == 1));
+        // Half IID: 50 examples of any class plus a run of 50 of one or two classes.
+        assert!(classes_per_shard(&split(0.5), &y).iter().all(|&c| c >= 5));
+        assert!(classes_per_shard(&split(1.0), &y).iter().all(|&c| c >= 8));
+        assert_eq!(
+            partition(
+                &y,
+                10,
+                10,
+                1,
+                Scheme::GammaSimilarity { similarity: 1.5 },
+                &mut ChaCha8Rng::seed_from_u64(5)
+            ),
+            Err(PartitionError::BadSimilarity(1.5))
+        );
     }
 
     #[test]

@@ -147,6 +147,10 @@ enum AggregatorName {
 enum PartitionName {
     Iid,
     Dirichlet,
+    /// Sorted by label, one contiguous run per peer (ByzFL's extreme_niid).
+    Extreme,
+    /// A share --similarity spread IID, the rest extreme (ByzFL's gamma_similarity_niid).
+    Gamma,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -178,7 +182,8 @@ struct RunArgs {
     /// Rounds.
     #[arg(long, default_value_t = 6)]
     rounds: usize,
-    /// A bundled data set (digits, breast_cancer, iris) or the path of a CSV file.
+    /// A bundled data set (digits, breast_cancer, iris), fashion_mnist (Debian's
+    /// dataset-fashion-mnist package, or MYCELIX_FL_FASHION_MNIST) or the path of a CSV file.
     #[arg(long, default_value = "digits")]
     dataset: String,
     /// Label column of a CSV file (default: the last one).
@@ -190,6 +195,9 @@ struct RunArgs {
     /// Dirichlet concentration (smaller: more label skew).
     #[arg(long, default_value_t = 0.5)]
     alpha: f64,
+    /// Gamma partition: the share of the examples spread IID (1: IID, 0: extreme).
+    #[arg(long, default_value_t = 0.5)]
+    similarity: f64,
     /// Model.
     #[arg(long, value_enum, default_value_t = ModelName::Logreg)]
     model: ModelName,
@@ -312,6 +320,12 @@ fn load(args: &RunArgs) -> Result<(Dataset, Dataset, fl_core::Preprocess)> {
             std::path::Path::new(&args.dataset),
             args.label_column.as_deref(),
         )?
+    } else if args.dataset == "fashion_mnist" {
+        // Its own split: 60,000 training and 10,000 test images.
+        let (mut train, mut test) =
+            fl_learn::idx::fashion_mnist(&fl_learn::idx::fashion_mnist_dir())?;
+        let preprocess = train.standardize(&mut [&mut test]);
+        return Ok((train, test, preprocess));
     } else {
         builtin(&args.dataset)?
     };
@@ -402,6 +416,10 @@ fn experiment(
         scheme: match args.partition {
             PartitionName::Iid => Scheme::Iid,
             PartitionName::Dirichlet => Scheme::Dirichlet { alpha: args.alpha },
+            PartitionName::Extreme => Scheme::Extreme,
+            PartitionName::Gamma => Scheme::GammaSimilarity {
+                similarity: args.similarity,
+            },
         },
         model,
         sgd: Sgd::default(),
@@ -462,10 +480,7 @@ fn run(mut args: RunArgs) -> Result<()> {
         train.len(),
         test.len(),
         model.describe(),
-        match exp.scheme {
-            Scheme::Iid => "IID".to_string(),
-            Scheme::Dirichlet { alpha } => format!("Dirichlet {alpha}"),
-        },
+        exp.scheme.label(),
         exp.rounds,
         args.seed
     );
@@ -636,7 +651,7 @@ fn run(mut args: RunArgs) -> Result<()> {
             "aggregator": exp.round.aggregator, "pogq": exp.round.pogq, "rounds": exp.rounds, "dataset": train.name,
             "model": model.describe(), "committee": exp.committee_size, "seed": args.seed,
             "admission": exp.admission.label(),
-            "partition": match exp.scheme { Scheme::Iid => "iid".to_string(), Scheme::Dirichlet { alpha } => format!("dirichlet:{alpha}") },
+            "partition": exp.scheme.label(),
         },
         "rounds": reports.iter().map(|r| serde_json::json!({
             "round": r.round, "ms": round_ms.get(r.round), "accuracy": r.accuracy, "loss": r.loss, "tpr": r.tpr, "fpr": r.fpr,
