@@ -89,7 +89,7 @@ RULES = ["mean", "krum", "multi_krum", "median", "trimmed_mean", "geometric_medi
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--bin", required=True, help="fl_core peer_bench executable")
+    ap.add_argument("--bin", required=True, help="the peer_bench executable (bench/peer_bench.rs)")
     ap.add_argument("--quick", action="store_true", help="n in {10, 50}, d = 10k only")
     ap.add_argument("--budget", type=float, default=3.0, help="seconds of repeats per peer call")
     args = ap.parse_args()

@@ -4,8 +4,8 @@
 #   bench/peers.sh            # n in {10, 50, 100} x d in {10k, 100k}
 #   bench/peers.sh --quick    # n in {10, 50} x d = 10k
 #
-# Installs the peers from PyPI into bench/.venv (once), builds fl_core's peer_bench
-# example with the bench profile, then runs bench/peers.py, which prints one table of
+# Installs the peers from PyPI into bench/.venv (once), builds bench/peer_bench.rs
+# with the bench profile, then runs bench/peers.py, which prints one table of
 # median times per call, the ratios peer/fl_core, and how far apart the results are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,6 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import flwr, byzfl.ag
   "$venv/bin/pip" install --quiet --no-deps "byzfl==$BYZFL_VERSION"
 fi
 
-echo "== building fl_core peer_bench (bench profile)"
-cargo build --quiet --profile bench -p fl_core --example peer_bench
-exec "$venv/bin/python" bench/peers.py --bin "$CARGO_TARGET_DIR/release/examples/peer_bench" "$@"
+echo "== building bench/peer_bench.rs (bench profile)"
+cargo build --quiet --profile bench -p mycelix_fl_bench --bin peer_bench
+exec "$venv/bin/python" bench/peers.py --bin "$CARGO_TARGET_DIR/release/peer_bench" "$@"

@@ -1,6 +1,6 @@
 //! Every aggregator at n in {10, 50, 100} inputs and d in {10k, 100k} parameters.
 //!
-//! `cargo bench -p fl_core --bench aggregators` runs criterion for each cell and then
+//! `cargo bench -p mycelix_fl_bench --bench aggregators` runs criterion for each cell and then
 //! prints one markdown table of median times per call. Targets on a 2-core machine:
 //! Krum and Multi-Krum at n=100, d=100k under 60 ms; median and trimmed mean under 40 ms.
 //! Pass a criterion filter to run a subset, e.g. `-- krum/n100`.
