@@ -11,9 +11,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mycelix-fl/target}"
-case " $* " in
-  *" --help "* | *" -h "*) ;;
-  *) echo "run.sh: building and packing the hApp (scripts/pack.sh)" >&2
-     scripts/pack.sh >/dev/null ;;
-esac
-exec cargo run --locked -p fl_node --bin mycelix-fl -- run --happ "$PWD/workdir/mycelix_fl.happ" "$@"
+happ=(--happ "$PWD/workdir/mycelix_fl.happ")
+for arg in "$@"; do
+  case "$arg" in
+    --help | -h) happ=() ;;
+    --happ | --happ=*) happ=() ;;
+  esac
+done
+if [ ${#happ[@]} -gt 0 ]; then
+  echo "run.sh: building and packing the hApp (scripts/pack.sh)" >&2
+  scripts/pack.sh >/dev/null
+fi
+exec cargo run --locked -p fl_node --bin mycelix-fl -- run "${happ[@]}" "$@"

@@ -13,6 +13,12 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n== %s (%ss since start)\n' "$1" "$SECONDS"; }
 
+# Installs Debian packages (with sudo when not root).
+apt_install() {
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 step "toolchain"
 # rust-toolchain.toml pins the compiler and lists the wasm target; rustup installs a
 # missing target on first use, but an explicit add gives a clear error if it cannot.
@@ -23,14 +29,25 @@ fi
 rustup component add --toolchain "$toolchain" rustfmt clippy >/dev/null 2>&1 || true
 rustc --version
 
-step "the main job as a newcomer runs it: scripts/run.sh in a fresh clone, before anything here is packed"
-# A clone of what is committed, in a new folder: the README's main-job command must build
-# and pack what it needs by itself.
+step "data: Fashion-MNIST from Debian's dataset-fashion-mnist"
+if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${MYCELIX_FL_FASHION_MNIST:-}" ]; then
+  echo "installing Debian's dataset-fashion-mnist (70,000 images, 30 MB)"
+  apt_install dataset-fashion-mnist
+fi
+
+step "the main job as a newcomer runs it: scripts/run.sh in a fresh copy, before anything here is packed"
+# The tracked files as they are (uncommitted edits included, times kept, so builds shared
+# through the target directory see the same sources), in a new folder without anything
+# built or packed: the README's main-job command must build and pack what it needs.
 fresh="$(mktemp -d)"
-git clone -q --no-hardlinks . "$fresh/repo"
-(cd "$fresh/repo" && ./scripts/run.sh --nodes 4 --rounds 2 --output "$fresh/run.json")
+trap 'rm -rf "$fresh"' EXIT
+mkdir "$fresh/repo"
+git ls-files -z | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done \
+  | tar --null -T - -cf - | tar -xf - -C "$fresh/repo"
+(cd "$fresh/repo" && ./scripts/run.sh --peers 4 --rounds 2 --output "$fresh/run.json")
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert len(r["rounds"]) == 2, r["rounds"]' "$fresh/run.json"
 rm -rf "$fresh"
+trap - EXIT
 
 step "zomes, hc and bundles (scripts/pack.sh)"
 scripts/pack.sh
@@ -54,8 +71,7 @@ step "hc sandbox network: 3 conductor processes, 2 rounds, 1 attacker, the dashb
 # Debian's chromium, for the browser test; playwright-core drives it (ui/e2e).
 if [ ! -x /usr/bin/chromium ]; then
   echo "installing Debian's chromium (for the dashboard's browser test)"
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+  apt_install chromium chromium-driver
 fi
 sandbox_out="$(mktemp -d)"
 scripts/sandbox.sh 3 --e2e "cd ui && ROUNDS=2 SCREENSHOT='$sandbox_out/dashboard.png' node e2e/dashboard.mjs" \

@@ -2,8 +2,9 @@
 // `mycelix-fl peer --admin-port` processes: each agent's page connects as its own agent;
 // agent 0's page publishes a closed task, which reaches the other pages by signal, and
 // invites the other two agents from the page; one peer process per agent (the same
-// agent, through its conductor's admin port) joins with its invite and trains on its own
-// shard; every page shows the rounds closing. On SIGTERM every process stops and the
+// agent, through its conductor's admin port) joins, one with the invite the page shows and
+// one finding its invite by itself, and trains on its own shard; every page shows the
+// rounds closing. On SIGTERM every process stops and the
 // sandboxes are removed.
 //
 //   node e2e/launch.mjs [BUNDLE]   (default ../workdir/mycelix_fl.webhapp; `hc` and
@@ -107,10 +108,15 @@ try {
   // Agent 0 announces new tasks to the agents in the zome's directory; wait until it
   // lists every agent (each page's first zome call listed its agent), reloading to re-read.
   await until(`all ${AGENTS} agents in agent 0's directory`, async () => {
-    await a.reload();
-    await a.locator("#status.connected").waitFor({ timeout: 60_000 });
-    return (await a.locator("#directory").getAttribute("data-listed")) === String(AGENTS);
-  }, 120_000);
+    try {
+      await a.reload();
+      await a.locator("#status.connected").waitFor({ timeout: 60_000 });
+      return (await a.locator("#directory").getAttribute("data-listed")) === String(AGENTS);
+    } catch (e) {
+      log(`reloading page 0: ${e.message.split("\n")[0]}; trying again`);
+      return false;
+    }
+  }, 180_000);
   const name = `launch check ${Date.now()}`;
   await a.fill('#task-form input[name="name"]', name);
   await a.selectOption('#task-form select[name="rule"]', "median");
@@ -136,12 +142,14 @@ try {
     return invites.size === AGENTS - 1;
   }, 60_000);
   log(`page 0 wrote ${invites.size} invites`);
-  // One peer process per agent, through that agent's conductor; agent 0 authored the task.
+  // One peer process per agent, through that agent's conductor. Agent 0 authored the task;
+  // agent 1 is given the invite the page shows; agent 2 finds its invite by itself.
   for (const [i, { adminPort }] of agents.entries()) {
     const full = i === 0 ? null : [...invites.keys()].find((k) => k.slice(5, 13) === keys[i]);
     if (i > 0 && !full) throw new Error(`no invite for agent ${keys[i]}`);
+    const given = i === 1 ? ["--invite", invites.get(full)] : [];
     const args = ["peer", "--admin-port", String(adminPort), "--task", task, "--dataset", "digits",
-      "--shard", `${i}/${AGENTS}`, "--rounds", String(rounds), ...(full ? ["--invite", invites.get(full)] : [])];
+      "--shard", `${i}/${AGENTS}`, "--rounds", String(rounds), ...given];
     const child = spawn(node, args, { stdio: ["ignore", "pipe", "pipe"] });
     const peer = { args, out: "", code: undefined };
     child.stdout.on("data", (d) => (peer.out += d));
@@ -172,6 +180,16 @@ try {
   for (const { peer } of peerProcesses) console.error(`--- mycelix-fl ${peer.args.join(" ")} ---\n${peer.out}`);
 } finally {
   for (const { child } of peerProcesses) if (child.exitCode === null) child.kill("SIGINT");
+  await Promise.all(
+    peerProcesses.map(({ child }) =>
+      child.exitCode !== null || child.signalCode !== null
+        ? null
+        : Promise.race([
+            new Promise((r) => child.once("exit", r)),
+            new Promise((r) => setTimeout(() => r(child.kill("SIGKILL")), 30_000)),
+          ]),
+    ),
+  );
   await browser.close();
   rmSync(profile, { recursive: true, force: true });
   // Stop as a terminal would: SIGTERM to the launcher's process group.

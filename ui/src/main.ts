@@ -47,6 +47,8 @@ interface State {
   invites: Map<string, string>;
   /** Invitees whose invite is being written. */
   inviting: Set<string>;
+  /** Why the last invite was not written, if it was not. */
+  inviteMessage: string | null;
   /** The outcome of the last "new task" submission. */
   formMessage: { ok: boolean; text: string } | null;
 }
@@ -62,6 +64,7 @@ const state: State = {
   members: new Set(),
   invites: new Map(),
   inviting: new Set(),
+  inviteMessage: null,
   formMessage: null,
 };
 
@@ -92,6 +95,7 @@ function render() {
         invite: state.invites.get(agent) ?? null,
         pending: state.inviting.has(agent),
       })),
+      state.inviteMessage,
     ),
     `</div>`,
     roundsSection(rounds.filter((r) => r.base !== null).map(roundView)),
@@ -139,16 +143,22 @@ async function onSubmitTask(e: Event) {
 /** Writes an invite of `agent` into the shown task, as this agent (the task's author). */
 async function onInvite(c: Connection, agent: string) {
   const invitee = state.directory.get(agent);
-  if (!state.task || !invitee || state.inviting.has(agent)) return;
+  const task = state.task;
+  if (!task || !invitee || state.inviting.has(agent)) return;
   state.inviting.add(agent);
+  state.inviteMessage = null;
   render();
   try {
     const proof = await c.call<{ invite_hash: Hash }>("invite_agent", {
-      task: state.task.hash,
+      task: task.hash,
       invitee,
       standing: null,
     });
-    state.invites.set(agent, hashToString(proof.invite_hash));
+    // The page may have moved to another task meanwhile.
+    if (sameHash(task.hash, state.task?.hash)) state.invites.set(agent, hashToString(proof.invite_hash));
+  } catch (e) {
+    // A refused invite is the page's answer to a click, not a lost connection.
+    state.inviteMessage = `no invite written for ${agent.slice(5, 13)}: ${String((e as Error)?.message ?? e)}`;
   } finally {
     state.inviting.delete(agent);
     render();
@@ -156,9 +166,10 @@ async function onInvite(c: Connection, agent: string) {
 }
 
 async function loadMembers(c: Connection) {
-  if (!state.task) return;
-  const members = await c.call<{ agent: Hash }[]>("list_members", state.task.hash);
-  state.members = new Set(members.map((m) => hashToString(m.agent)));
+  const task = state.task;
+  if (!task) return;
+  const members = await c.call<{ agent: Hash }[]>("list_members", task.hash);
+  if (sameHash(task.hash, state.task?.hash)) state.members = new Set(members.map((m) => hashToString(m.agent)));
 }
 
 async function loadTasks(c: Connection) {
@@ -192,6 +203,7 @@ async function loadEvaluations(c: Connection, round: number) {
 async function loadAll(c: Connection) {
   await loadTasks(c);
   if (!state.task) return;
+  await loadMembers(c);
   let round = 0;
   for (;;) {
     await loadRound(c, round);

@@ -205,7 +205,7 @@ export interface InviteRow {
 
 /** For the author of a closed task: the agents of the directory, each with an invite
  *  button, the invite once written, or "member"; and the command a peer runs. */
-export function invitesSection(task: TaskInfo | null, me: string, rows: InviteRow[]): string {
+export function invitesSection(task: TaskInfo | null, me: string, rows: InviteRow[], message: string | null = null): string {
   if (!task || task.task.admission?.kind !== "closed" || hashToString(task.author) !== me) return "";
   const hash = hashToString(task.hash);
   const items = rows
@@ -221,6 +221,7 @@ export function invitesSection(task: TaskInfo | null, me: string, rows: InviteRo
     .join("");
   return `<section id="invites"><h2>Invites</h2>
     ${items ? `<ul>${items}</ul>` : `<p>No other agent in the directory yet: an agent is listed once its dashboard or peer has made a call.</p>`}
+    ${message ? `<p class="error" role="status">${esc(message)}</p>` : ""}
     <p class="note">An invited agent joins with
     <code>mycelix-fl peer --task ${esc(hash)} --invite INVITE</code> (or without <code>--invite</code>: the peer finds invites written for it).</p></section>`;
 }

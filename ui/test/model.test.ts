@@ -234,6 +234,9 @@ describe("view", () => {
     expect(html).toContain("member");
     expect(html).toContain(`--task ${hashToString(h(9))}`);
     expect(invitesSection(task("open") as never, me, rows)).toBe("");
+    expect(invitesSection(task("closed") as never, me, rows, "no invite written for <x>")).toContain(
+      "no invite written for &lt;x&gt;",
+    );
     expect(invitesSection(task("closed") as never, hashToString(agent(2)), rows)).toBe("");
   });
   it("shows a connection error as an alert, with the reason escaped", () => {

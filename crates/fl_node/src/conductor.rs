@@ -355,6 +355,9 @@ impl EmbeddedNetwork {
     /// Starts `n` conductors with `happ` installed and enabled on each, and waits until
     /// every conductor knows every peer. `progress` hears each step.
     pub async fn start(n: usize, happ: &Path, progress: impl Fn(String)) -> Result<Self> {
+        if n == 0 {
+            bail!("a network needs at least one conductor");
+        }
         if !happ.exists() {
             bail!(
                 "the hApp bundle {} is missing: run scripts/pack.sh first",

@@ -228,6 +228,8 @@ struct OpenRound {
     seen_at: Instant,
     /// The link counts when the state was last read.
     progress: Option<RoundProgress>,
+    /// The link counts last polled, read or not: what the cheap poll compares with.
+    polled: Option<RoundProgress>,
     state: Option<RoundState>,
     /// When the state was last read.
     read_at: Instant,
@@ -259,6 +261,7 @@ impl OpenRound {
             params,
             seen_at: now,
             progress: None,
+            polled: None,
             state: None,
             read_at: now,
             expected,
@@ -293,20 +296,36 @@ const JOIN_WAIT: Duration = Duration::from_secs(120);
 const INVITE_LOOKUP: Duration = Duration::from_secs(15);
 
 /// The newest invite into `task` written for this agent, looked for up to
-/// [`INVITE_LOOKUP`] (an invite written moments ago may still be on its way); `None` when
-/// there is none, and joining then says the task is closed.
+/// [`INVITE_LOOKUP`] (an invite written moments ago may still be on its way). `None` at
+/// once when the agent is a member already or its membrane proof holds an invite for the
+/// task (joining uses that), and `None` when none turns up: joining then says the task
+/// is closed.
 async fn invite_for(client: &Client, task: &ActionHash) -> Result<Option<ActionHash>> {
+    let member: Option<ActionHash> = client
+        .call("get_my_membership", task.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("reading this agent's membership: {}", e.message))?;
+    let installed: Option<InviteProof> = client
+        .call("membrane_invite", ())
+        .await
+        .map_err(|e| anyhow::anyhow!("reading this agent's membrane proof: {}", e.message))?;
+    if member.is_some() || installed.is_some_and(|p| &p.invite.task == task) {
+        return Ok(None);
+    }
     let deadline = Instant::now() + INVITE_LOOKUP;
     loop {
-        let invites: Vec<InviteProof> = client
-            .call("list_invites", ())
+        // A failed look-up is tried again until the deadline, like a missing invite.
+        let newest = client
+            .call::<_, Vec<InviteProof>>("list_invites", ())
             .await
-            .context("looking for an invite written for this agent")?;
-        let newest = invites
-            .into_iter()
-            .rev()
-            .find(|p| &p.invite.task == task)
-            .map(|p| p.invite_hash);
+            .ok()
+            .and_then(|invites| {
+                invites
+                    .into_iter()
+                    .rev()
+                    .find(|p| &p.invite.task == task)
+                    .map(|p| p.invite_hash)
+            });
         if newest.is_some() || Instant::now() >= deadline {
             return Ok(newest);
         }
@@ -548,7 +567,7 @@ impl Participant {
             .call::<_, RoundProgress>("round_progress", open.base.clone())
             .await
         {
-            Ok(p) => open.progress != Some(p),
+            Ok(p) => open.polled != Some(p),
             Err(_) => true,
         }
     }
@@ -665,6 +684,11 @@ impl Participant {
             _ => false,
         };
         if fresh {
+            // Counts that call for no read are still seen: the cheap poll compares with
+            // them, so it does not take them for a change at every poll.
+            if let Some(open) = self.round.as_mut() {
+                open.polled = Some(progress);
+            }
             return Ok(());
         }
         let state: RoundState = self
@@ -703,6 +727,7 @@ impl Participant {
             }
         }
         open.progress = Some(progress);
+        open.polled = Some(progress);
         open.state = Some(state);
         open.read_at = Instant::now();
         Ok(())
