@@ -9,11 +9,11 @@
 
 use arbitrary::Arbitrary;
 use federated_learning_integrity::aggregate::{
-    check_outcomes, check_recomputation, compute_aggregate, ReputationEntry, SubmissionEvidence,
+    check_outcomes, check_recomputation, compute_aggregate, SubmissionEvidence,
 };
 use federated_learning_integrity::task::{decode_model, validate_create_task};
 use federated_learning_integrity::wire::decode_entry;
-use federated_learning_integrity::{CommitteeVote, PogqProof, RoundAggregate};
+use federated_learning_integrity::{CommitteeVote, PogqProof, ReputationEntry, RoundAggregate};
 use fl_core::aggregate::{Rule, WeiszfeldParams};
 use fl_core::{Encoding, Reputation, Tensor};
 use libfuzzer_sys::fuzz_target;

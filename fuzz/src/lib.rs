@@ -14,7 +14,7 @@ use federated_learning_integrity::aggregate::{
     check_aggregator, check_outcomes, check_recomputation, compute_aggregate, SubmissionEvidence,
 };
 use federated_learning_integrity::ballot::check_ballot;
-use federated_learning_integrity::chain::{committee_from, RoundContext};
+use federated_learning_integrity::committee::{committee_from, RoundContext};
 use federated_learning_integrity::device::check_device;
 use federated_learning_integrity::evaluation::{check_evaluation_round, check_measurement};
 use federated_learning_integrity::gradient::{check_gradient, check_update};

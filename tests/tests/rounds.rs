@@ -77,11 +77,11 @@ async fn scenario() {
                 // aggregate's reputation table and the anchors (the previous aggregate's
                 // entry hash for the agents it listed first): the zome's wasm draw agrees.
                 let entry = Entry::try_from(prev.clone()).expect("an aggregate is an entry");
-                let expected = federated_learning_integrity::chain::committee_from(
+                let expected = federated_learning_integrity::committee::committee_from(
                     &t,
                     prev,
                     &EntryHash::with_data_sync(&entry),
-                    federated_learning_integrity::chain::committee_seed(&task_hash, round),
+                    federated_learning_integrity::committee::committee_seed(&task_hash, round),
                 );
                 assert_eq!(expected.len(), 5, "round {round}: enough eligible agents");
                 assert_eq!(committee, expected, "round {round} committee");

@@ -5,7 +5,8 @@
 //! anything. It is packed only into the test bundle (`tests/workdir/dna.yaml`).
 
 use federated_learning_integrity::aggregate::{compute_aggregate, SubmissionEvidence};
-use federated_learning_integrity::chain::{round_context, typed_record};
+use federated_learning_integrity::committee::round_context;
+use federated_learning_integrity::lookup::typed_record;
 use federated_learning_integrity::{
     CommitteeBallot, DeviceRegistration, EntryTypes, GradientSubmission, Invite, LinkTypes,
     Membership, ModelEvaluation, RoundAggregate, UnitEntryTypes,

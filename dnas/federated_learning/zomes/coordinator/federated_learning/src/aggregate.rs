@@ -3,7 +3,7 @@
 use federated_learning_integrity::aggregate::{
     check_aggregator, check_ballot_majority, check_quorum, compute_aggregate, distinct_submitters,
 };
-use federated_learning_integrity::chain::round_context;
+use federated_learning_integrity::committee::round_context;
 use federated_learning_integrity::{EntryTypes, LinkTypes, ReputationEntry, RoundAggregate};
 use fl_core::{Exclusion, Reputation, Verdict};
 use hdk::prelude::*;

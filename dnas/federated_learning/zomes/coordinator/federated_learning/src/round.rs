@@ -1,7 +1,8 @@
 //! Reading a round's state from the DHT.
 
-use federated_learning_integrity::aggregate::{SubmissionEvidence, MAX_LISTED_PER_AGENT};
-use federated_learning_integrity::chain::{round_context, RoundContext};
+use federated_learning_integrity::aggregate::SubmissionEvidence;
+use federated_learning_integrity::entries::MAX_LISTED_PER_AGENT;
+use federated_learning_integrity::committee::{round_context, RoundContext};
 use federated_learning_integrity::{
     CommitteeBallot, CommitteeVote, GradientSubmission, LinkTypes, PogqProof, RoundAggregate, Task,
 };

@@ -3,83 +3,14 @@
 use fl_core::{carry_over, decide_round, Reputation, SubmissionInput, Verdict};
 use hdi::prelude::*;
 
-use crate::ballot::{CommitteeBallot, CommitteeVote};
-use crate::chain::{earlier_entry, round_context, typed_record, RoundContext};
-use crate::gradient::GradientSubmission;
+use crate::committee::{round_context, RoundContext};
+use crate::entries::{
+    CommitteeBallot, CommitteeVote, GradientSubmission, OutcomeRecord, ReputationEntry,
+    RoundAggregate, UnitEntryTypes, MAX_LISTED_PER_AGENT,
+};
+use crate::lookup::{earlier_entry, typed_record};
 use crate::schedule::ms_label;
-use crate::task::{decode_model, Task};
-use crate::UnitEntryTypes;
-
-/// What a round decided about one submission, with the entries that decided it.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct OutcomeRecord {
-    /// The submission (its PoGQ proof inside).
-    pub submission: ActionHash,
-    /// The committee ballots cited for their vote on it: every cited ballot's vote on every
-    /// listed submission is cited (validation checks), and the round decision then counts
-    /// those of trusted members.
-    pub votes: Vec<ActionHash>,
-    /// Included, or excluded with the reason.
-    pub verdict: Verdict,
-}
-
-/// One agent's reputation after the round.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct ReputationEntry {
-    /// The agent.
-    pub agent: AgentPubKey,
-    /// Its reputation.
-    pub reputation: Reputation,
-    /// Aggregated rounds in a row the agent took no part in (no listed submission, no
-    /// cited ballot); carry-overs do not count. Beyond `fl_core::reputation::ABSENCE_GRACE`
-    /// absence lowers the reputation to just under the committee threshold
-    /// (`fl_core::age_for_absence`).
-    pub missed: u32,
-    /// The entry hash (32 bytes) of the aggregate that first listed the agent, empty in
-    /// that aggregate itself: it goes into the agent's committee tickets
-    /// (`chain::committee_from`), so that a key cannot be chosen for its tickets.
-    #[serde(with = "serde_bytes")]
-    pub anchor: Vec<u8>,
-}
-
-/// The outcome of round `round`: verdicts, the next global model and the reputation table.
-/// The next round's committee is drawn from this table, seeded by the task and the round
-/// (`chain::committee_seed`).
-#[hdk_entry_helper]
-#[derive(Clone, PartialEq)]
-pub struct RoundAggregate {
-    /// The task.
-    pub task: ActionHash,
-    /// The round closed.
-    pub round: u32,
-    /// The round's base (task for round 0, else the previous aggregate).
-    pub base: ActionHash,
-    /// One per submission, ordered by submission hash.
-    pub outcomes: Vec<OutcomeRecord>,
-    /// The next global model, in the task's encoding.
-    #[serde(with = "serde_bytes")]
-    pub model: Vec<u8>,
-    /// Every agent's reputation after the round, ordered by agent key.
-    pub reputation: Vec<ReputationEntry>,
-    /// The round's deadline under the task's schedule: the next round opens at the earlier
-    /// of this aggregate's date and this ([`crate::schedule`]).
-    pub deadline: Timestamp,
-    /// Whether the cited ballots come from committee members holding more than half of
-    /// the committee's reputation, or the round has no committee ([`endorsement`]). Only
-    /// an endorsed aggregate may be published before the fallback slot, counts absences,
-    /// and readers prefer it to any aggregate that is not.
-    pub endorsed: bool,
-}
-
-impl RoundAggregate {
-    /// Whether the aggregate closed its round without a quorum (a carry-over: nothing
-    /// aggregated, the model unchanged).
-    pub fn is_carry_over(&self) -> bool {
-        self.outcomes
-            .iter()
-            .all(|o| o.verdict == Verdict::Excluded(fl_core::Exclusion::NoQuorum))
-    }
-}
+use crate::task::decode_model;
 
 /// One submission with the entries that bear on it.
 #[derive(Debug, Clone)]
@@ -333,82 +264,8 @@ pub fn validate_create_aggregate(
     Ok(check_recomputation(a, &expected))
 }
 
-/// The largest entry an aggregate of `task` can be: the task's model, two outcomes per
-/// participant (a forked agent's two submissions) each citing a ballot from every
-/// committee seat with the longest verdict, and a reputation row per participant, as the
-/// entry is serialized. Validation keeps every aggregate within this: at most
-/// `max_participants` rows (`fl_core::decide_round` turns newcomers away from a full
-/// table) and outcomes of at most that many agents, two each ([`check_participants`]).
-pub fn max_aggregate_bytes(task: &Task) -> usize {
-    let hash = ActionHash::from_raw_36(vec![0xdb; 36]);
-    let outcome = |verdict| OutcomeRecord {
-        submission: hash.clone(),
-        votes: vec![hash.clone(); task.committee_size as usize],
-        verdict,
-    };
-    let encoded =
-        |x: &dyn Fn() -> Result<Vec<u8>, SerializedBytesError>| x().map_or(0, |b| b.len());
-    let longest_outcome = std::iter::once(Verdict::Included)
-        .chain(fl_core::Exclusion::ALL.map(Verdict::Excluded))
-        .map(|v| {
-            let o = outcome(v);
-            encoded(&|| holochain_serialized_bytes::encode(&o))
-        })
-        .max()
-        .unwrap_or(0);
-    let row = ReputationEntry {
-        agent: AgentPubKey::from_raw_36(vec![0xdb; 36]),
-        reputation: Reputation(u32::MAX),
-        missed: u32::MAX,
-        anchor: vec![0xdb; 32],
-    };
-    let row = encoded(&|| holochain_serialized_bytes::encode(&row));
-    let skeleton = RoundAggregate {
-        task: hash.clone(),
-        round: u32::MAX,
-        base: hash.clone(),
-        outcomes: Vec::new(),
-        model: vec![0; task.initial_model.len()],
-        reputation: Vec::new(),
-        deadline: Timestamp(i64::MAX),
-        endorsed: false,
-    };
-    // Two empty arrays take one byte each; the longest array header takes five.
-    let skeleton = encoded(&|| holochain_serialized_bytes::encode(&skeleton)) + 2 * 4;
-    skeleton + task.round.max_participants as usize * (MAX_LISTED_PER_AGENT * longest_outcome + row)
-}
-
-/// A task's participant bound must keep its largest aggregate within the entry size limit
-/// ([`max_aggregate_bytes`]). Pure.
-pub fn check_capacity(task: &Task) -> Result<(), String> {
-    let bytes = max_aggregate_bytes(task);
-    if bytes <= ENTRY_SIZE_LIMIT {
-        return Ok(());
-    }
-    let n = u64::from(task.round.max_participants).max(1);
-    let per = (bytes
-        - max_aggregate_bytes(&Task {
-            round: fl_core::RoundParams {
-                max_participants: 0,
-                ..task.round
-            },
-            ..task.clone()
-        })) as u64
-        / n;
-    let fixed = bytes as u64 - per * n;
-    let fits = (ENTRY_SIZE_LIMIT as u64).saturating_sub(fixed) / per.max(1);
-    Err(format!(
-        "task max_participants {} does not fit: an aggregate of that many participants, a committee of {} and this model can take {bytes} bytes, above the {ENTRY_SIZE_LIMIT}-byte entry limit; at most {fits} participants fit",
-        task.round.max_participants, task.committee_size
-    ))
-}
-
-/// Most submissions of one agent an aggregate lists: two prove that its chain forked
-/// (`Equivocation`); a third adds nothing but size.
-pub const MAX_LISTED_PER_AGENT: usize = 2;
-
 /// What an aggregate may list and leave out, so that it stays within
-/// [`max_aggregate_bytes`]: submissions by at most the task's participant bound of
+/// [`max_aggregate_bytes`](crate::entries::max_aggregate_bytes): submissions by at most the task's participant bound of
 /// agents, at most [`MAX_LISTED_PER_AGENT`] per agent. `evidence` is ordered by submission
 /// hash; `unlisted` are the submissions a cited ballot votes on that the aggregate leaves
 /// out, with their authors. Every such submission must be listed, except a third (or
@@ -746,7 +603,9 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::Task;
+    use crate::entries::*;
+    use crate::entries::max_aggregate_bytes;
+    use crate::task::check_capacity;
     use fl_core::aggregate::Rule;
     use fl_core::{Encoding, RoundParams, Tensor};
 

@@ -7,63 +7,10 @@
 use fl_core::{ballot_verdicts, BallotVerdicts, PogqError, PogqMeasurement};
 use hdi::prelude::*;
 
-use crate::chain::{earlier_entry, round_context, typed_action};
-use crate::gradient::GradientSubmission;
+use crate::committee::round_context;
+use crate::entries::{CommitteeBallot, GradientSubmission, Task, UnitEntryTypes};
+use crate::lookup::{earlier_entry, typed_action};
 use crate::schedule::check_dated;
-use crate::task::Task;
-use crate::UnitEntryTypes;
-
-/// One vote of a ballot: the member's PoGQ measurement of a submission on its own held-out
-/// data, and its verdict, which must follow from the measurement and the task's threshold.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct CommitteeVote {
-    /// The submission voted on.
-    pub submission: ActionHash,
-    /// Loss of the base model on the member's data.
-    pub loss_before: f64,
-    /// Loss after applying the update with the probe learning rate.
-    pub loss_after: f64,
-    /// Examples measured on.
-    pub samples: u32,
-    /// Accept or reject.
-    pub accept: bool,
-}
-
-impl CommitteeVote {
-    /// The measurement as fl_core scores it.
-    pub fn measurement(&self) -> PogqMeasurement {
-        PogqMeasurement {
-            loss_before: self.loss_before,
-            loss_after: self.loss_after,
-            samples: self.samples,
-        }
-    }
-}
-
-/// A committee member's votes in one round of one task, ordered by submission hash, one
-/// per submission at most.
-#[hdk_entry_helper]
-#[derive(Clone, PartialEq)]
-pub struct CommitteeBallot {
-    /// The task.
-    pub task: ActionHash,
-    /// The round voted in.
-    pub round: u32,
-    /// The round's base (the task for round 0, else the previous aggregate).
-    pub base: ActionHash,
-    /// The votes, ordered by submission hash.
-    pub votes: Vec<CommitteeVote>,
-}
-
-impl CommitteeBallot {
-    /// The ballot's vote on `submission`, if it has one.
-    pub fn vote_on(&self, submission: &ActionHash) -> Option<&CommitteeVote> {
-        self.votes
-            .binary_search_by(|v| v.submission.cmp(submission))
-            .ok()
-            .map(|i| &self.votes[i])
-    }
-}
 
 /// The rules a ballot obeys on its own, given its task: at least one vote, votes ordered
 /// by submission hash with none twice, and every verdict following from its measurement
@@ -181,6 +128,7 @@ pub fn validate_create_ballot(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entries::*;
     use fl_core::aggregate::Rule;
     use fl_core::{Encoding, RoundParams, Tensor};
 

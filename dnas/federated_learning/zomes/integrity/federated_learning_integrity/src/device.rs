@@ -2,23 +2,8 @@
 
 use hdi::prelude::*;
 
+use crate::entries::DeviceRegistration;
 use crate::signing::{device_message, verify_ed25519};
-
-/// An ed25519 key of an edge device that does not run a conductor; the registering agent
-/// submits on its behalf, and submissions signed by the key count as the agent's.
-#[hdk_entry_helper]
-#[derive(Clone, PartialEq)]
-pub struct DeviceRegistration {
-    /// The device's ed25519 public key (32 bytes).
-    #[serde(with = "serde_bytes")]
-    pub device_key: Vec<u8>,
-    /// Human label.
-    pub label: String,
-    /// The device key's signature over [`device_message`] of the registering agent: proof
-    /// that whoever registers the key holds it.
-    #[serde(with = "serde_bytes")]
-    pub possession: Vec<u8>,
-}
 
 /// The key must be a valid ed25519 key and must have signed the author's agent key.
 pub fn validate_create_device(d: &DeviceRegistration, action: &Create) -> Result<(), String> {

@@ -3,30 +3,9 @@
 
 use hdi::prelude::*;
 
-use crate::aggregate::RoundAggregate;
-use crate::chain::{earlier_entry, typed_record};
+use crate::entries::{ModelEvaluation, RoundAggregate, Task, UnitEntryTypes};
+use crate::lookup::{earlier_entry, typed_record};
 use crate::membership::check_member;
-use crate::task::Task;
-
-/// The loss and accuracy of the model a round's aggregate produced, measured by the author
-/// on data it holds. Self-reported: readers take the median over authors, one per author.
-#[hdk_entry_helper]
-#[derive(Clone, PartialEq)]
-pub struct ModelEvaluation {
-    /// The aggregate whose model was evaluated.
-    pub aggregate: ActionHash,
-    /// The round that aggregate closed.
-    pub round: u32,
-    /// Mean cross-entropy loss.
-    pub loss: f64,
-    /// Fraction of examples classified correctly.
-    pub accuracy: f64,
-    /// Examples evaluated on.
-    pub samples: u32,
-    /// The author's `Membership` of the task: required when the task is closed.
-    #[serde(default)]
-    pub membership: Option<ActionHash>,
-}
 
 /// The measurement alone must be sane: a finite non-negative loss, an accuracy in [0, 1]
 /// and at least one example.
@@ -88,7 +67,7 @@ pub fn validate_create_evaluation(
         &action.author,
         &action.prev_action,
         record.action().timestamp(),
-        crate::UnitEntryTypes::ModelEvaluation,
+        UnitEntryTypes::ModelEvaluation,
         |other| other.aggregate == e.aggregate,
     )?;
     if let Some(first) = earlier {
@@ -113,6 +92,7 @@ pub fn validate_create_evaluation(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entries::*;
 
     fn eval(loss: f64, accuracy: f64, samples: u32) -> ModelEvaluation {
         ModelEvaluation {

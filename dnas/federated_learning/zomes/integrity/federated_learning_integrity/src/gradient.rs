@@ -2,75 +2,14 @@
 
 use hdi::prelude::*;
 
-use crate::chain::{earlier_entry, round_context, typed_record, RoundContext};
-use crate::device::DeviceRegistration;
+use crate::committee::{round_context, RoundContext};
+use crate::entries::{DeviceRegistration, GradientSubmission, Signer, Task, UnitEntryTypes};
+use crate::lookup::{earlier_entry, typed_record};
 use crate::membership::check_member;
-use crate::proof::{check_proof, PogqProof};
+use crate::proof::check_proof;
 use crate::schedule::check_dated;
-use crate::signing::{gradient_message, verify_ed25519, GradientFields};
-use crate::task::{decode_model, Task};
-use crate::UnitEntryTypes;
-
-/// Who signed a submission (and its proof).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Signer {
-    /// The authoring agent's own key.
-    Agent,
-    /// A device key registered to the authoring agent.
-    Device {
-        /// The `DeviceRegistration` action.
-        registration: ActionHash,
-    },
-}
-
-/// A model update for one round of one task: `update = w_local - w_global` on the
-/// submitter's data, encoded with the task's encoding, signed.
-#[hdk_entry_helper]
-#[derive(Clone, PartialEq)]
-pub struct GradientSubmission {
-    /// The task.
-    pub task: ActionHash,
-    /// Round number, from 0.
-    pub round: u32,
-    /// The model the update was computed from: the task (round 0) or the previous
-    /// round's aggregate.
-    pub base: ActionHash,
-    /// The encoded update.
-    #[serde(with = "serde_bytes")]
-    pub update: Vec<u8>,
-    /// Training examples behind the update (self-reported; informational only).
-    pub samples: u32,
-    /// Who signed.
-    pub signer: Signer,
-    /// ed25519 signature over [`gradient_message`].
-    #[serde(with = "serde_bytes")]
-    pub signature: Vec<u8>,
-    /// The submitter's PoGQ measurement of the update, signed by the same signer over this
-    /// submission's signature.
-    pub proof: PogqProof,
-    /// The author's `Membership` of the task: required when the task is closed (not
-    /// signed: the action's signature already binds it to the author).
-    #[serde(default)]
-    pub membership: Option<ActionHash>,
-}
-
-impl GradientSubmission {
-    /// The bytes the signature covers.
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        gradient_message(&GradientFields {
-            task: self.task.get_raw_39(),
-            round: self.round,
-            base: self.base.get_raw_39(),
-            update: &self.update,
-            samples: self.samples,
-            device_registration: match &self.signer {
-                Signer::Agent => None,
-                Signer::Device { registration } => Some(registration.get_raw_39()),
-            },
-        })
-    }
-}
+use crate::signing::verify_ed25519;
+use crate::task::decode_model;
 
 /// The public key that must have signed, for a submission authored by `author`.
 pub fn signer_key(signer: &Signer, author: &AgentPubKey) -> ExternResult<Result<Vec<u8>, String>> {
@@ -136,7 +75,7 @@ pub fn check_gradient(
 
 /// A newcomer (an agent not in the base aggregate's reputation table) may not submit once
 /// that table holds the task's participant bound: the table, and so every aggregate, stays
-/// within the entry size limit ([`crate::aggregate::check_capacity`]). Pure.
+/// within the entry size limit ([`crate::task::check_capacity`]). Pure.
 pub fn check_room(ctx: &RoundContext, author: &AgentPubKey) -> Result<(), String> {
     let Some(previous) = &ctx.previous else {
         return Ok(());
@@ -220,6 +159,7 @@ pub fn validate_create_gradient(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::entries::*;
     use fl_core::aggregate::Rule;
     use fl_core::{Encoding, RoundParams, Tensor};
 

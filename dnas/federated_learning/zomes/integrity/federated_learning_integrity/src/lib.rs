@@ -1,22 +1,31 @@
 //! Integrity zome of Mycelix FL: the entry and link types of the round protocol and the
-//! validation of every rule in DESIGN.md's "What validation must reject".
+//! validation of every rule docs/PROTOCOL.md states.
 //!
-//! One module per entry type (`task`, `device`, `gradient`, `ballot`, `aggregate`,
-//! `evaluation`, `membership`), each with the entry struct and its `validate_create_*`
-//! function (`proof` holds the PoGQ proof a submission carries); `links` validates every
-//! link type; this file only dispatches. The rules themselves are pure functions over
-//! the entry and the records it references, so they run natively in tests as well as in
-//! validation (each module's `check_*` functions, which `fuzz/` also runs on arbitrary
-//! bytes). Entry bytes pass [`wire::check_msgpack`] before they are decoded. Protocol
-//! entries are append-only: every update and delete is invalid.
+//! The modules form layers, each importing only those below it:
+//! - `wire`, `signing`, `schedule`: entry bytes, signed messages, a round's time windows;
+//! - `entries`: every entry and link type (the data model), nothing that validates;
+//! - `lookup`: a record or action decoded as the type a rule expects, and earlier entries
+//!   of the author's chain; `committee`: a round's context and the committee drawn for it;
+//! - the rules, one module per entry type (`task`, `device`, `gradient`, `proof`,
+//!   `ballot`, `aggregate`, `evaluation`, `membership`) with its `validate_create_*`
+//!   function, and `links` for every link type;
+//! - this file, which only dispatches.
+//!
+//! The rules themselves are pure functions over the entry and the records it references,
+//! so they run natively in tests as well as in validation (each module's `check_*`
+//! functions, which `fuzz/` also runs on arbitrary bytes). Entry bytes pass
+//! [`wire::check_msgpack`] before they are decoded. Protocol entries are append-only: every
+//! update and delete is invalid.
 
 pub mod aggregate;
 pub mod ballot;
-pub mod chain;
+pub mod committee;
 pub mod device;
+pub mod entries;
 pub mod evaluation;
 pub mod gradient;
 pub mod links;
+pub mod lookup;
 pub mod membership;
 pub mod proof;
 pub mod schedule;
@@ -24,69 +33,15 @@ pub mod signing;
 pub mod task;
 pub mod wire;
 
-pub use aggregate::{OutcomeRecord, ReputationEntry, RoundAggregate};
-pub use ballot::{judge_votes, CommitteeBallot, CommitteeVote};
-pub use device::DeviceRegistration;
-pub use evaluation::ModelEvaluation;
-pub use gradient::{GradientSubmission, Signer};
-pub use membership::{Invite, InviteProof, Membership};
-pub use proof::PogqProof;
+pub use ballot::judge_votes;
+pub use entries::{
+    Admission, CommitteeBallot, CommitteeVote, DeviceRegistration, EntryTypes, GradientSubmission,
+    Invite, InviteProof, LinkTypes, Membership, ModelEvaluation, OutcomeRecord, PogqProof,
+    ReputationEntry, RoundAggregate, Signer, Task, UnitEntryTypes,
+};
 pub use schedule::RoundSchedule;
-pub use task::{Admission, Task};
 
 use hdi::prelude::*;
-
-/// Every entry type of the DNA.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "type")]
-#[hdk_entry_types]
-#[unit_enum(UnitEntryTypes)]
-pub enum EntryTypes {
-    /// A training job.
-    Task(Task),
-    /// An edge device's key bound to an agent.
-    DeviceRegistration(DeviceRegistration),
-    /// A signed model update for one round.
-    GradientSubmission(GradientSubmission),
-    /// The submitter's PoGQ measurement of its update.
-    /// A committee member's re-scores of a round's submissions.
-    CommitteeBallot(CommitteeBallot),
-    /// The outcome of a round.
-    RoundAggregate(RoundAggregate),
-    /// A participant's measurement of a round's resulting model.
-    ModelEvaluation(ModelEvaluation),
-    /// An invitation of one agent into a closed task.
-    Invite(Invite),
-    /// An agent's admission into a task.
-    Membership(Membership),
-}
-
-/// Every link type of the DNA.
-#[derive(Serialize, Deserialize)]
-#[hdk_link_types]
-pub enum LinkTypes {
-    /// `tasks` path -> task.
-    AllTasks,
-    /// Task -> each round's aggregate (tag: round, big-endian `u32`).
-    TaskToAggregates,
-    /// A round's base (the task for round 0, else the previous aggregate) -> submission.
-    RoundToSubmissions,
-    /// A round's base -> the aggregate that closes it.
-    RoundToAggregate,
-    /// A round's base -> the committee's ballots.
-    RoundToBallots,
-    /// Agent -> its device registrations.
-    AgentToDevices,
-    /// A round's aggregate -> evaluations of its model.
-    AggregateToEvaluations,
-    /// `agents` path -> an agent's own key: the directory peers announce new tasks to.
-    AllAgents,
-    /// Task -> each member's membership.
-    TaskToMembers,
-    /// Invitee's key -> the invites written for it.
-    AgentToInvites,
-}
-
 /// Dispatches every op to the rule of its entry or link type.
 #[hdk_extern]
 pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {

@@ -3,15 +3,11 @@
 
 use hdi::prelude::*;
 
-use crate::aggregate::RoundAggregate;
-use crate::ballot::CommitteeBallot;
-use crate::chain::typed_action;
-use crate::device::DeviceRegistration;
-use crate::evaluation::ModelEvaluation;
-use crate::gradient::GradientSubmission;
-use crate::membership::{Invite, Membership};
-use crate::task::Task;
-use crate::LinkTypes;
+use crate::entries::{
+    CommitteeBallot, DeviceRegistration, GradientSubmission, Invite, LinkTypes, Membership,
+    ModelEvaluation, RoundAggregate, Task,
+};
+use crate::lookup::typed_action;
 
 /// Checks a new link of any type.
 pub fn validate_create_link(

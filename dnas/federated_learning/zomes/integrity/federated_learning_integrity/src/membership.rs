@@ -20,51 +20,12 @@
 use fl_core::Reputation;
 use hdi::prelude::*;
 
-use crate::aggregate::RoundAggregate;
-use crate::chain::{earlier_entries, earlier_entry, typed_record, Check};
+use crate::entries::{
+    Admission, Invite, InviteProof, Membership, RoundAggregate, Task, UnitEntryTypes,
+};
+use crate::lookup::{earlier_entries, earlier_entry, typed_record, Check};
 use crate::signing::{invite_message, verify_ed25519};
-use crate::task::{Admission, Task};
 use crate::wire::{check_msgpack, decode_entry};
-use crate::UnitEntryTypes;
-
-/// An invitation of one agent into one closed task, written by the inviter.
-#[hdk_entry_helper]
-#[derive(Clone, PartialEq)]
-pub struct Invite {
-    /// The closed task.
-    pub task: ActionHash,
-    /// The only agent that may use it.
-    pub invitee: AgentPubKey,
-    /// For an inviter other than the task's author: an aggregate of the task whose
-    /// reputation table gives the inviter at least the task's `min_inviter_reputation`.
-    pub standing: Option<ActionHash>,
-    /// The inviter's ed25519 signature over [`invite_message`], so the invite can be
-    /// verified offline (in `genesis_self_check`) without its record.
-    #[serde(with = "serde_bytes")]
-    pub signature: Vec<u8>,
-}
-
-/// An agent's admission into a task, written by the agent.
-#[hdk_entry_helper]
-#[derive(Clone, PartialEq)]
-pub struct Membership {
-    /// The task joined.
-    pub task: ActionHash,
-    /// The `Invite` action that admits the author: required for a closed task, absent for
-    /// an open one.
-    pub invite: Option<ActionHash>,
-}
-
-/// The membrane proof an invitee installs the hApp with: an invite and where it lives.
-#[derive(Serialize, Deserialize, SerializedBytes, Debug, Clone, PartialEq)]
-pub struct InviteProof {
-    /// The `Invite` action.
-    pub invite_hash: ActionHash,
-    /// Its author.
-    pub inviter: AgentPubKey,
-    /// The invite itself.
-    pub invite: Invite,
-}
 
 /// The invite's own rules, given its inviter: a signature by the inviter over the task
 /// and the invitee, and an invitee other than the inviter. Pure.
@@ -323,6 +284,7 @@ pub fn check_member(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entries::*;
     use ed25519_dalek::{Signer, SigningKey};
 
     fn agent(key: &SigningKey) -> AgentPubKey {

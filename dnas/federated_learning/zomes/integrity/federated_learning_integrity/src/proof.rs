@@ -1,49 +1,8 @@
 //! Proof of Gradient Quality: the submitter's own measurement of its update, carried in
 //! the submission.
 
-use fl_core::PogqMeasurement;
-use hdi::prelude::*;
-
-use crate::gradient::GradientSubmission;
-use crate::signing::{proof_message, verify_ed25519};
-
-/// The loss of the base model on the submitter's data before and after applying its update
-/// with the task's probe learning rate. It travels inside its [`GradientSubmission`] (one
-/// entry, so no validator ever waits for a proof published apart from its update), signed
-/// by the submission's signer over [`proof_message`] of the submission's own signature.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct PogqProof {
-    /// Loss before applying the update.
-    pub loss_before: f64,
-    /// Loss after applying it with the probe learning rate.
-    pub loss_after: f64,
-    /// Examples measured on.
-    pub samples: u32,
-    /// Signature by the submission's signer over [`proof_message`].
-    #[serde(with = "serde_bytes")]
-    pub signature: Vec<u8>,
-}
-
-impl PogqProof {
-    /// The measurement as fl_core scores it.
-    pub fn measurement(&self) -> PogqMeasurement {
-        PogqMeasurement {
-            loss_before: self.loss_before,
-            loss_after: self.loss_after,
-            samples: self.samples,
-        }
-    }
-
-    /// The bytes the signature covers, given the submission's signature.
-    pub fn signing_bytes(&self, submission_signature: &[u8]) -> Vec<u8> {
-        proof_message(
-            submission_signature,
-            self.loss_before,
-            self.loss_after,
-            self.samples,
-        )
-    }
-}
+use crate::entries::{GradientSubmission, PogqProof};
+use crate::signing::verify_ed25519;
 
 /// The measurement alone must be scorable: finite non-negative losses and at least one
 /// example. Pure.

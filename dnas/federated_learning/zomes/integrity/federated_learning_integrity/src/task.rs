@@ -1,10 +1,10 @@
 //! The training task: model shape, aggregator, committee, thresholds, initial model.
 
 use fl_core::aggregate::Rule;
-use fl_core::{Encoding, RoundParams, Tensor};
+use fl_core::{Encoding, Tensor};
 use hdi::prelude::*;
 
-use crate::schedule::RoundSchedule;
+use crate::entries::{max_aggregate_bytes, Admission, Task};
 
 /// Largest model the hApp accepts. In `f32` an update of this size is 4,000,005 bytes and
 /// does not fit the 4,000,000-byte entry limit; tasks above [`MAX_F32_PARAMS`] must use
@@ -20,74 +20,6 @@ pub const MAX_NAME_LEN: usize = 200;
 /// Longest task description, in bytes: free text must not crowd the entry or every
 /// reader's memory.
 pub const MAX_TEXT_LEN: usize = 16_384;
-
-/// Who may take part in a task.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Admission {
-    /// Any agent of the network may submit, vote and evaluate: no sybil resistance beyond
-    /// reputation. Shown as "open" wherever the task is shown.
-    #[default]
-    Open,
-    /// Only the task's author and agents holding a `Membership` (from an `Invite`) may
-    /// submit or evaluate, so only they enter the reputation table and the committee.
-    Closed {
-        /// Invites each member other than the task's author may write (the author's are
-        /// unlimited).
-        invites_per_member: u32,
-        /// Reputation a member needs, in one of the task's aggregates, to invite.
-        min_inviter_reputation: fl_core::Reputation,
-    },
-}
-
-impl Admission {
-    /// A closed task where each member may invite two agents once its reputation reaches
-    /// 0.6 (three accepted rounds from the default initial 0.5).
-    pub const CLOSED: Admission = Admission::Closed {
-        invites_per_member: 2,
-        min_inviter_reputation: fl_core::Reputation(600_000),
-    };
-
-    /// `"open"` or `"closed"`, as outputs label a task.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Admission::Open => "open",
-            Admission::Closed { .. } => "closed",
-        }
-    }
-}
-
-/// A training job. Immutable: everything a round needs to be decided and validated.
-#[hdk_entry_helper]
-#[derive(Clone, PartialEq)]
-pub struct Task {
-    /// Short human name.
-    pub name: String,
-    /// Free text: data, model, goal.
-    pub description: String,
-    /// Number of model parameters; every update and model has exactly this many.
-    pub model_len: u32,
-    /// What to train: the model (whose parameter count is `model_len`), the data schema
-    /// with its preprocessing, and the local training settings.
-    pub spec: fl_core::TaskSpec,
-    /// Encoding every update and global model must use.
-    pub encoding: Encoding,
-    /// Aggregator, PoGQ, reputation and server learning rate.
-    pub round: RoundParams,
-    /// Committee seats per round (from round 1 on; round 0 has no committee).
-    pub committee_size: u32,
-    /// Submissions a round needs before it may be aggregated.
-    pub quorum: u32,
-    /// When a round's submissions, ballots and aggregates may be dated
-    /// ([`crate::schedule`]).
-    pub schedule: RoundSchedule,
-    /// The initial global model, encoded with `encoding`.
-    #[serde(with = "serde_bytes")]
-    pub initial_model: Vec<u8>,
-    /// Who may take part (open when absent, for tasks written before admission existed).
-    #[serde(default)]
-    pub admission: Admission,
-}
 
 /// Most Weiszfeld iterations a task may ask for: validation of every aggregate repeats
 /// them, so an unbounded count would let a task's author stall every validator.
@@ -144,7 +76,7 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
     task.round.pogq.check().map_err(|e| e.to_string())?;
     task.round.reputation.check().map_err(|e| e.to_string())?;
     task.round.check().map_err(|e| format!("task {e}"))?;
-    crate::aggregate::check_capacity(task)?;
+    check_capacity(task)?;
     if task.quorum == 0 {
         return Err("quorum must be at least 1".into());
     }
@@ -189,6 +121,31 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
     Ok(())
 }
 
+/// A task's participant bound must keep its largest aggregate within the entry size limit
+/// ([`max_aggregate_bytes`]). Pure.
+pub fn check_capacity(task: &Task) -> Result<(), String> {
+    let bytes = max_aggregate_bytes(task);
+    if bytes <= ENTRY_SIZE_LIMIT {
+        return Ok(());
+    }
+    let n = u64::from(task.round.max_participants).max(1);
+    let per = (bytes
+        - max_aggregate_bytes(&Task {
+            round: fl_core::RoundParams {
+                max_participants: 0,
+                ..task.round
+            },
+            ..task.clone()
+        })) as u64
+        / n;
+    let fixed = bytes as u64 - per * n;
+    let fits = (ENTRY_SIZE_LIMIT as u64).saturating_sub(fixed) / per.max(1);
+    Err(format!(
+        "task max_participants {} does not fit: an aggregate of that many participants, a committee of {} and this model can take {bytes} bytes, above the {ENTRY_SIZE_LIMIT}-byte entry limit; at most {fits} participants fit",
+        task.round.max_participants, task.committee_size
+    ))
+}
+
 /// Decodes a model or update of this task: the task's encoding, exactly `model_len` values.
 pub fn decode_model(task: &Task, bytes: &[u8]) -> Result<Tensor, String> {
     let encoding = fl_core::tensor::peek_encoding(bytes).map_err(|e| e.to_string())?;
@@ -211,6 +168,9 @@ pub(crate) fn fixture_spec(model_len: u32) -> fl_core::TaskSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entries::*;
+    use crate::schedule::RoundSchedule;
+    use fl_core::RoundParams;
 
     fn task(len: u32, rule: Rule, f: u32, quorum: u32) -> Task {
         Task {
