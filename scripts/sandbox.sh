@@ -4,7 +4,7 @@
 # driving them through the remote backend. Everything started here is stopped and the
 # sandboxes are removed on exit, success or not.
 #
-#   scripts/sandbox.sh [NODES] [--dashboard PORT] [--e2e COMMAND] [-- mycelix-fl run flags]
+#   scripts/sandbox.sh [PEERS] [--dashboard PORT] [--e2e COMMAND] [-- mycelix-fl run flags]
 #   scripts/sandbox.sh 4 -- --rounds 5 --attack noise --aggregator median
 #   scripts/sandbox.sh 3 --dashboard 8888 -- --rounds 5
 #
@@ -14,14 +14,14 @@
 # RESULTS (the run's JSON, written when training ends) and SANDBOX_DIR in its
 # environment; the script then exits with the first failure of the two.
 #
-# NODES defaults to 4. The default run is 3 rounds with 25 % sign_flip attackers and the
+# PEERS defaults to 4. The default run is 3 rounds with 25 % sign_flip attackers and the
 # coordinate median (Multi-Krum needs n >= 2f + 3). Installs the pinned holochain, hc and
 # kitsune2-bootstrap-srv into $MYCELIX_FL_BIN when missing (scripts/tools.sh) and packs the
 # hApp (scripts/pack.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mycelix-fl/target}"
-nodes=4
+peers=4
 dashboard_port=""
 e2e=""
 while [ "$#" -gt 0 ]; do
@@ -29,12 +29,12 @@ while [ "$#" -gt 0 ]; do
     --) shift; break ;;
     --dashboard) dashboard_port="${2:?--dashboard needs a port}"; shift 2 ;;
     --e2e) e2e="${2:?--e2e needs a command}"; shift 2 ;;
-    [0-9]*) nodes="$1"; shift ;;
-    *) echo "error: unknown argument '$1' (usage: scripts/sandbox.sh [NODES] [--dashboard PORT] [--e2e COMMAND] [-- run flags])" >&2; exit 2 ;;
+    [0-9]*) peers="$1"; shift ;;
+    *) echo "error: unknown argument '$1' (usage: scripts/sandbox.sh [PEERS] [--dashboard PORT] [--e2e COMMAND] [-- run flags])" >&2; exit 2 ;;
   esac
 done
-case "$nodes" in
-  ''|*[!0-9]*) echo "error: NODES must be a number, got '$nodes'" >&2; exit 2 ;;
+case "$peers" in
+  ''|*[!0-9]*) echo "error: PEERS must be a number, got '$peers'" >&2; exit 2 ;;
 esac
 if [ -n "$e2e" ] && [ -z "$dashboard_port" ]; then dashboard_port=0; fi
 if [ -n "$dashboard_port" ] && [ ! -f ui/dist/index.html ]; then
@@ -81,16 +81,16 @@ echo "bootstrap server and relay: $url"
 # Generate the sandboxes. `network ...` must come last; without it the sandboxes would
 # point at public servers.
 (cd "$work" && echo pass | hc sandbox --piped generate --in-process-lair \
-  -n "$nodes" --app-id mycelix_fl --root "$work" \
+  -n "$peers" --app-id mycelix_fl --root "$work" \
   "$OLDPWD/workdir/mycelix_fl.happ" network --bootstrap "$url" quic "$url") \
   >"$work/generate.log" 2>&1 || { echo "error: hc sandbox generate failed:" >&2; tail -20 "$work/generate.log" >&2; exit 1; }
 (cd "$work" && echo pass | hc sandbox --piped run --all) >"$work/sandbox.log" 2>&1 &
 pids+=($!)
-echo "starting $nodes sandbox conductors (log: $work/sandbox.log)"
+echo "starting $peers sandbox conductors (log: $work/sandbox.log)"
 ports=""
 for _ in $(seq 600); do
   ports="$(grep -o '"admin_port":[0-9]*' "$work/sandbox.log" | grep -o '[0-9]*$' | paste -sd, - || true)"
-  [ -n "$ports" ] && [ "$(echo "$ports" | tr ',' '\n' | wc -l)" -ge "$nodes" ] && break
+  [ -n "$ports" ] && [ "$(echo "$ports" | tr ',' '\n' | wc -l)" -ge "$peers" ] && break
   if ! kill -0 "${pids[1]}" 2>/dev/null; then
     echo "error: hc sandbox exited early:" >&2
     tail -20 "$work/sandbox.log" >&2
