@@ -7,8 +7,8 @@
 use arbitrary::Arbitrary;
 use ed25519_dalek::{Signer, SigningKey};
 use federated_learning_integrity::signing::{
-    device_message, gradient_message, proof_message, verify_ed25519, GradientFields, DEVICE_DOMAIN,
-    GRADIENT_DOMAIN, PROOF_DOMAIN,
+    device_message, update_message, proof_message, verify_ed25519, UpdateFields, DEVICE_DOMAIN,
+    UPDATE_DOMAIN, PROOF_DOMAIN,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -24,7 +24,7 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn message(&self) -> Vec<u8> {
-        gradient_message(&GradientFields {
+        update_message(&UpdateFields {
             task: self.task,
             round: self.round,
             base: self.base,
@@ -56,8 +56,8 @@ struct Input<'a> {
 
 fuzz_target!(|input: Input<'_>| {
     let (ga, gb) = (input.a.message(), input.b.message());
-    assert!(ga.starts_with(GRADIENT_DOMAIN) && ga.len() == GRADIENT_DOMAIN.len() + 32);
-    assert_eq!(ga == gb, input.a == input.b, "gradient messages collide");
+    assert!(ga.starts_with(UPDATE_DOMAIN) && ga.len() == UPDATE_DOMAIN.len() + 32);
+    assert_eq!(ga == gb, input.a == input.b, "update messages collide");
 
     let proof = |(sig, before, after, samples): (&[u8], f64, f64, u32)| {
         proof_message(sig, before, after, samples)

@@ -17,15 +17,15 @@ use federated_learning_integrity::ballot::check_ballot;
 use federated_learning_integrity::committee::{committee_from, RoundContext};
 use federated_learning_integrity::device::check_device;
 use federated_learning_integrity::evaluation::{check_evaluation_round, check_measurement};
-use federated_learning_integrity::gradient::{check_gradient, check_update};
+use federated_learning_integrity::submission::{check_submission, check_update};
 use federated_learning_integrity::membership::{
     check_invite_signature, check_invite_use, check_membrane_proof, check_standing,
 };
-use federated_learning_integrity::signing::{device_message, invite_message, GRADIENT_DOMAIN};
+use federated_learning_integrity::signing::{device_message, invite_message, UPDATE_DOMAIN};
 use federated_learning_integrity::task::{decode_model, validate_create_task};
 use federated_learning_integrity::wire::{check_msgpack, decode_entry};
 use federated_learning_integrity::{
-    CommitteeBallot, CommitteeVote, DeviceRegistration, GradientSubmission, Invite, InviteProof,
+    CommitteeBallot, CommitteeVote, DeviceRegistration, UpdateSubmission, Invite, InviteProof,
     Membership, ModelEvaluation, PogqProof, RoundAggregate, RoundSchedule, Signer, Task,
 };
 use fl_core::aggregate::Rule;
@@ -51,11 +51,11 @@ pub struct Fixture {
     /// The device registration.
     pub device: DeviceRegistration,
     /// A submission to round 0 of the f32 task, signed by the agent.
-    pub submission: GradientSubmission,
+    pub submission: UpdateSubmission,
     /// Its action hash.
     pub submission_hash: ActionHash,
     /// The same update signed by the device.
-    pub device_submission: GradientSubmission,
+    pub device_submission: UpdateSubmission,
     /// A ballot accepting the submission.
     pub ballot: CommitteeBallot,
     /// Round 0's aggregate of the submission.
@@ -146,7 +146,7 @@ fn build() -> Fixture {
             .to_vec(),
     };
     let update: Vec<f32> = (0..MODEL_LEN).map(|i| 0.5 - i as f32 / 16.0).collect();
-    let mut submission = GradientSubmission {
+    let mut submission = UpdateSubmission {
         task: task_hash.clone(),
         round: 0,
         base: task_hash.clone(),
@@ -163,7 +163,7 @@ fn build() -> Fixture {
         membership: None,
     };
     sign_submission(&agent_key, &mut submission);
-    let mut device_submission = GradientSubmission {
+    let mut device_submission = UpdateSubmission {
         signer: Signer::Device {
             registration: action_hash(2),
         },
@@ -237,7 +237,7 @@ fn build() -> Fixture {
 }
 
 /// Signs `s` with `key`, then its proof over the submission's signature.
-pub fn sign_submission(key: &SigningKey, s: &mut GradientSubmission) {
+pub fn sign_submission(key: &SigningKey, s: &mut UpdateSubmission) {
     s.signature = key.sign(&s.signing_bytes()).to_bytes().to_vec();
     s.proof.signature = key
         .sign(&s.proof.signing_bytes(&s.signature))
@@ -299,14 +299,14 @@ pub fn check_entry_bytes(data: &[u8]) {
             assert_eq!(r, Ok(()));
         }
     }
-    if let Some(g) = decode::<GradientSubmission>(data) {
-        assert_eq!(g.signing_bytes().len(), GRADIENT_DOMAIN.len() + 32);
+    if let Some(g) = decode::<UpdateSubmission>(data) {
+        assert_eq!(g.signing_bytes().len(), UPDATE_DOMAIN.len() + 32);
         for task in &fx.tasks {
             let signer = match g.signer {
                 Signer::Agent => fx.agent_key.verifying_key(),
                 Signer::Device { .. } => fx.device_key.verifying_key(),
             };
-            let r = check_gradient(&g, task, signer.as_bytes());
+            let r = check_submission(&g, task, signer.as_bytes());
             if r.is_ok() {
                 assert!(decode_model(task, &g.update).is_ok());
             }
@@ -485,7 +485,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use federated_learning_integrity::gradient::check_signature;
+    use federated_learning_integrity::submission::check_signature;
 
     #[test]
     fn the_fixture_passes_every_rule() {
@@ -496,7 +496,7 @@ mod tests {
         }
         assert_eq!(check_device(&fx.device, fx.agent.get_raw_39()), Ok(()));
         assert_eq!(
-            check_gradient(&fx.submission, &fx.tasks[0], key.as_bytes()),
+            check_submission(&fx.submission, &fx.tasks[0], key.as_bytes()),
             Ok(())
         );
         assert_eq!(

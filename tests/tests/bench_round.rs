@@ -4,7 +4,7 @@
 //! cargo test -p mycelix_fl_tests --test bench_round -- --ignored --nocapture
 //! ```
 //!
-//! Prints the time of `submit_gradient` and `aggregate_round` zome calls for 10 agents x 10k
+//! Prints the time of `submit_update` and `aggregate_round` zome calls for 10 agents x 10k
 //! parameters and 20 agents x 100k parameters (all agents in one conductor, so the calls
 //! are measured without network latency), then the wall time of full rounds on 10
 //! conductors (everyone submits, the round is aggregated, every conductor has seen it).
@@ -76,7 +76,7 @@ async fn zome_calls(agents: usize, params: usize) -> (Duration, Duration, Durati
 }
 
 async fn bench() {
-    println!("\n| agents x params | submit_gradient (median) | preview_aggregate | aggregate_round (incl. validation) |");
+    println!("\n| agents x params | submit_update (median) | preview_aggregate | aggregate_round (incl. validation) |");
     println!("|---|---:|---:|---:|");
     for (agents, params) in [(10, 10_000), (20, 100_000)] {
         let (submit, preview, aggregate) = zome_calls(agents, params).await;

@@ -131,7 +131,7 @@ async fn scenario() {
         &format!("membership: task {task_hash} is closed: joining needs an invite"),
     );
     let update = vec![0.1f32; LEN];
-    let submit_input = SubmitGradient {
+    let submit_input = SubmitUpdate {
         task: task_hash.clone(),
         round: 0,
         update: f32_bytes(&update),
@@ -141,9 +141,9 @@ async fn scenario() {
         proof_samples: 5,
     };
     assert_rejected(
-        &call_err(cc, carol, ZOME, "submit_gradient", submit_input.clone()).await,
+        &call_err(cc, carol, ZOME, "submit_update", submit_input.clone()).await,
         &format!(
-            "gradient submission: task {task_hash} is closed and {} cites no membership",
+            "update submission: task {task_hash} is closed and {} cites no membership",
             carol.agent_pubkey()
         ),
     );
@@ -218,9 +218,9 @@ async fn scenario() {
 
     // --- Round 0 of the closed task: the member and the author take part ---
     let bob_sub: Submitted = cb
-        .call(&bob.zome(ZOME), "submit_gradient", submit_input.clone())
+        .call(&bob.zome(ZOME), "submit_update", submit_input.clone())
         .await;
-    let bob_record: GradientSubmission = cb
+    let bob_record: UpdateSubmission = cb
         .call(
             &bob.zome(ZOME),
             "get_submission",
@@ -229,7 +229,7 @@ async fn scenario() {
         .await;
     assert_eq!(bob_record.membership, Some(bob_member.clone()));
     let _: Submitted = ca
-        .call(&alice.zome(ZOME), "submit_gradient", submit_input.clone())
+        .call(&alice.zome(ZOME), "submit_update", submit_input.clone())
         .await;
     settle(&cells).await;
     // Carol citing Bob's membership is not a member either.
@@ -244,7 +244,7 @@ async fn scenario() {
     assert_rejected(
         &call_err(cc, carol, ADVERSARY, "raw_submission", stolen).await,
         &format!(
-            "gradient submission: {bob_member} is not {}'s membership of task {task_hash}",
+            "update submission: {bob_member} is not {}'s membership of task {task_hash}",
             carol.agent_pubkey()
         ),
     );

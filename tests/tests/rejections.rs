@@ -36,9 +36,9 @@ struct ChosenEvidence {
 }
 
 #[derive(serde::Serialize, Debug)]
-struct UpdateSubmission {
+struct ReplaceSubmission {
     original: ActionHash,
-    submission: GradientSubmission,
+    submission: UpdateSubmission,
 }
 
 /// A device key registered to `agent` through `conductor`.
@@ -70,8 +70,8 @@ fn device_submission(
     round: u32,
     base: &ActionHash,
     update: Vec<u8>,
-) -> GradientSubmission {
-    let mut s = GradientSubmission {
+) -> UpdateSubmission {
+    let mut s = UpdateSubmission {
         task: task.clone(),
         round,
         base: base.clone(),
@@ -94,7 +94,7 @@ fn device_submission(
 }
 
 /// Signs `s` and then its proof (over the submission's signature) with `key`.
-fn sign(key: &SigningKey, s: &mut GradientSubmission) {
+fn sign(key: &SigningKey, s: &mut UpdateSubmission) {
     s.signature = key.sign(&s.signing_bytes()).to_bytes().to_vec();
     s.proof.signature = key
         .sign(&s.proof.signing_bytes(&s.signature))
@@ -115,17 +115,26 @@ async fn scenario() {
 
     // A task whose aggregator cannot work at its quorum is rejected.
     let bad_task = task(LEN as u32, Rule::Krum, 1, 1, 3);
-    assert_rejected(
+    assert_refused(
+        Code::Task,
         &call_err(ca, alice, ZOME, "create_task", bad_task).await,
         "krum with f = 1 needs quorum >= 2f + 3, but quorum is 3",
+    );
+    // An absurd f must not wrap the bound to nothing in the zome's 32-bit arithmetic: with
+    // f = 2^31 - 1, an unchecked 2f + 2 is 0 in wasm32 and any quorum would pass.
+    let huge_f = task(LEN as u32, Rule::Krum, u32::MAX / 2, 1, 3);
+    assert_refused(
+        Code::Task,
+        &call_err(ca, alice, ZOME, "create_task", huge_f).await,
+        "krum with f = 2147483647 needs quorum >= 2f + 3, but quorum is 3",
     );
     let t = task(LEN as u32, Rule::Median, 0, 1, 2);
     let task_hash: ActionHash = ca.call(&alice.zome(ZOME), "create_task", t.clone()).await;
     settle(&cells).await;
     let good = vec![0.1f32; LEN];
 
-    // --- Gradient submissions ---
-    let wrong_length = SubmitGradient {
+    // --- Update submissions ---
+    let wrong_length = SubmitUpdate {
         task: task_hash.clone(),
         round: 0,
         update: f32_bytes(&good[..LEN - 1]),
@@ -135,7 +144,7 @@ async fn scenario() {
         proof_samples: 1,
     };
     assert_rejected(
-        &call_err(cb, bob, ZOME, "submit_gradient", wrong_length.clone()).await,
+        &call_err(cb, bob, ZOME, "submit_update", wrong_length.clone()).await,
         "tensor has 999 values but the model has 1000 parameters",
     );
     let int8 = Tensor::new(good.clone())
@@ -147,8 +156,8 @@ async fn scenario() {
             cb,
             bob,
             ZOME,
-            "submit_gradient",
-            SubmitGradient {
+            "submit_update",
+            SubmitUpdate {
                 update: int8,
                 ..wrong_length.clone()
             },
@@ -163,8 +172,8 @@ async fn scenario() {
             cb,
             bob,
             ZOME,
-            "submit_gradient",
-            SubmitGradient {
+            "submit_update",
+            SubmitUpdate {
                 update: nan,
                 ..wrong_length.clone()
             },
@@ -189,22 +198,22 @@ async fn scenario() {
             cb,
             bob,
             ZOME,
-            "submit_gradient",
-            SubmitGradient {
+            "submit_update",
+            SubmitUpdate {
                 update: f32_bytes(&takeover),
                 ..wrong_length.clone()
             },
         )
         .await,
-        "gradient submission: update norm 7.699711e39 exceeds the task's norm bound 1e3",
+        "update submission: update norm 7.699711e39 exceeds the task's norm bound 1e3",
     );
     let oversized = vec![0u8; 4_100_000];
     let msg = call_err(
         cb,
         bob,
         ZOME,
-        "submit_gradient",
-        SubmitGradient {
+        "submit_update",
+        SubmitUpdate {
             update: oversized,
             ..wrong_length.clone()
         },
@@ -227,9 +236,10 @@ async fn scenario() {
         f32_bytes(&good),
     );
     forged.signature[0] ^= 1;
-    assert_rejected(
+    assert_refused(
+        Code::Signature,
         &call_err(cb, bob, ADVERSARY, "raw_submission", forged).await,
-        "gradient submission: bad signature: signature does not verify",
+        "update submission: bad signature: signature does not verify",
     );
     let stranger = SigningKey::from_bytes(&[99; 32]);
     let mut foreign = device_submission(
@@ -254,7 +264,8 @@ async fn scenario() {
         &task_hash,
         f32_bytes(&good),
     );
-    assert_rejected(
+    assert_refused(
+        Code::Signature,
         &call_err(cb, bob, ADVERSARY, "raw_submission", unregistered).await,
         "device key is not registered",
     );
@@ -278,7 +289,8 @@ async fn scenario() {
         &task_hash,
         f32_bytes(&good),
     );
-    assert_rejected(
+    assert_refused(
+        Code::Base,
         &call_err(cb, bob, ADVERSARY, "raw_submission", not_open).await,
         "round 1 is not open",
     );
@@ -311,7 +323,8 @@ async fn scenario() {
     let mut infinite = device_sub.clone();
     infinite.proof.loss_after = f64::INFINITY;
     sign(&bob_key, &mut infinite);
-    assert_rejected(
+    assert_refused(
+        Code::Proof,
         &call_err(cb, bob, ADVERSARY, "raw_submission", infinite).await,
         "PoGQ proof: loss_after is inf, but a loss must be finite",
     );
@@ -347,8 +360,8 @@ async fn scenario() {
             cb,
             bob,
             ZOME,
-            "submit_gradient",
-            SubmitGradient {
+            "submit_update",
+            SubmitUpdate {
                 update: f32_bytes(&good),
                 ..wrong_length.clone()
             },
@@ -374,7 +387,8 @@ async fn scenario() {
         base: task_hash.clone(),
         votes: vec![vote.clone()],
     };
-    assert_rejected(
+    assert_refused(
+        Code::Ballot,
         &call_err(cb, bob, ADVERSARY, "raw_ballot", ballot0).await,
         "committee ballot by",
     );
@@ -391,7 +405,8 @@ async fn scenario() {
     let mut wrong_model = honest.clone();
     let last = wrong_model.model.len() - 1;
     wrong_model.model[last] ^= 0x40;
-    assert_rejected(
+    assert_refused(
+        Code::Recomputation,
         &call_err(ca, alice, ADVERSARY, "raw_aggregate", wrong_model).await,
         "round aggregate does not match the recomputation: the model differs",
     );
@@ -403,7 +418,8 @@ async fn scenario() {
     );
     let mut omitted = honest.clone();
     omitted.outcomes.pop();
-    assert_rejected(
+    assert_refused(
+        Code::Quorum,
         &call_err(ca, alice, ADVERSARY, "raw_aggregate", omitted).await,
         "1 distinct submitters, below the quorum of 2; round 0 may close without quorum (a carry-over) only from",
     );
@@ -413,7 +429,8 @@ async fn scenario() {
         &call_err(ca, alice, ADVERSARY, "raw_aggregate", inflated).await,
         "round aggregate does not match the recomputation: reputation:",
     );
-    assert_rejected(
+    assert_refused(
+        Code::Aggregator,
         &call_err(cb, bob, ADVERSARY, "raw_aggregate", honest.clone()).await,
         &format!(
             "{}, not the task's author, may aggregate only from",
@@ -426,7 +443,8 @@ async fn scenario() {
     settle(&cells).await;
     // The same valid aggregate again, from the same author: a second aggregate of the
     // round (a fork of the model) is refused whatever it holds.
-    assert_rejected(
+    assert_refused(
+        Code::Duplicate,
         &call_err(ca, alice, ADVERSARY, "raw_aggregate", honest.clone()).await,
         "round aggregate: the author already published an aggregate of round 0",
     );
@@ -547,7 +565,7 @@ async fn scenario() {
             ADVERSARY,
             "raw_entry_bytes",
             RawEntryBytes {
-                entry_type: "GradientSubmission".into(),
+                entry_type: "UpdateSubmission".into(),
                 bytes: hostile,
             },
         )
@@ -779,7 +797,7 @@ async fn scenario() {
             bob,
             ADVERSARY,
             "raw_update_submission",
-            UpdateSubmission {
+            ReplaceSubmission {
                 original: bob_sub.submission.clone(),
                 submission: device_sub.clone(),
             },
@@ -792,7 +810,8 @@ async fn scenario() {
         (ca, alice, &agg0),
         (ca, alice, &task_hash),
     ] {
-        assert_rejected(
+        assert_refused(
+            Code::AppendOnly,
             &call_err(conductor, cell, ADVERSARY, "raw_delete", hash.clone()).await,
             "protocol entries are append-only: deletes are not allowed",
         );
@@ -839,7 +858,8 @@ async fn scenario() {
         "the submission belongs to another round",
     );
     let untagged = link(&task_hash, &agg0, "TaskToAggregates");
-    assert_rejected(
+    assert_refused(
+        Code::Link,
         &call_err(ca, alice, ADVERSARY, "raw_link", untagged).await,
         "the tag must be the aggregate's round 0 as a big-endian u32",
     );
@@ -885,8 +905,8 @@ async fn scenario() {
                     cc,
                     carol,
                     ZOME,
-                    "submit_gradient",
-                    SubmitGradient {
+                    "submit_update",
+                    SubmitUpdate {
                         task: lone.clone(),
                         round: 1,
                         update: f32_bytes(&good),
@@ -894,7 +914,7 @@ async fn scenario() {
                     },
                 )
                 .await,
-                "gradient submission: the task is full: the reputation table after round 0 holds 2 agents, the task's participant bound",
+                "update submission: the task is full: the reputation table after round 0 holds 2 agents, the task's participant bound",
             );
             let committee: Vec<AgentPubKey> =
                 cb.call(&bob.zome(ZOME), "get_committee", r.clone()).await;
@@ -937,8 +957,8 @@ async fn scenario() {
             cb,
             bob,
             ZOME,
-            "submit_gradient",
-            SubmitGradient {
+            "submit_update",
+            SubmitUpdate {
                 task: hurried,
                 update: f32_bytes(&good),
                 ..wrong_length.clone()

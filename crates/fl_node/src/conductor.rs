@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use federated_learning_integrity::rejection::Code;
 use futures::{StreamExt, TryStreamExt};
 use holochain::conductor::config::{ConductorConfig, KeystoreConfig};
 use holochain::conductor::{Conductor, ConductorHandle};
@@ -56,6 +57,30 @@ pub struct CallError {
     pub function: String,
     /// What went wrong.
     pub message: String,
+}
+
+/// Holochain's own words for a commit whose validation awaits entries that have not
+/// reached the conductor yet (`SourceChainError::IncompleteCommit`, holochain_state 0.6):
+/// the one refusal that carries no [`Code`], matched as Holochain writes it.
+const INCOMPLETE_COMMIT: &str = "The commit could not be completed but may be retried";
+
+impl CallError {
+    /// The code of the rule that refused the call, when a rule did.
+    pub fn code(&self) -> Option<Code> {
+        Code::of(&self.message)
+    }
+
+    /// Whether the same call may succeed later: a rule said it is not possible yet, or
+    /// Holochain could not validate the commit for want of entries.
+    pub fn retriable(&self) -> bool {
+        retriable(&self.message)
+    }
+}
+
+/// Whether a refusal's `message` says the same call may succeed later
+/// ([`CallError::retriable`]).
+pub fn retriable(message: &str) -> bool {
+    Code::of(message).is_some_and(Code::retriable) || message.contains(INCOMPLETE_COMMIT)
 }
 
 impl Client {
@@ -100,6 +125,110 @@ impl Client {
                     .await
                     .map_err(|e| failed(zome_message(e.to_string())))?;
                 out.decode().map_err(|e| failed(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Wakes a participant when its cell emits an app signal: the coordinator zome announces
+/// every submission, ballot, aggregate and evaluation to the round's participants by
+/// remote signal. Signals are hints, not the truth: they may be lost, and what they
+/// announce may not be readable yet, so a participant still reads the DHT.
+pub struct SignalWake {
+    notify: Arc<tokio::sync::Notify>,
+    /// The app connection the signals arrive on, when it was opened for them.
+    _socket: Option<holochain_client::AppWebsocket>,
+}
+
+impl SignalWake {
+    /// Resolves at the next signal (at once when one arrived since the last call).
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+}
+
+/// A handler for the signals of `cell` that notifies `notify` of those about a round of
+/// `task`. Anyone may send a cell remote signals, so others are dropped here: a peer that
+/// floods this one with signals about other tasks does not wake it.
+fn notify_on_signals(
+    cell: CellId,
+    task: ActionHash,
+    notify: Arc<tokio::sync::Notify>,
+) -> impl Fn(holochain_types::prelude::Signal) + Send + Sync + 'static {
+    move |signal| {
+        let holochain_types::prelude::Signal::App {
+            cell_id, signal, ..
+        } = signal
+        else {
+            return;
+        };
+        let about_a_round = cell_id == cell
+            && signal
+                .into_inner()
+                .decode::<federated_learning::Event>()
+                .is_ok_and(|e| {
+                    !matches!(e, federated_learning::Event::TaskCreated { .. }) && e.task() == &task
+                });
+        if about_a_round {
+            notify.notify_one();
+        }
+    }
+}
+
+impl Client {
+    /// Subscribes to the app signals of the peer's cell about the rounds of `task`. A
+    /// remote client listens on its own app connection; an embedded conductor gets an app
+    /// interface on 127.0.0.1 and a one-use token for it, as any client of a conductor
+    /// would.
+    pub async fn signal_wake(&self, task: ActionHash) -> Result<SignalWake> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        match self {
+            Client::Remote { app, cell } => {
+                app.on_signal(notify_on_signals(cell.clone(), task, notify.clone()))
+                    .await;
+                Ok(SignalWake {
+                    notify,
+                    _socket: None,
+                })
+            }
+            Client::Embedded { handle, cell } => {
+                let port = handle
+                    .clone()
+                    .add_app_interface(
+                        either::Either::Left(0),
+                        None,
+                        holochain_types::websocket::AllowedOrigins::Any,
+                        Some(APP_ID.to_string()),
+                    )
+                    .await
+                    .context("attaching an app interface for signals")?;
+                let token = handle
+                    .issue_app_authentication_token(
+                        holochain_client::IssueAppAuthenticationTokenPayload {
+                            installed_app_id: APP_ID.to_string(),
+                            expiry_seconds: 30,
+                            single_use: true,
+                        },
+                    )
+                    .context("issuing an app token for signals")?
+                    .token;
+                // No zome calls go through this connection: it needs no signing
+                // credentials.
+                let socket = holochain_client::AppWebsocket::connect(
+                    (std::net::Ipv4Addr::LOCALHOST, port),
+                    token,
+                    holochain_client::ClientAgentSigner::default().into(),
+                    Some("mycelix-fl".into()),
+                )
+                .await
+                .with_context(|| format!("connecting to the app interface on port {port}"))?;
+                socket
+                    .on_signal(notify_on_signals(cell.clone(), task, notify.clone()))
+                    .await;
+                Ok(SignalWake {
+                    notify,
+                    _socket: Some(socket),
+                })
             }
         }
     }

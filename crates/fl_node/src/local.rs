@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use federated_learning::{GlobalModel, InviteAgent, ModelRef, RoundRef, RoundState, TaskInfo};
 use federated_learning_integrity::{
-    Admission, GradientSubmission, InviteProof, RoundAggregate, RoundSchedule, Task,
+    Admission, InviteProof, RoundAggregate, RoundSchedule, Task, UpdateSubmission,
 };
 use fl_core::aggregate::Rule;
 use fl_core::{Encoding, Tensor, Verdict};
@@ -180,9 +180,7 @@ where
     let deadline = Instant::now() + WAIT;
     loop {
         match client.call(function, input.clone()).await {
-            Err(e) if e.message.contains("may be retried") && Instant::now() < deadline => {
-                tokio::time::sleep(POLL).await
-            }
+            Err(e) if e.retriable() && Instant::now() < deadline => tokio::time::sleep(POLL).await,
             other => return other,
         }
     }
@@ -594,7 +592,7 @@ async fn read_back(clients: &[Client], included: &[ActionHash]) -> Result<Readba
                 WAIT,
                 || format!("peer {p} could not read included submission {h}"),
                 || async {
-                    Ok(c.call::<_, GradientSubmission>("get_submission", h.clone())
+                    Ok(c.call::<_, UpdateSubmission>("get_submission", h.clone())
                         .await
                         .ok()
                         .filter(|s| !s.update.is_empty()))

@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use federated_learning::{
     CastBallot, CastVote, EvaluationInfo, GlobalModel, JoinTask, ModelRef, RoundProgress, RoundRef,
-    RoundState, SubmitGradient, Submitted, TaskInfo,
+    RoundState, SubmitUpdate, Submitted, TaskInfo,
 };
+use federated_learning_integrity::rejection::Code;
 use federated_learning_integrity::{
-    Admission, GradientSubmission, InviteProof, ModelEvaluation, RoundAggregate, Task,
+    Admission, InviteProof, ModelEvaluation, RoundAggregate, Task, UpdateSubmission,
 };
 use fl_core::{PogqMeasurement, Tensor, Verdict};
 use holochain::prelude::{ActionHash, AgentPubKey, Timestamp};
@@ -41,7 +42,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::cohort::{CLAIMED_HARM, CLAIMED_IMPROVEMENT};
-use crate::conductor::Client;
+use crate::conductor::{retriable, Client};
 use fl_learn::attacks::{Attack, Knowledge};
 use fl_learn::data::Dataset;
 use fl_learn::model::Model;
@@ -195,6 +196,16 @@ impl std::fmt::Display for RoundLine {
     }
 }
 
+/// What a poll of the round's link counts calls for.
+enum Look {
+    /// Nothing changed.
+    Nothing,
+    /// Submissions or ballots were added: act within the round.
+    Light(RoundProgress),
+    /// Read the latest model and the round.
+    Full,
+}
+
 /// One participant: its conductor, the task, its data and its model.
 pub struct Participant {
     client: Client,
@@ -279,15 +290,21 @@ impl OpenRound {
     }
 }
 
-/// Whether a refusal says the same call may succeed later (validation could not fetch
-/// what it needs yet).
-fn retriable(message: &str) -> bool {
-    message.contains("may be retried")
-}
-
 /// The longest a participant goes without a full step (reading the latest model and the
 /// round), whatever the round's link counts say.
 const FULL_STEP: Duration = Duration::from_secs(3);
+
+/// How often a participant that hears its cell's signals polls the round's link counts
+/// anyway (signals may be lost).
+const SIGNALLED_POLL: Duration = Duration::from_secs(2);
+
+/// After a signal, the link counts are polled up to this many times, every
+/// [`QUICK_POLL`], until they change: what the signal announces may take a moment to become
+/// readable here.
+const QUICK_POLLS: u32 = 4;
+
+/// The pause between two quick polls after a signal.
+const QUICK_POLL: Duration = Duration::from_millis(300);
 
 /// How long joining waits for the invite and the task to reach this conductor.
 const JOIN_WAIT: Duration = Duration::from_secs(120);
@@ -419,7 +436,7 @@ impl Participant {
                 .call::<_, ActionHash>("join_task", join.clone())
                 .await
             {
-                Err(e) if retriable(&e.message) && Instant::now() < deadline => {
+                Err(e) if e.retriable() && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(500)).await
                 }
                 other => {
@@ -490,12 +507,52 @@ impl Participant {
         // `FULL_STEP` (windows close and slots open with time alone).
         let mut last_full: Option<Instant> = None;
         let mut eager = true;
+        // Signals wake the participant at once; without them it polls every `self.poll`.
+        let wake = match self.client.signal_wake(self.task_hash.clone()).await {
+            Ok(wake) => Some(wake),
+            Err(e) => {
+                eprintln!(
+                    "{}warning: no signals ({e:#}); polling every {:?}",
+                    self.label, self.poll
+                );
+                None
+            }
+        };
+        let poll = if wake.is_some() {
+            SIGNALLED_POLL.max(self.poll)
+        } else {
+            self.poll
+        };
+        // Quick polls left before the next pause of `poll`: a signal asks for a few, since
+        // what it announces may not be readable here at once.
+        let mut quick_polls = 0u32;
+        let mut last_poll: Option<Instant> = None;
         loop {
             let due = eager || last_full.is_none_or(|t| t.elapsed() >= FULL_STEP);
-            let changed = due || self.progress_changed().await;
-            if changed {
+            let look = if due {
+                Look::Full
+            } else {
+                // However many signals arrive, polls stay `QUICK_POLL` apart: a peer that
+                // floods this one with signals costs it no more than that.
+                if let Some(gap) = last_poll.and_then(|t| QUICK_POLL.checked_sub(t.elapsed())) {
+                    tokio::time::sleep(gap).await;
+                }
+                last_poll = Some(Instant::now());
+                let look = self.poll().await;
+                if !matches!(look, Look::Nothing) {
+                    // What the signals announced is readable: no more quick polls.
+                    quick_polls = 0;
+                }
+                look
+            };
+            if !matches!(look, Look::Nothing) {
                 let before = self.snapshot();
-                match self.step().await {
+                let full = matches!(look, Look::Full);
+                let stepped = match look {
+                    Look::Light(progress) => self.light_step(progress).await.map(|()| None),
+                    _ => self.step().await,
+                };
+                match stepped {
                     Ok(Some(line)) => on_round(&line),
                     Ok(None) => {}
                     // The DHT or the conductor may be briefly unable to answer; the next
@@ -508,15 +565,33 @@ impl Participant {
                         }
                     }
                 }
-                last_full = Some(Instant::now());
+                if full {
+                    last_full = Some(Instant::now());
+                }
                 eager = self.snapshot() != before;
             }
             if self.done() && self.round.as_ref().is_some_and(|o| o.evaluated) {
                 return Ok(());
             }
+            let pause = if quick_polls > 0 {
+                quick_polls -= 1;
+                QUICK_POLL
+            } else {
+                poll
+            };
+            // Windows close and slots open with time alone: never sleep past the next full
+            // step.
+            let pause = pause
+                .min(last_full.map_or(Duration::ZERO, |t| FULL_STEP.saturating_sub(t.elapsed())));
             tokio::select! {
                 _ = &mut stop => return Ok(()),
-                _ = tokio::time::sleep(self.poll) => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = async {
+                    match &wake {
+                        Some(wake) => wake.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => quick_polls = QUICK_POLLS,
             }
         }
     }
@@ -557,19 +632,37 @@ impl Participant {
         })
     }
 
-    /// Whether the open round's link counts differ from those its last read saw (a read
-    /// that fails counts as a change: the next full step says why).
-    async fn progress_changed(&self) -> bool {
+    /// What the open round's link counts call for: nothing while they are those last
+    /// polled; a light step when submissions or ballots were added; a full step when an
+    /// aggregate may have closed the round (only then can the latest model change, but for
+    /// a better-ranked aggregate of the round before, which the periodic full step finds),
+    /// when no round is open, or when the read fails (the full step says why).
+    async fn poll(&self) -> Look {
         let Some(open) = self.round.as_ref() else {
-            return true;
+            return Look::Full;
         };
+        if self.done() {
+            // Past the last round only the last evaluation is due, which full steps retry.
+            return Look::Nothing;
+        }
         match self
             .call::<_, RoundProgress>("round_progress", open.base.clone())
             .await
         {
-            Ok(p) => open.polled != Some(p),
-            Err(_) => true,
+            Ok(p) if open.polled == Some(p) => Look::Nothing,
+            Ok(p) if p.aggregates > 0 => Look::Full,
+            Ok(p) => Look::Light(p),
+            Err(_) => Look::Full,
         }
+    }
+
+    /// A step within the open round, its base unchanged: whatever is due, given the link
+    /// counts just polled.
+    async fn light_step(&mut self, progress: RoundProgress) -> Result<()> {
+        if self.done() {
+            return Ok(());
+        }
+        self.act(Some(progress)).await
     }
 
     async fn call<I, O>(&self, function: &str, input: I) -> Result<O>
@@ -627,7 +720,7 @@ impl Participant {
                 self.evaluate_previous().await?;
             }
         } else {
-            self.act().await?;
+            self.act(None).await?;
         }
         Ok(closed)
     }
@@ -663,12 +756,16 @@ impl Participant {
     }
 
     /// Reads the round's state again when its links changed, when the state read lags the
-    /// links (records not fetched yet), or when it is a few seconds old.
-    async fn refresh(&mut self) -> Result<()> {
+    /// links (records not fetched yet), or when it is a few seconds old. `polled`: the
+    /// link counts, when the caller has just read them.
+    async fn refresh(&mut self, polled: Option<RoundProgress>) -> Result<()> {
         let Some(open) = self.round.as_ref() else {
             return Ok(());
         };
-        let progress: RoundProgress = self.call("round_progress", open.base.clone()).await?;
+        let progress: RoundProgress = match polled {
+            Some(p) => p,
+            None => self.call("round_progress", open.base.clone()).await?,
+        };
         let fresh = match (&open.state, open.progress) {
             (Some(state), Some(seen)) => {
                 let voters = voters(state).len() as u32;
@@ -710,6 +807,7 @@ impl Participant {
         let open = self.round.as_mut().expect("checked above");
         if state.base.as_ref() != Some(&open.base) {
             // The DHT moved on between two reads; the next step starts the new round.
+            open.polled = Some(progress);
             return Ok(());
         }
         if let Some(e) = expected {
@@ -733,8 +831,10 @@ impl Participant {
         Ok(())
     }
 
-    async fn act(&mut self) -> Result<()> {
-        self.refresh().await?;
+    /// Refreshes the round's state (`polled`: the link counts, when just read) and does
+    /// whatever is due: submit, evaluate the previous model, vote or aggregate.
+    async fn act(&mut self, polled: Option<RoundProgress>) -> Result<()> {
+        self.refresh(polled).await?;
         let now = Timestamp::now();
         let schedule = self.info.task.schedule;
         let open = self.round.as_ref().expect("a round is open");
@@ -857,8 +957,8 @@ impl Participant {
             Ok(update) => self
                 .client
                 .call::<_, Submitted>(
-                    "submit_gradient",
-                    SubmitGradient {
+                    "submit_update",
+                    SubmitUpdate {
                         task: self.task_hash.clone(),
                         round,
                         update,
@@ -874,6 +974,12 @@ impl Participant {
         };
         match result {
             Ok(_) => {
+                let open = self.round.as_mut().expect("a round is open");
+                open.submitted = true;
+                open.state = None;
+            }
+            // Already there (a restart lost the answer to the first try): submitted.
+            Err(message) if Code::of(&message) == Some(Code::Duplicate) => {
                 let open = self.round.as_mut().expect("a round is open");
                 open.submitted = true;
                 open.state = None;
@@ -959,7 +1065,7 @@ impl Participant {
         for s in &state.submissions {
             let m = match self.behaviour {
                 Behaviour::Honest => {
-                    let full: GradientSubmission =
+                    let full: UpdateSubmission =
                         self.call("get_submission", s.hash.clone()).await?;
                     let update = Tensor::decode(&full.update, len)
                         .with_context(|| format!("decoding submission {}", s.hash))?

@@ -8,15 +8,15 @@ use federated_learning_integrity::aggregate::{compute_aggregate, SubmissionEvide
 use federated_learning_integrity::committee::round_context;
 use federated_learning_integrity::lookup::typed_record;
 use federated_learning_integrity::{
-    CommitteeBallot, DeviceRegistration, EntryTypes, GradientSubmission, Invite, LinkTypes,
-    Membership, ModelEvaluation, RoundAggregate, UnitEntryTypes,
+    CommitteeBallot, DeviceRegistration, EntryTypes, Invite, LinkTypes, Membership,
+    ModelEvaluation, RoundAggregate, UnitEntryTypes, UpdateSubmission,
 };
 use hdk::prelude::*;
 
 /// Commits a submission as given (no signing, no checks).
 #[hdk_extern]
-pub fn raw_submission(s: GradientSubmission) -> ExternResult<ActionHash> {
-    create_entry(EntryTypes::GradientSubmission(s))
+pub fn raw_submission(s: UpdateSubmission) -> ExternResult<ActionHash> {
+    create_entry(EntryTypes::UpdateSubmission(s))
 }
 
 /// Commits a ballot as given.
@@ -28,7 +28,7 @@ pub fn raw_ballot(b: CommitteeBallot) -> ExternResult<ActionHash> {
 /// Input of [`raw_entry_bytes`].
 #[derive(Serialize, Deserialize, Debug)]
 pub struct RawEntryBytes {
-    /// Which entry type the bytes claim to be: `GradientSubmission`, `Task`, ...
+    /// Which entry type the bytes claim to be: `UpdateSubmission`, `Task`, ...
     pub entry_type: String,
     /// The entry's serialized bytes, well-formed or not.
     #[serde(with = "serde_bytes")]
@@ -40,7 +40,7 @@ pub struct RawEntryBytes {
 pub fn raw_entry_bytes(r: RawEntryBytes) -> ExternResult<ActionHash> {
     let unit = match r.entry_type.as_str() {
         "Task" => UnitEntryTypes::Task,
-        "GradientSubmission" => UnitEntryTypes::GradientSubmission,
+        "UpdateSubmission" => UnitEntryTypes::UpdateSubmission,
         "CommitteeBallot" => UnitEntryTypes::CommitteeBallot,
         other => {
             return Err(wasm_error!(WasmErrorInner::Guest(format!(
@@ -97,7 +97,7 @@ pub fn aggregate_chosen(c: ChosenEvidence) -> ExternResult<ActionHash> {
     let mut evidence = Vec::new();
     for h in &c.submissions {
         let (record, submission) =
-            typed_record::<GradientSubmission>(h, "GradientSubmission")?.map_err(fail)?;
+            typed_record::<UpdateSubmission>(h, "UpdateSubmission")?.map_err(fail)?;
         let votes = ballots
             .iter()
             .filter_map(|(b, member, ballot)| {
@@ -143,17 +143,17 @@ pub fn raw_device(d: DeviceRegistration) -> ExternResult<ActionHash> {
 
 /// Input of [`raw_update_submission`].
 #[derive(Serialize, Deserialize, Debug)]
-pub struct UpdateSubmission {
+pub struct ReplaceSubmission {
     /// The submission to replace.
     pub original: ActionHash,
     /// The replacement.
-    pub submission: GradientSubmission,
+    pub submission: UpdateSubmission,
 }
 
 /// Tries to update a submission.
 #[hdk_extern]
-pub fn raw_update_submission(u: UpdateSubmission) -> ExternResult<ActionHash> {
-    update_entry(u.original, EntryTypes::GradientSubmission(u.submission))
+pub fn raw_update_submission(u: ReplaceSubmission) -> ExternResult<ActionHash> {
+    update_entry(u.original, EntryTypes::UpdateSubmission(u.submission))
 }
 
 /// Tries to delete any entry.

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 pub use federated_learning::{
     AgentReputationRef, CastBallot, CastVote, GlobalModel, ModelRef, RoundRef, RoundState,
-    RoundSummary, SignedSubmission, SubmitGradient, Submitted,
+    RoundSummary, SignedSubmission, SubmitUpdate, Submitted,
 };
 pub use federated_learning::{InviteAgent, JoinTask, MemberInfo};
+pub use federated_learning_integrity::rejection::Code;
 pub use federated_learning_integrity::{Admission, Invite, InviteProof, Membership};
 pub use federated_learning_integrity::{
-    CommitteeBallot, CommitteeVote, DeviceRegistration, GradientSubmission, ModelEvaluation,
-    PogqProof, ReputationEntry, RoundAggregate, RoundSchedule, Signer, Task,
+    CommitteeBallot, CommitteeVote, DeviceRegistration, ModelEvaluation, PogqProof,
+    ReputationEntry, RoundAggregate, RoundSchedule, Signer, Task, UpdateSubmission,
 };
 pub use fl_core::aggregate::{AggregatorConfig, Rule};
 pub use fl_core::{
@@ -187,8 +188,8 @@ pub async fn submit(
     conductor
         .call(
             &cell.zome(ZOME),
-            "submit_gradient",
-            SubmitGradient {
+            "submit_update",
+            SubmitUpdate {
                 task: task.clone(),
                 round,
                 update: f32_bytes(update),
@@ -228,6 +229,16 @@ pub fn assert_rejected(message: &str, expected: &str) {
         message.contains(expected),
         "expected a rejection containing {expected:?}, got: {message}"
     );
+}
+
+/// Asserts that `message` is a refusal under `code` whose words contain `expected`.
+pub fn assert_refused(code: Code, message: &str, expected: &str) {
+    assert_eq!(
+        Code::of(message),
+        Some(code),
+        "expected a [{code}] refusal, got: {message}"
+    );
+    assert_rejected(message, expected);
 }
 
 /// Polls `f` until it returns `Some`, for up to `secs` seconds.

@@ -4,6 +4,7 @@ use federated_learning_integrity::aggregate::{
     check_aggregator, check_ballot_majority, check_quorum, compute_aggregate, distinct_submitters,
 };
 use federated_learning_integrity::committee::round_context;
+use federated_learning_integrity::rejection::Code;
 use federated_learning_integrity::{EntryTypes, LinkTypes, ReputationEntry, RoundAggregate};
 use fl_core::{Exclusion, Reputation, Verdict};
 use hdk::prelude::*;
@@ -39,8 +40,8 @@ pub fn preview_aggregate(r: RoundRef) -> ExternResult<RoundAggregate> {
 
 fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, ActionHash)> {
     let base = round_base(&r.task, r.round)?
-        .ok_or_else(|| fail(format!("round {} is not open", r.round)))?;
-    let ctx = round_context(&r.task, r.round, &base)?.map_err(fail)?;
+        .ok_or_else(|| fail(Code::NotYet.reject(format!("round {} is not open", r.round))))?;
+    let ctx = round_context(&r.task, r.round, &base)?.map_err(|e| fail(Code::Base.reject(e)))?;
     let me = agent_info()?.agent_initial_pubkey;
     let mine = ctx.aggregation_rank(&me).unwrap_or(usize::MAX);
     // A better-ranked member may still close a round that a worse-ranked author (a
@@ -54,35 +55,39 @@ fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, Acti
         } else {
             "aggregated"
         };
-        Err(fail(format!("round {} is already {how} ({hash})", r.round)))
+        Err(fail(Code::Duplicate.reject(format!(
+            "round {} is already {how} ({hash})",
+            r.round
+        ))))
     };
     if let Some((rank, hash, a)) = &existing {
         if !publishing || (!a.is_carry_over() && a.endorsed && *rank <= mine) {
             return refuse(hash, a);
         }
     }
+    // Every refusal below passes with time: the caller's slot (or the fallback's) comes,
+    // a round without quorum may close as a carry-over, ballots and submissions arrive.
     if publishing {
-        check_aggregator(&ctx, &me, sys_time()?).map_err(fail)?;
+        check_aggregator(&ctx, &me, sys_time()?).map_err(|e| fail(Code::NotYet.reject(e)))?;
     }
     let evidence = round_evidence(&ctx)?;
     // Below the quorum the round waits, until the schedule lets it close as a carry-over;
     // and not while the links show a quorum of submitters whose entries have not reached
     // this conductor yet.
-    check_quorum(&ctx, &evidence, sys_time()?).map_err(fail)?;
+    check_quorum(&ctx, &evidence, sys_time()?).map_err(|e| fail(Code::NotYet.reject(e)))?;
     let voters: Vec<&AgentPubKey> = evidence
         .iter()
         .flat_map(|e| e.votes.iter().map(|(_, m, _)| m))
         .collect();
-    check_ballot_majority(&ctx, &voters, sys_time()?)
-        .map_err(|e| fail(format!("{e}; may be retried")))?;
+    check_ballot_majority(&ctx, &voters, sys_time()?).map_err(|e| fail(Code::NotYet.reject(e)))?;
     if distinct_submitters(&evidence) < ctx.task.quorum as usize {
         let linked = linked_submitters(&base)?;
         if linked >= ctx.task.quorum as usize {
-            return Err(fail(format!(
-                "round {} has {linked} submitters linked but only {} readable here; may be retried",
+            return Err(fail(Code::NotYet.reject(format!(
+                "round {} has {linked} submitters linked but only {} readable here",
                 r.round,
                 distinct_submitters(&evidence)
-            )));
+            ))));
         }
     }
     let aggregate = compute_aggregate(&ctx, evidence).map_err(fail)?;

@@ -1,5 +1,6 @@
 //! Committee ballots: a member's votes on a round's submissions, in one commit.
 
+use federated_learning_integrity::rejection::Code;
 use federated_learning_integrity::{
     judge_votes, CommitteeBallot, CommitteeVote, EntryTypes, LinkTypes,
 };
@@ -38,8 +39,9 @@ pub struct CastBallot {
 #[hdk_extern]
 pub fn cast_ballot(input: CastBallot) -> ExternResult<ActionHash> {
     let task = get_task_info(&input.round.task)?.task;
-    let base = round_base(&input.round.task, input.round.round)?
-        .ok_or_else(|| fail(format!("round {} is not open", input.round.round)))?;
+    let base = round_base(&input.round.task, input.round.round)?.ok_or_else(|| {
+        fail(Code::NotYet.reject(format!("round {} is not open", input.round.round)))
+    })?;
     let measurements: Vec<PogqMeasurement> = input
         .votes
         .iter()
@@ -49,7 +51,8 @@ pub fn cast_ballot(input: CastBallot) -> ExternResult<ActionHash> {
             samples: v.samples,
         })
         .collect();
-    let judged = judge_votes(&measurements, |i| &input.votes[i].submission, &task).map_err(fail)?;
+    let judged = judge_votes(&measurements, |i| &input.votes[i].submission, &task)
+        .map_err(|e| fail(Code::Ballot.reject(e)))?;
     let mut votes: Vec<CommitteeVote> = input
         .votes
         .into_iter()

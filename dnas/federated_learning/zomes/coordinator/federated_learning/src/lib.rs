@@ -5,9 +5,9 @@
 //! | `create_task(Task) -> ActionHash` | publishes a task, indexed under `tasks` |
 //! | `list_tasks(()) -> Vec<TaskInfo>` | all tasks |
 //! | `register_device(DeviceRegistration) -> ActionHash` | binds an edge device key to the caller |
-//! | `submit_gradient(SubmitGradient) -> Submitted` | signs (agent key) and publishes an update with its PoGQ proof |
+//! | `submit_update(SubmitUpdate) -> Submitted` | signs (agent key) and publishes an update with its PoGQ proof |
 //! | `submit_signed(SignedSubmission) -> Submitted` | publishes an update and proof a device signed |
-//! | `get_submission(ActionHash) -> GradientSubmission` | a submission with its update bytes |
+//! | `get_submission(ActionHash) -> UpdateSubmission` | a submission with its update bytes |
 //! | `get_round(RoundRef) -> RoundState` | submissions (with proofs), votes, committee, quorum, aggregate |
 //! | `cast_ballot(CastBallot) -> ActionHash` | a committee member's re-scores of a round's submissions |
 //! | `aggregate_round(RoundRef) -> ActionHash` | computes and publishes the round's aggregate |
@@ -33,18 +33,18 @@ mod aggregate;
 mod ballot;
 mod device;
 mod evaluation;
-mod gradient;
 mod membership;
 mod round;
+mod submission;
 mod task;
 
 pub use aggregate::*;
 pub use ballot::*;
 pub use device::*;
 pub use evaluation::*;
-pub use gradient::*;
 pub use membership::*;
 pub use round::*;
+pub use submission::*;
 pub use task::*;
 
 use federated_learning_integrity::{EntryTypes, LinkTypes, RoundAggregate};
@@ -61,7 +61,7 @@ pub enum Event {
         /// Its author.
         author: AgentPubKey,
     },
-    /// A gradient submission and its proof were published.
+    /// An update submission and its proof were published.
     SubmissionCreated {
         /// Task.
         task: ActionHash,
@@ -103,6 +103,19 @@ pub enum Event {
         /// Who measured.
         author: AgentPubKey,
     },
+}
+
+impl Event {
+    /// The task the event is about (the new task itself for `TaskCreated`).
+    pub fn task(&self) -> &ActionHash {
+        match self {
+            Event::TaskCreated { task, .. }
+            | Event::SubmissionCreated { task, .. }
+            | Event::BallotCast { task, .. }
+            | Event::RoundAggregated { task, .. }
+            | Event::ModelEvaluated { task, .. } => task,
+        }
+    }
 }
 
 /// The directory of agents new tasks are announced to.
@@ -201,7 +214,7 @@ fn announce_action(action: &SignedActionHashed) -> ExternResult<()> {
         return Ok(());
     }
     let (event, task, base) = match entry {
-        EntryTypes::GradientSubmission(s) => (
+        EntryTypes::UpdateSubmission(s) => (
             Event::SubmissionCreated {
                 task: s.task.clone(),
                 round: s.round,

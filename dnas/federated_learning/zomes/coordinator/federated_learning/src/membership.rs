@@ -1,6 +1,7 @@
 //! Inviting agents into closed tasks and joining tasks.
 
 use federated_learning_integrity::membership::check_membrane_proof;
+use federated_learning_integrity::rejection::Code;
 use federated_learning_integrity::signing::invite_message;
 use federated_learning_integrity::{
     EntryTypes, Invite, InviteProof, LinkTypes, Membership, UnitEntryTypes,
@@ -103,10 +104,10 @@ pub fn join_task(input: JoinTask) -> ExternResult<ActionHash> {
         (_, None) => match membrane_invite(())? {
             Some(p) if p.invite.task == input.task => Some(p.invite_hash),
             _ => {
-                return Err(fail(format!(
+                return Err(fail(Code::Admission.reject(format!(
                     "task {} is closed: joining needs an invite (none given, and the membrane proof holds none for this task)",
                     input.task
-                )))
+                ))))
             }
         },
     };

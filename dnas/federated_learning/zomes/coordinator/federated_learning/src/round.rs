@@ -1,10 +1,10 @@
 //! Reading a round's state from the DHT.
 
 use federated_learning_integrity::aggregate::SubmissionEvidence;
-use federated_learning_integrity::entries::MAX_LISTED_PER_AGENT;
 use federated_learning_integrity::committee::{round_context, RoundContext};
+use federated_learning_integrity::entries::MAX_LISTED_PER_AGENT;
 use federated_learning_integrity::{
-    CommitteeBallot, CommitteeVote, GradientSubmission, LinkTypes, PogqProof, RoundAggregate, Task,
+    CommitteeBallot, CommitteeVote, LinkTypes, PogqProof, RoundAggregate, Task, UpdateSubmission,
 };
 use hdk::prelude::*;
 
@@ -186,12 +186,12 @@ pub(crate) fn round_evidence(ctx: &RoundContext) -> ExternResult<Vec<SubmissionE
     .collect();
     hashes.sort();
     hashes.dedup();
-    let mut found: Vec<(ActionHash, AgentPubKey, GradientSubmission)> = Vec::new();
+    let mut found: Vec<(ActionHash, AgentPubKey, UpdateSubmission)> = Vec::new();
     for hash in hashes {
         let Some(record) = get(hash.clone(), GetOptions::default())? else {
             continue;
         };
-        let Ok(submission) = GradientSubmission::try_from(record.clone()) else {
+        let Ok(submission) = UpdateSubmission::try_from(record.clone()) else {
             continue;
         };
         if &submission.task != task || submission.round != round || &submission.base != base {

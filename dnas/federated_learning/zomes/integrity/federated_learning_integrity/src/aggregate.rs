@@ -5,10 +5,11 @@ use hdi::prelude::*;
 
 use crate::committee::{round_context, RoundContext};
 use crate::entries::{
-    CommitteeBallot, CommitteeVote, GradientSubmission, OutcomeRecord, ReputationEntry,
-    RoundAggregate, UnitEntryTypes, MAX_LISTED_PER_AGENT,
+    CommitteeBallot, CommitteeVote, OutcomeRecord, ReputationEntry, RoundAggregate, UnitEntryTypes,
+    UpdateSubmission, MAX_LISTED_PER_AGENT,
 };
 use crate::lookup::{earlier_entry, typed_record};
+use crate::rejection::Code;
 use crate::schedule::ms_label;
 use crate::task::decode_model;
 
@@ -20,7 +21,7 @@ pub struct SubmissionEvidence {
     /// Its author.
     pub author: AgentPubKey,
     /// The submission, its PoGQ proof inside.
-    pub submission: GradientSubmission,
+    pub submission: UpdateSubmission,
     /// Committee votes on it: (the member's ballot, member, its vote on this submission).
     pub votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)>,
 }
@@ -202,10 +203,10 @@ pub fn validate_create_aggregate(
 ) -> ExternResult<Result<(), String>> {
     let ctx = match round_context(&a.task, a.round, &a.base)? {
         Ok(c) => c,
-        Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
+        Err(e) => return Ok(Err(Code::Base.reject(format!("round aggregate: {e}")))),
     };
     if let Err(e) = check_aggregator(&ctx, &action.author, action.timestamp) {
-        return Ok(Err(format!("round aggregate: {e}")));
+        return Ok(Err(Code::Aggregator.reject(format!("round aggregate: {e}"))));
     }
     // One aggregate per author and round, whatever its base: a second would fork the model.
     let earlier = earlier_entry::<RoundAggregate>(
@@ -216,52 +217,72 @@ pub fn validate_create_aggregate(
         |other| other.task == a.task && other.round == a.round,
     )?;
     if let Some(first) = earlier {
-        return Ok(Err(format!(
+        return Ok(Err(Code::Duplicate.reject(format!(
             "round aggregate: the author already published an aggregate of round {} ({first})",
             a.round
-        )));
+        ))));
     }
     if let Err(e) = check_outcomes(a) {
-        return Ok(Err(e));
+        return Ok(Err(Code::Malformed.reject(e)));
     }
     let ballots = match cited_ballots(&ctx, a)? {
         Ok(b) => b,
-        Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
+        Err(e) => {
+            return Ok(Err(
+                Code::Recomputation.reject(format!("round aggregate: {e}"))
+            ))
+        }
     };
     let mut evidence = Vec::with_capacity(a.outcomes.len());
     for o in &a.outcomes {
         match gather(a, o, &ballots)? {
             Ok(e) => evidence.push(e),
-            Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
+            Err(e) => {
+                return Ok(Err(
+                    Code::Recomputation.reject(format!("round aggregate: {e}"))
+                ))
+            }
         }
     }
     let unlisted = match check_ballots_counted(a, &ballots) {
         Ok(u) => u,
-        Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
+        Err(e) => {
+            return Ok(Err(
+                Code::Recomputation.reject(format!("round aggregate: {e}"))
+            ))
+        }
     };
     let mut unlisted_authors = Vec::with_capacity(unlisted.len());
     for h in unlisted {
-        let author = match typed_record::<GradientSubmission>(&h, "GradientSubmission")? {
+        let author = match typed_record::<UpdateSubmission>(&h, "UpdateSubmission")? {
             Ok((record, _)) => record.action().author().clone(),
-            Err(e) => return Ok(Err(format!("round aggregate: {e}"))),
+            Err(e) => {
+                return Ok(Err(
+                    Code::Recomputation.reject(format!("round aggregate: {e}"))
+                ))
+            }
         };
         unlisted_authors.push((h, author));
     }
     if let Err(e) = check_participants(&ctx, &evidence, &unlisted_authors) {
-        return Ok(Err(e));
+        return Ok(Err(Code::Recomputation.reject(e)));
     }
     let voters: Vec<&AgentPubKey> = ballots.iter().map(|(_, m, _)| m).collect();
     if let Err(e) = check_ballot_majority(&ctx, &voters, action.timestamp) {
-        return Ok(Err(e));
+        return Ok(Err(Code::Quorum.reject(e)));
     }
     if let Err(e) = check_quorum(&ctx, &evidence, action.timestamp) {
-        return Ok(Err(e));
+        return Ok(Err(Code::Quorum.reject(e)));
     }
     let expected = match compute_aggregate(&ctx, evidence) {
         Ok(x) => x,
-        Err(e) => return Ok(Err(format!("round aggregate: cannot recompute: {e}"))),
+        Err(e) => {
+            return Ok(Err(
+                Code::Recomputation.reject(format!("round aggregate: cannot recompute: {e}"))
+            ))
+        }
     };
-    Ok(check_recomputation(a, &expected))
+    Ok(check_recomputation(a, &expected).map_err(|e| Code::Recomputation.reject(e)))
 }
 
 /// What an aggregate may list and leave out, so that it stays within
@@ -502,7 +523,7 @@ fn gather(
     ballots: &CitedBallots,
 ) -> ExternResult<Result<SubmissionEvidence, String>> {
     let (record, submission) =
-        match typed_record::<GradientSubmission>(&o.submission, "GradientSubmission")? {
+        match typed_record::<UpdateSubmission>(&o.submission, "UpdateSubmission")? {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
@@ -603,8 +624,8 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entries::*;
     use crate::entries::max_aggregate_bytes;
+    use crate::entries::*;
     use crate::task::check_capacity;
     use fl_core::aggregate::Rule;
     use fl_core::{Encoding, RoundParams, Tensor};
@@ -614,7 +635,7 @@ mod tests {
         SubmissionEvidence {
             hash: h(hash),
             author: AgentPubKey::from_raw_36(vec![author; 36]),
-            submission: crate::gradient::tests::submission(vec![0.1; 2]),
+            submission: crate::submission::tests::submission(vec![0.1; 2]),
             votes: Vec::new(),
         }
     }
@@ -860,10 +881,10 @@ mod tests {
             base_entry: None,
         };
         // Submissions: members may always submit, newcomers only while there is room.
-        assert_eq!(crate::gradient::check_room(&ctx(2), &key(1)), Ok(()));
-        assert_eq!(crate::gradient::check_room(&ctx(3), &key(5)), Ok(()));
-        let e = crate::gradient::check_room(&ctx(2), &key(5)).unwrap_err();
-        assert!(e.starts_with("gradient submission: the task is full: the reputation table after round 0 holds 2 agents"), "{e}");
+        assert_eq!(crate::submission::check_room(&ctx(2), &key(1)), Ok(()));
+        assert_eq!(crate::submission::check_room(&ctx(3), &key(5)), Ok(()));
+        let e = crate::submission::check_room(&ctx(2), &key(5)).unwrap_err();
+        assert!(e.starts_with("update submission: the task is full: the reputation table after round 0 holds 2 agents"), "{e}");
         // Aggregates: one free row. Listing newcomer 5 fills it, so newcomer 6 may be left
         // out; member 2 may not, and neither may a newcomer while the row is free.
         let listed = vec![evidence(1, 10), evidence(5, 11)];

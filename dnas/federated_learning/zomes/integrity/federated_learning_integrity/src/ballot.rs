@@ -8,8 +8,9 @@ use fl_core::{ballot_verdicts, BallotVerdicts, PogqError, PogqMeasurement};
 use hdi::prelude::*;
 
 use crate::committee::round_context;
-use crate::entries::{CommitteeBallot, GradientSubmission, Task, UnitEntryTypes};
+use crate::entries::{CommitteeBallot, Task, UnitEntryTypes, UpdateSubmission};
 use crate::lookup::{earlier_entry, typed_action};
+use crate::rejection::Code;
 use crate::schedule::check_dated;
 
 /// The rules a ballot obeys on its own, given its task: at least one vote, votes ordered
@@ -73,31 +74,31 @@ pub fn validate_create_ballot(
 ) -> ExternResult<Result<(), String>> {
     let ctx = match round_context(&b.task, b.round, &b.base)? {
         Ok(c) => c,
-        Err(e) => return Ok(Err(format!("committee ballot: {e}"))),
+        Err(e) => return Ok(Err(Code::Base.reject(format!("committee ballot: {e}")))),
     };
     if !ctx.committee.contains(&action.author) {
-        return Ok(Err(format!(
+        return Ok(Err(Code::Ballot.reject(format!(
             "committee ballot by {} who is not on the committee of round {}",
             action.author, b.round
-        )));
+        ))));
     }
     if let Err(e) = check_ballot(b, &ctx.task) {
-        return Ok(Err(e));
+        return Ok(Err(Code::Ballot.reject(e)));
     }
     // Only what each submission says is checked here, so it is read from validation
     // limbo too (as links read their targets): the submissions' own authorities validate
     // them, and an aggregate counts only valid ones.
     for v in &b.votes {
-        let submission =
-            match typed_action::<GradientSubmission>(&v.submission, "GradientSubmission")? {
-                Ok((_, s)) => s,
-                Err(e) => return Ok(Err(format!("committee ballot: {e}"))),
-            };
+        let submission = match typed_action::<UpdateSubmission>(&v.submission, "UpdateSubmission")?
+        {
+            Ok((_, s)) => s,
+            Err(e) => return Ok(Err(Code::Base.reject(format!("committee ballot: {e}")))),
+        };
         if submission.task != b.task || submission.round != b.round || submission.base != b.base {
-            return Ok(Err(format!(
+            return Ok(Err(Code::Ballot.reject(format!(
                 "committee ballot for round {} votes on {}, a submission of round {}",
                 b.round, v.submission, submission.round
-            )));
+            ))));
         }
     }
     if let Err(e) = check_dated(
@@ -107,7 +108,12 @@ pub fn validate_create_ballot(
         ctx.opened_at,
         ctx.task.schedule.ballots_close(ctx.opened_at),
     ) {
-        return Ok(Err(e));
+        let code = if action.timestamp < ctx.opened_at {
+            Code::NotYet
+        } else {
+            Code::Window
+        };
+        return Ok(Err(code.reject(e)));
     }
     let earlier = earlier_entry::<CommitteeBallot>(
         &action.author,
@@ -117,10 +123,10 @@ pub fn validate_create_ballot(
         |other| other.task == b.task && other.round == b.round && other.base == b.base,
     )?;
     if let Some(first) = earlier {
-        return Ok(Err(format!(
+        return Ok(Err(Code::Duplicate.reject(format!(
             "committee ballot: the member already cast its ballot for round {} ({first})",
             b.round
-        )));
+        ))));
     }
     Ok(Ok(()))
 }

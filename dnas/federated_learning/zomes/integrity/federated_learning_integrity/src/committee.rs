@@ -182,8 +182,8 @@ pub fn committee_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entries::*;
     use crate::entries::ReputationEntry;
+    use crate::entries::*;
 
     #[test]
     fn committee_seeds_depend_on_the_task_and_round_only() {

@@ -1,7 +1,7 @@
 //! The data model: every entry and link type of the DNA, with what each entry holds.
 //!
 //! Nothing here validates. The rules live in one module per entry type (`task`, `device`,
-//! `gradient`, `proof`, `ballot`, `aggregate`, `evaluation`, `membership`, and `links` for
+//! `submission`, `proof`, `ballot`, `aggregate`, `evaluation`, `membership`, and `links` for
 //! the link types), above the look-ups they share (`lookup`) and a round's context and
 //! committee (`committee`). This module depends on none of them, so the rules form no
 //! import cycle.
@@ -10,7 +10,7 @@ use fl_core::{Encoding, PogqMeasurement, Reputation, RoundParams, Verdict};
 use hdi::prelude::*;
 
 use crate::schedule::RoundSchedule;
-use crate::signing::{gradient_message, proof_message, GradientFields};
+use crate::signing::{proof_message, update_message, UpdateFields};
 
 /// Every entry type of the DNA.
 #[derive(Serialize, Deserialize)]
@@ -23,7 +23,7 @@ pub enum EntryTypes {
     /// An edge device's key bound to an agent.
     DeviceRegistration(DeviceRegistration),
     /// A signed model update for one round.
-    GradientSubmission(GradientSubmission),
+    UpdateSubmission(UpdateSubmission),
     /// The submitter's PoGQ measurement of its update.
     /// A committee member's re-scores of a round's submissions.
     CommitteeBallot(CommitteeBallot),
@@ -164,7 +164,7 @@ pub enum Signer {
 /// submitter's data, encoded with the task's encoding, signed.
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
-pub struct GradientSubmission {
+pub struct UpdateSubmission {
     /// The task.
     pub task: ActionHash,
     /// Round number, from 0.
@@ -179,7 +179,7 @@ pub struct GradientSubmission {
     pub samples: u32,
     /// Who signed.
     pub signer: Signer,
-    /// ed25519 signature over [`gradient_message`](crate::signing::gradient_message).
+    /// ed25519 signature over [`update_message`](crate::signing::update_message).
     #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
     /// The submitter's PoGQ measurement of the update, signed by the same signer over this
@@ -191,10 +191,10 @@ pub struct GradientSubmission {
     pub membership: Option<ActionHash>,
 }
 
-impl GradientSubmission {
+impl UpdateSubmission {
     /// The bytes the signature covers.
     pub fn signing_bytes(&self) -> Vec<u8> {
-        gradient_message(&GradientFields {
+        update_message(&UpdateFields {
             task: self.task.get_raw_39(),
             round: self.round,
             base: self.base.get_raw_39(),
@@ -209,7 +209,7 @@ impl GradientSubmission {
 }
 
 /// The loss of the base model on the submitter's data before and after applying its update
-/// with the task's probe learning rate. It travels inside its [`GradientSubmission`] (one
+/// with the task's probe learning rate. It travels inside its [`UpdateSubmission`] (one
 /// entry, so no validator ever waits for a proof published apart from its update), signed
 /// by the submission's signer over [`proof_message`](crate::signing::proof_message) of the submission's own signature.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -325,14 +325,14 @@ pub struct ReputationEntry {
     pub missed: u32,
     /// The entry hash (32 bytes) of the aggregate that first listed the agent, empty in
     /// that aggregate itself: it goes into the agent's committee tickets
-    /// (`chain::committee_from`), so that a key cannot be chosen for its tickets.
+    /// (`committee::committee_from`), so that a key cannot be chosen for its tickets.
     #[serde(with = "serde_bytes")]
     pub anchor: Vec<u8>,
 }
 
 /// The outcome of round `round`: verdicts, the next global model and the reputation table.
 /// The next round's committee is drawn from this table, seeded by the task and the round
-/// (`chain::committee_seed`).
+/// (`committee::committee_seed`).
 #[hdk_entry_helper]
 #[derive(Clone, PartialEq)]
 pub struct RoundAggregate {

@@ -6,6 +6,7 @@ use hdi::prelude::*;
 use crate::entries::{ModelEvaluation, RoundAggregate, Task, UnitEntryTypes};
 use crate::lookup::{earlier_entry, typed_record};
 use crate::membership::check_member;
+use crate::rejection::Code;
 
 /// The measurement alone must be sane: a finite non-negative loss, an accuracy in [0, 1]
 /// and at least one example.
@@ -50,18 +51,20 @@ pub fn validate_create_evaluation(
     action: &Create,
 ) -> ExternResult<Result<(), String>> {
     if let Err(reason) = check_measurement(e) {
-        return Ok(Err(reason));
+        return Ok(Err(Code::Evaluation.reject(reason)));
     }
     let (record, aggregate) = match typed_record::<RoundAggregate>(&e.aggregate, "RoundAggregate")?
     {
         Ok(a) => a,
-        Err(reason) => return Ok(Err(format!("model evaluation: {reason}"))),
+        Err(reason) => return Ok(Err(Code::Base.reject(format!("model evaluation: {reason}")))),
     };
     if let Err(reason) = check_evaluation_round(e, &aggregate) {
-        return Ok(Err(reason));
+        return Ok(Err(Code::Evaluation.reject(reason)));
     }
     if action.timestamp < record.action().timestamp() {
-        return Ok(Err("model evaluation is dated before the aggregate".into()));
+        return Ok(Err(
+            Code::Window.reject("model evaluation is dated before the aggregate")
+        ));
     }
     let earlier = earlier_entry::<ModelEvaluation>(
         &action.author,
@@ -71,22 +74,23 @@ pub fn validate_create_evaluation(
         |other| other.aggregate == e.aggregate,
     )?;
     if let Some(first) = earlier {
-        return Ok(Err(format!(
+        return Ok(Err(Code::Duplicate.reject(format!(
             "model evaluation: the author already evaluated this aggregate ({first})"
-        )));
+        ))));
     }
     let (task_record, task) = match typed_record::<Task>(&aggregate.task, "Task")? {
         Ok(t) => t,
-        Err(reason) => return Ok(Err(format!("model evaluation: {reason}"))),
+        Err(reason) => return Ok(Err(Code::Base.reject(format!("model evaluation: {reason}")))),
     };
-    check_member(
+    Ok(check_member(
         &aggregate.task,
         &task,
         task_record.action().author(),
         &action.author,
         e.membership.as_ref(),
         "model evaluation",
-    )
+    )?
+    .map_err(|e| Code::Admission.reject(e)))
 }
 
 #[cfg(test)]

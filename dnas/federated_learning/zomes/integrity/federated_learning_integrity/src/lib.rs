@@ -6,7 +6,7 @@
 //! - `entries`: every entry and link type (the data model), nothing that validates;
 //! - `lookup`: a record or action decoded as the type a rule expects, and earlier entries
 //!   of the author's chain; `committee`: a round's context and the committee drawn for it;
-//! - the rules, one module per entry type (`task`, `device`, `gradient`, `proof`,
+//! - the rules, one module per entry type (`task`, `device`, `submission`, `proof`,
 //!   `ballot`, `aggregate`, `evaluation`, `membership`) with its `validate_create_*`
 //!   function, and `links` for every link type;
 //! - this file, which only dispatches.
@@ -23,31 +23,36 @@ pub mod committee;
 pub mod device;
 pub mod entries;
 pub mod evaluation;
-pub mod gradient;
 pub mod links;
 pub mod lookup;
 pub mod membership;
 pub mod proof;
+pub mod rejection;
 pub mod schedule;
 pub mod signing;
+pub mod submission;
 pub mod task;
 pub mod wire;
 
 pub use ballot::judge_votes;
 pub use entries::{
-    Admission, CommitteeBallot, CommitteeVote, DeviceRegistration, EntryTypes, GradientSubmission,
-    Invite, InviteProof, LinkTypes, Membership, ModelEvaluation, OutcomeRecord, PogqProof,
-    ReputationEntry, RoundAggregate, Signer, Task, UnitEntryTypes,
+    Admission, CommitteeBallot, CommitteeVote, DeviceRegistration, EntryTypes, Invite, InviteProof,
+    LinkTypes, Membership, ModelEvaluation, OutcomeRecord, PogqProof, ReputationEntry,
+    RoundAggregate, Signer, Task, UnitEntryTypes, UpdateSubmission,
 };
 pub use schedule::RoundSchedule;
 
 use hdi::prelude::*;
+use rejection::Code;
+
 /// Dispatches every op to the rule of its entry or link type.
 #[hdk_extern]
 pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
     if let Some(Entry::App(bytes)) = op_entry(&op) {
         if let Err(e) = wire::check_msgpack(bytes.bytes()) {
-            return Ok(invalid(format!("entry is not well-formed: {e}")));
+            return Ok(invalid(
+                Code::Malformed.reject(format!("entry is not well-formed: {e}")),
+            ));
         }
     }
     match op.flattened::<EntryTypes, LinkTypes>()? {
@@ -60,11 +65,13 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
         FlatOp::StoreEntry(OpEntry::UpdateEntry { .. })
         | FlatOp::StoreRecord(OpRecord::UpdateEntry { .. })
         | FlatOp::RegisterUpdate(_) => Ok(invalid(
-            "protocol entries are append-only: updates are not allowed",
+            Code::AppendOnly.reject("protocol entries are append-only: updates are not allowed"),
         )),
-        FlatOp::StoreRecord(OpRecord::DeleteEntry { .. }) | FlatOp::RegisterDelete(_) => Ok(
-            invalid("protocol entries are append-only: deletes are not allowed"),
-        ),
+        FlatOp::StoreRecord(OpRecord::DeleteEntry { .. }) | FlatOp::RegisterDelete(_) => {
+            Ok(invalid(Code::AppendOnly.reject(
+                "protocol entries are append-only: deletes are not allowed",
+            )))
+        }
         FlatOp::RegisterCreateLink {
             base_address,
             target_address,
@@ -79,9 +86,11 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
             link_type,
             action,
         }) => links::validate_create_link(link_type, &base_address, &target_address, &tag, &action),
-        FlatOp::RegisterDeleteLink { .. } | FlatOp::StoreRecord(OpRecord::DeleteLink { .. }) => Ok(
-            invalid("protocol links are append-only: link deletes are not allowed"),
-        ),
+        FlatOp::RegisterDeleteLink { .. } | FlatOp::StoreRecord(OpRecord::DeleteLink { .. }) => {
+            Ok(invalid(Code::AppendOnly.reject(
+                "protocol links are append-only: link deletes are not allowed",
+            )))
+        }
         FlatOp::RegisterAgentActivity(OpActivity::AgentValidationPkg {
             membrane_proof,
             action,
@@ -93,7 +102,7 @@ pub fn validate(op: Op) -> ExternResult<ValidateCallbackResult> {
             // What genesis_self_check ran, again: a conductor that skipped it is caught here.
             match membership::check_membrane_proof(membrane_proof.as_deref(), &action.author) {
                 Ok(_) => ValidateCallbackResult::Valid,
-                Err(reason) => ValidateCallbackResult::Invalid(reason),
+                Err(reason) => ValidateCallbackResult::Invalid(Code::Admission.reject(reason)),
             },
         ),
         _ => Ok(ValidateCallbackResult::Valid),
@@ -109,7 +118,7 @@ pub fn genesis_self_check(data: GenesisSelfCheckData) -> ExternResult<ValidateCa
     Ok(
         match membership::check_membrane_proof(data.membrane_proof.as_deref(), &data.agent_key) {
             Ok(_) => ValidateCallbackResult::Valid,
-            Err(reason) => ValidateCallbackResult::Invalid(reason),
+            Err(reason) => ValidateCallbackResult::Invalid(Code::Admission.reject(reason)),
         },
     )
 }
@@ -126,9 +135,9 @@ fn op_entry(op: &Op) -> Option<&Entry> {
 
 fn validate_create(entry: EntryTypes, action: &Create) -> ExternResult<ValidateCallbackResult> {
     let result = match entry {
-        EntryTypes::Task(t) => task::validate_create_task(&t),
+        EntryTypes::Task(t) => task::validate_create_task(&t).map_err(|e| Code::Task.reject(e)),
         EntryTypes::DeviceRegistration(d) => device::validate_create_device(&d, action),
-        EntryTypes::GradientSubmission(g) => gradient::validate_create_gradient(&g, action)?,
+        EntryTypes::UpdateSubmission(g) => submission::validate_create_submission(&g, action)?,
         EntryTypes::CommitteeBallot(b) => ballot::validate_create_ballot(&b, action)?,
         EntryTypes::RoundAggregate(a) => aggregate::validate_create_aggregate(&a, action)?,
         EntryTypes::ModelEvaluation(e) => evaluation::validate_create_evaluation(&e, action)?,

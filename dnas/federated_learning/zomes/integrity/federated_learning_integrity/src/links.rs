@@ -4,10 +4,11 @@
 use hdi::prelude::*;
 
 use crate::entries::{
-    CommitteeBallot, DeviceRegistration, GradientSubmission, Invite, LinkTypes, Membership,
-    ModelEvaluation, RoundAggregate, Task,
+    CommitteeBallot, DeviceRegistration, Invite, LinkTypes, Membership, ModelEvaluation,
+    RoundAggregate, Task, UpdateSubmission,
 };
 use crate::lookup::typed_action;
+use crate::rejection::Code;
 
 /// Checks a new link of any type.
 pub fn validate_create_link(
@@ -21,14 +22,14 @@ pub fn validate_create_link(
         return Ok(match target.clone().into_agent_pub_key() {
             Some(agent) if agent == action.author => ValidateCallbackResult::Valid,
             _ => ValidateCallbackResult::Invalid(
-                "AllAgents link: an agent lists only its own key".into(),
+                Code::Link.reject("AllAgents link: an agent lists only its own key"),
             ),
         });
     }
     let Some(target_hash) = target.clone().into_action_hash() else {
-        return Ok(ValidateCallbackResult::Invalid(format!(
+        return Ok(ValidateCallbackResult::Invalid(Code::Link.reject(format!(
             "{link_type:?} link must point to an action hash"
-        )));
+        ))));
     };
     let author = &action.author;
     let base_action = base.clone().into_action_hash();
@@ -56,7 +57,7 @@ pub fn validate_create_link(
             }
         }
         LinkTypes::RoundToSubmissions => {
-            match target_of::<GradientSubmission>(&target_hash, "GradientSubmission", author)? {
+            match target_of::<UpdateSubmission>(&target_hash, "UpdateSubmission", author)? {
                 Ok(s) if Some(&s.base) == base_action.as_ref() => Ok(()),
                 Ok(_) => Err("the submission belongs to another round".into()),
                 Err(e) => Err(e),
@@ -100,7 +101,9 @@ pub fn validate_create_link(
     };
     Ok(match result {
         Ok(()) => ValidateCallbackResult::Valid,
-        Err(e) => ValidateCallbackResult::Invalid(format!("{link_type:?} link: {e}")),
+        Err(e) => {
+            ValidateCallbackResult::Invalid(Code::Link.reject(format!("{link_type:?} link: {e}")))
+        }
     })
 }
 

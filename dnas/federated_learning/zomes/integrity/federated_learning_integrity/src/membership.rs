@@ -24,6 +24,7 @@ use crate::entries::{
     Admission, Invite, InviteProof, Membership, RoundAggregate, Task, UnitEntryTypes,
 };
 use crate::lookup::{earlier_entries, earlier_entry, typed_record, Check};
+use crate::rejection::Code;
 use crate::signing::{invite_message, verify_ed25519};
 use crate::wire::{check_msgpack, decode_entry};
 
@@ -71,41 +72,41 @@ pub fn check_membrane_proof(
 pub fn validate_create_invite(invite: &Invite, action: &Create) -> Check<()> {
     let (task_record, task) = match typed_record::<Task>(&invite.task, "Task")? {
         Ok(t) => t,
-        Err(e) => return Ok(Err(format!("invite: {e}"))),
+        Err(e) => return Ok(Err(Code::Base.reject(format!("invite: {e}")))),
     };
     let Admission::Closed {
         invites_per_member,
         min_inviter_reputation,
     } = task.admission
     else {
-        return Ok(Err(format!(
+        return Ok(Err(Code::Admission.reject(format!(
             "invite: task {} is open, so nobody needs an invite",
             invite.task
-        )));
+        ))));
     };
     let inviter = &action.author;
     if let Err(e) = check_invite_signature(invite, inviter) {
-        return Ok(Err(e));
+        return Ok(Err(Code::Signature.reject(e)));
     }
     if let Err(e) =
         check_not_before_task("invite", action.timestamp, task_record.action().timestamp())
     {
-        return Ok(Err(e));
+        return Ok(Err(Code::Window.reject(e)));
     }
     if inviter == task_record.action().author() {
         return Ok(Ok(()));
     }
     let Some(standing) = &invite.standing else {
-        return Ok(Err(format!(
+        return Ok(Err(Code::Admission.reject(format!(
             "invite: {inviter} is not the task's author, so the invite must cite an aggregate that shows the inviter's reputation"
-        )));
+        ))));
     };
     let (_, aggregate) = match typed_record::<RoundAggregate>(standing, "RoundAggregate")? {
         Ok(a) => a,
-        Err(e) => return Ok(Err(format!("invite: standing {e}"))),
+        Err(e) => return Ok(Err(Code::Base.reject(format!("invite: standing {e}")))),
     };
     if let Err(e) = check_standing(invite, inviter, &aggregate, min_inviter_reputation) {
-        return Ok(Err(e));
+        return Ok(Err(Code::Admission.reject(e)));
     }
     let used = earlier_entries::<Invite>(
         inviter,
@@ -116,9 +117,9 @@ pub fn validate_create_invite(invite: &Invite, action: &Create) -> Check<()> {
         invites_per_member as usize,
     )?;
     if used.len() >= invites_per_member as usize {
-        return Ok(Err(format!(
+        return Ok(Err(Code::Duplicate.reject(format!(
             "invite: {inviter} has already written its {invites_per_member} invites for this task"
-        )));
+        ))));
     }
     Ok(Ok(()))
 }
@@ -164,7 +165,7 @@ pub fn check_standing(
 pub fn validate_create_membership(m: &Membership, action: &Create) -> Check<()> {
     let (task_record, task) = match typed_record::<Task>(&m.task, "Task")? {
         Ok(t) => t,
-        Err(e) => return Ok(Err(format!("membership: {e}"))),
+        Err(e) => return Ok(Err(Code::Base.reject(format!("membership: {e}")))),
     };
     let author = &action.author;
     if let Err(e) = check_not_before_task(
@@ -172,7 +173,7 @@ pub fn validate_create_membership(m: &Membership, action: &Create) -> Check<()> 
         action.timestamp,
         task_record.action().timestamp(),
     ) {
-        return Ok(Err(e));
+        return Ok(Err(Code::Window.reject(e)));
     }
     match (
         &task.admission,
@@ -180,29 +181,29 @@ pub fn validate_create_membership(m: &Membership, action: &Create) -> Check<()> 
         author == task_record.action().author(),
     ) {
         (Admission::Open, Some(_), _) => {
-            return Ok(Err(format!(
+            return Ok(Err(Code::Admission.reject(format!(
                 "membership: task {} is open, so a membership cites no invite",
                 m.task
-            )))
+            ))))
         }
         (Admission::Closed { .. }, Some(_), true) => {
-            return Ok(Err(
-                "membership: the task's author is a member without an invite".into(),
-            ))
+            return Ok(Err(Code::Admission.reject(
+                "membership: the task's author is a member without an invite",
+            )))
         }
         (Admission::Closed { .. }, None, false) => {
-            return Ok(Err(format!(
+            return Ok(Err(Code::Admission.reject(format!(
                 "membership: task {} is closed: joining needs an invite",
                 m.task
-            )))
+            ))))
         }
         (Admission::Closed { .. }, Some(invite_hash), false) => {
             let (_, invite) = match typed_record::<Invite>(invite_hash, "Invite")? {
                 Ok(i) => i,
-                Err(e) => return Ok(Err(format!("membership: {e}"))),
+                Err(e) => return Ok(Err(Code::Base.reject(format!("membership: {e}")))),
             };
             if let Err(e) = check_invite_use(&invite, m, author) {
-                return Ok(Err(e));
+                return Ok(Err(Code::Admission.reject(e)));
             }
         }
         _ => {}
@@ -215,10 +216,10 @@ pub fn validate_create_membership(m: &Membership, action: &Create) -> Check<()> 
         |other| other.task == m.task,
     )?;
     if let Some(first) = earlier {
-        return Ok(Err(format!(
+        return Ok(Err(Code::Duplicate.reject(format!(
             "membership: the agent already joined task {} ({first}); an invite admits once",
             m.task
-        )));
+        ))));
     }
     Ok(Ok(()))
 }

@@ -1,7 +1,7 @@
 //! Proof of Gradient Quality: the submitter's own measurement of its update, carried in
 //! the submission.
 
-use crate::entries::{GradientSubmission, PogqProof};
+use crate::entries::{PogqProof, UpdateSubmission};
 use crate::signing::verify_ed25519;
 
 /// The measurement alone must be scorable: finite non-negative losses and at least one
@@ -17,7 +17,7 @@ pub fn check_proof_fields(p: &PogqProof) -> Result<(), String> {
 /// [`PogqProof::signing_bytes`] of the submission's signature. Pure.
 pub fn check_proof_signature(
     p: &PogqProof,
-    submission: &GradientSubmission,
+    submission: &UpdateSubmission,
     signer_key: &[u8],
 ) -> Result<(), String> {
     verify_ed25519(
@@ -33,7 +33,7 @@ pub fn check_proof_signature(
 /// them.
 pub fn check_proof(
     p: &PogqProof,
-    submission: &GradientSubmission,
+    submission: &UpdateSubmission,
     signer_key: &[u8],
 ) -> Result<(), String> {
     check_proof_fields(p)?;

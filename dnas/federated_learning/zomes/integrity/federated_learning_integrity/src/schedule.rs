@@ -205,9 +205,9 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            check_dated("gradient submission", 2, ms(11_001), open, S.submissions_close(open))
+            check_dated("update submission", 2, ms(11_001), open, S.submissions_close(open))
                 .unwrap_err(),
-            "gradient submission: dated 11001.000 ms, after its window in round 2 closed at 11000.000 ms (the task's schedule)"
+            "update submission: dated 11001.000 ms, after its window in round 2 closed at 11000.000 ms (the task's schedule)"
         );
         assert!(check_dated("x", 2, ms(9_999), open, ms(11_000))
             .unwrap_err()

@@ -11,8 +11,8 @@
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-/// Domain of a gradient submission's signature.
-pub const GRADIENT_DOMAIN: &[u8] = b"mycelix-fl/gradient/v1";
+/// Domain of an update submission's signature.
+pub const UPDATE_DOMAIN: &[u8] = b"mycelix-fl/update/v1";
 /// Domain of a PoGQ proof's signature.
 pub const PROOF_DOMAIN: &[u8] = b"mycelix-fl/pogq-proof/v1";
 /// Domain of a device registration's proof of possession.
@@ -20,8 +20,8 @@ pub const DEVICE_DOMAIN: &[u8] = b"mycelix-fl/device/v1";
 /// Domain of an invite into a closed task.
 pub const INVITE_DOMAIN: &[u8] = b"mycelix-fl/invite/v1";
 
-/// The fields of a gradient submission that are signed, as raw bytes.
-pub struct GradientFields<'a> {
+/// The fields of an update submission that are signed, as raw bytes.
+pub struct UpdateFields<'a> {
     /// Task action hash, 39 bytes.
     pub task: &'a [u8],
     /// Round number.
@@ -43,8 +43,8 @@ fn message(domain: &[u8], body: &[u8]) -> Vec<u8> {
     m
 }
 
-/// The bytes a gradient submission's signature covers.
-pub fn gradient_message(f: &GradientFields<'_>) -> Vec<u8> {
+/// The bytes an update submission's signature covers.
+pub fn update_message(f: &UpdateFields<'_>) -> Vec<u8> {
     let mut m = Vec::with_capacity(f.update.len() + 140);
     push_bytes(&mut m, f.task);
     m.extend_from_slice(&f.round.to_le_bytes());
@@ -58,7 +58,7 @@ pub fn gradient_message(f: &GradientFields<'_>) -> Vec<u8> {
         }
     }
     push_bytes(&mut m, f.update);
-    message(GRADIENT_DOMAIN, &m)
+    message(UPDATE_DOMAIN, &m)
 }
 
 /// The bytes a PoGQ proof's signature covers. The proof binds to its submission through
@@ -121,7 +121,7 @@ mod tests {
 
     #[test]
     fn messages_differ_by_domain_and_field() {
-        let f = GradientFields {
+        let f = UpdateFields {
             task: &[1; 39],
             round: 3,
             base: &[2; 39],
@@ -129,16 +129,16 @@ mod tests {
             samples: 10,
             device_registration: None,
         };
-        let a = gradient_message(&f);
-        let b = gradient_message(&GradientFields { round: 4, ..f });
+        let a = update_message(&f);
+        let b = update_message(&UpdateFields { round: 4, ..f });
         assert_ne!(a, b);
-        assert!(a.starts_with(GRADIENT_DOMAIN));
-        assert_eq!(a.len(), GRADIENT_DOMAIN.len() + 32);
-        let big = gradient_message(&GradientFields {
+        assert!(a.starts_with(UPDATE_DOMAIN));
+        assert_eq!(a.len(), UPDATE_DOMAIN.len() + 32);
+        let big = update_message(&UpdateFields {
             update: &[0; 100_000],
             ..f
         });
-        assert_eq!(big.len(), GRADIENT_DOMAIN.len() + 32);
+        assert_eq!(big.len(), UPDATE_DOMAIN.len() + 32);
         assert_ne!(
             proof_message(&[1; 64], 1.0, 0.5, 3),
             proof_message(&[1; 64], 1.0, 0.5, 4)

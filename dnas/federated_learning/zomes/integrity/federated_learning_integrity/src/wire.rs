@@ -98,7 +98,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::GradientSubmission;
+    use crate::UpdateSubmission;
     use holochain_serialized_bytes::UnsafeBytes;
 
     fn sb(bytes: Vec<u8>) -> SerializedBytes {
@@ -134,14 +134,14 @@ mod tests {
 
     #[test]
     fn rejects_declared_lengths_beyond_the_input_before_any_decoder_sees_them() {
-        // A gradient submission whose `task` hash is an array claiming u32::MAX elements:
+        // An update submission whose `task` hash is an array claiming u32::MAX elements:
         // holo_hash's decoder reserved that many bytes before reading the first one.
         let mut hostile = vec![0x81, 0xa4];
         hostile.extend_from_slice(b"task");
         hostile.extend([0xdd, 0xff, 0xff, 0xff, 0xff]);
         let e = check_msgpack(&hostile).unwrap_err();
         assert!(e.contains("4294967295 more values"), "{e}");
-        assert!(decode_entry::<GradientSubmission>(sb(hostile)).is_err());
+        assert!(decode_entry::<UpdateSubmission>(sb(hostile)).is_err());
         for bytes in [
             vec![0xdf, 0xff, 0xff, 0xff, 0xff],
             vec![0xc6, 0xff, 0xff, 0xff, 0xff],

@@ -1,6 +1,7 @@
 //! Publishing updates with their PoGQ proofs.
 
-use federated_learning_integrity::{EntryTypes, GradientSubmission, LinkTypes, PogqProof, Signer};
+use federated_learning_integrity::rejection::Code;
+use federated_learning_integrity::{EntryTypes, LinkTypes, PogqProof, Signer, UpdateSubmission};
 use hdk::prelude::*;
 
 use crate::fail;
@@ -9,7 +10,7 @@ use crate::round::round_base;
 
 /// An update to sign with the agent key and publish, with its PoGQ measurement.
 #[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct SubmitGradient {
+pub struct SubmitUpdate {
     /// Task.
     pub task: ActionHash,
     /// Round (must be the open one).
@@ -31,7 +32,7 @@ pub struct SubmitGradient {
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct SignedSubmission {
     /// The submission (signer: the device), its proof signed over its signature.
-    pub submission: GradientSubmission,
+    pub submission: UpdateSubmission,
 }
 
 /// The published entry.
@@ -44,11 +45,12 @@ pub struct Submitted {
 /// Signs `input` with the agent key and publishes it with its proof (citing the caller's
 /// membership of the task, which a closed task requires: see [`crate::join_task`]).
 #[hdk_extern]
-pub fn submit_gradient(input: SubmitGradient) -> ExternResult<Submitted> {
+pub fn submit_update(input: SubmitUpdate) -> ExternResult<Submitted> {
     let me = agent_info()?.agent_initial_pubkey;
-    let base = round_base(&input.task, input.round)?
-        .ok_or_else(|| fail(format!("round {} is not open yet", input.round)))?;
-    let mut submission = GradientSubmission {
+    let base = round_base(&input.task, input.round)?.ok_or_else(|| {
+        fail(Code::NotYet.reject(format!("round {} is not open yet", input.round)))
+    })?;
+    let mut submission = UpdateSubmission {
         task: input.task,
         round: input.round,
         base,
@@ -74,11 +76,11 @@ pub fn submit_gradient(input: SubmitGradient) -> ExternResult<Submitted> {
 
 /// A published submission, update bytes included (committee members re-score it).
 #[hdk_extern]
-pub fn get_submission(hash: ActionHash) -> ExternResult<GradientSubmission> {
+pub fn get_submission(hash: ActionHash) -> ExternResult<UpdateSubmission> {
     let record = get(hash.clone(), GetOptions::default())?
         .ok_or_else(|| fail(format!("submission {hash} not found")))?;
-    GradientSubmission::try_from(record)
-        .map_err(|_| fail(format!("{hash} is not a gradient submission")))
+    UpdateSubmission::try_from(record)
+        .map_err(|_| fail(format!("{hash} is not an update submission")))
 }
 
 /// Publishes an update and proof signed by one of the caller's registered devices.
@@ -87,12 +89,12 @@ pub fn submit_signed(input: SignedSubmission) -> ExternResult<Submitted> {
     publish(input.submission)
 }
 
-fn publish(mut submission: GradientSubmission) -> ExternResult<Submitted> {
+fn publish(mut submission: UpdateSubmission) -> ExternResult<Submitted> {
     if submission.membership.is_none() {
         submission.membership = own_membership(&submission.task)?;
     }
     let base = submission.base.clone();
-    let hash = create_entry(EntryTypes::GradientSubmission(submission))?;
+    let hash = create_entry(EntryTypes::UpdateSubmission(submission))?;
     create_link(
         base.clone(),
         hash.clone(),

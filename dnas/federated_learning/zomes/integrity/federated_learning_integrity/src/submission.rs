@@ -3,10 +3,11 @@
 use hdi::prelude::*;
 
 use crate::committee::{round_context, RoundContext};
-use crate::entries::{DeviceRegistration, GradientSubmission, Signer, Task, UnitEntryTypes};
+use crate::entries::{DeviceRegistration, Signer, Task, UnitEntryTypes, UpdateSubmission};
 use crate::lookup::{earlier_entry, typed_record};
 use crate::membership::check_member;
 use crate::proof::check_proof;
+use crate::rejection::Code;
 use crate::schedule::check_dated;
 use crate::signing::verify_ed25519;
 use crate::task::decode_model;
@@ -40,31 +41,31 @@ pub fn signer_key(signer: &Signer, author: &AgentPubKey) -> ExternResult<Result<
 /// finite values) and its Euclidean norm must not exceed the task's `max_update_norm`
 /// (norm bounding: no update can outweigh honest ones by size, and the distance math of
 /// every validator stays far from `f32` overflow). Pure.
-pub fn check_update(g: &GradientSubmission, task: &Task) -> Result<(), String> {
+pub fn check_update(g: &UpdateSubmission, task: &Task) -> Result<(), String> {
     let update =
-        decode_model(task, &g.update).map_err(|e| format!("gradient submission: update {e}"))?;
+        decode_model(task, &g.update).map_err(|e| format!("update submission: update {e}"))?;
     let norm = fl_core::aggregate::distance::l2_norm(update.as_slice());
     let bound = task.round.max_update_norm;
     if norm > f64::from(bound) {
         return Err(format!(
-            "gradient submission: update norm {norm:.6e} exceeds the task's norm bound {bound:e}"
+            "update submission: update norm {norm:.6e} exceeds the task's norm bound {bound:e}"
         ));
     }
     Ok(())
 }
 
 /// The signature must verify against `signer_key` (the 32-byte ed25519 key that
-/// [`signer_key`] names) over [`GradientSubmission::signing_bytes`]. Pure.
-pub fn check_signature(g: &GradientSubmission, signer_key: &[u8]) -> Result<(), String> {
+/// [`signer_key`] names) over [`UpdateSubmission::signing_bytes`]. Pure.
+pub fn check_signature(g: &UpdateSubmission, signer_key: &[u8]) -> Result<(), String> {
     verify_ed25519(signer_key, &g.signature, &g.signing_bytes())
-        .map_err(|e| format!("gradient submission: bad signature: {e}"))
+        .map_err(|e| format!("update submission: bad signature: {e}"))
 }
 
 /// Every rule of a submission that needs no look-up, given its task and the key that must
 /// have signed: [`check_update`], [`check_signature`], then [`check_proof`] of its PoGQ
 /// proof, as validation runs them.
-pub fn check_gradient(
-    g: &GradientSubmission,
+pub fn check_submission(
+    g: &UpdateSubmission,
     task: &Task,
     signer_key: &[u8],
 ) -> Result<(), String> {
@@ -89,7 +90,7 @@ pub fn check_room(ctx: &RoundContext, author: &AgentPubKey) -> Result<(), String
         return Ok(());
     }
     Err(format!(
-        "gradient submission: the task is full: the reputation table after round {} holds {} agents, the task's participant bound, and {author} is not among them",
+        "update submission: the task is full: the reputation table after round {} holds {} agents, the task's participant bound, and {author} is not among them",
         previous.round,
         previous.reputation.len()
     ))
@@ -100,19 +101,19 @@ pub fn check_room(ctx: &RoundContext, author: &AgentPubKey) -> Result<(), String
 /// PoGQ proof signed by the same key, target the open round with the right base, come from
 /// a member when the task is closed, find room in a full table (newcomers), be dated in the round's submission window, and be the
 /// author's only one in that round.
-pub fn validate_create_gradient(
-    g: &GradientSubmission,
+pub fn validate_create_submission(
+    g: &UpdateSubmission,
     action: &Create,
 ) -> ExternResult<Result<(), String>> {
     let ctx = match round_context(&g.task, g.round, &g.base)? {
         Ok(c) => c,
-        Err(e) => return Ok(Err(format!("gradient submission: {e}"))),
+        Err(e) => return Ok(Err(Code::Base.reject(format!("update submission: {e}")))),
     };
     if let Err(e) = check_update(g, &ctx.task) {
-        return Ok(Err(e));
+        return Ok(Err(Code::Malformed.reject(e)));
     }
     if let Err(e) = check_room(&ctx, &action.author) {
-        return Ok(Err(e));
+        return Ok(Err(Code::Full.reject(e)));
     }
     if let Err(e) = check_member(
         &g.task,
@@ -120,38 +121,52 @@ pub fn validate_create_gradient(
         &ctx.task_author,
         &action.author,
         g.membership.as_ref(),
-        "gradient submission",
+        "update submission",
     )? {
-        return Ok(Err(e));
+        return Ok(Err(Code::Admission.reject(e)));
     }
     let key = match signer_key(&g.signer, &action.author)? {
         Ok(k) => k,
-        Err(e) => return Ok(Err(format!("gradient submission: {e}"))),
+        Err(e) => {
+            return Ok(Err(
+                Code::Signature.reject(format!("update submission: {e}"))
+            ))
+        }
     };
-    if let Err(e) = check_signature(g, &key).and_then(|()| check_proof(&g.proof, g, &key)) {
-        return Ok(Err(e));
+    if let Err(e) = check_signature(g, &key) {
+        return Ok(Err(Code::Signature.reject(e)));
+    }
+    if let Err(e) = check_proof(&g.proof, g, &key) {
+        return Ok(Err(Code::Proof.reject(e)));
     }
     if let Err(e) = check_dated(
-        "gradient submission",
+        "update submission",
         g.round,
         action.timestamp,
         ctx.opened_at,
         ctx.task.schedule.submissions_close(ctx.opened_at),
     ) {
-        return Ok(Err(e));
+        // Dated before the round opened: the author's clock is behind, and the same
+        // submission dated later may pass.
+        let code = if action.timestamp < ctx.opened_at {
+            Code::NotYet
+        } else {
+            Code::Window
+        };
+        return Ok(Err(code.reject(e)));
     }
-    let earlier = earlier_entry::<GradientSubmission>(
+    let earlier = earlier_entry::<UpdateSubmission>(
         &action.author,
         &action.prev_action,
         ctx.opened_at,
-        UnitEntryTypes::GradientSubmission,
+        UnitEntryTypes::UpdateSubmission,
         |other| other.task == g.task && other.round == g.round && other.base == g.base,
     )?;
     if let Some(first) = earlier {
-        return Ok(Err(format!(
-            "gradient submission: the agent already submitted for round {} ({first})",
+        return Ok(Err(Code::Duplicate.reject(format!(
+            "update submission: the agent already submitted for round {} ({first})",
             g.round
-        )));
+        ))));
     }
     Ok(Ok(()))
 }
@@ -182,9 +197,9 @@ pub(crate) mod tests {
     }
 
     /// A submission of `update` with a passing proof and no signature (tests of pure rules).
-    pub(crate) fn submission(update: Vec<f32>) -> GradientSubmission {
+    pub(crate) fn submission(update: Vec<f32>) -> UpdateSubmission {
         let hash = ActionHash::from_raw_36(vec![1; 36]);
-        GradientSubmission {
+        UpdateSubmission {
             task: hash.clone(),
             round: 0,
             base: hash,
@@ -210,7 +225,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             check_update(&submission(vec![3.0, 4.0]), &task(4.5)).unwrap_err(),
-            "gradient submission: update norm 5.000000e0 exceeds the task's norm bound 4.5e0"
+            "update submission: update norm 5.000000e0 exceeds the task's norm bound 4.5e0"
         );
         let e = check_update(&submission(vec![f32::MAX, -f32::MAX]), &task(1e12)).unwrap_err();
         assert!(e.contains("exceeds the task's norm bound"), "{e}");
