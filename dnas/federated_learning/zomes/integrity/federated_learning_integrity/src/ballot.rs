@@ -11,7 +11,7 @@ use crate::committee::round_context;
 use crate::entries::{CommitteeBallot, Task, UnitEntryTypes, UpdateSubmission};
 use crate::lookup::{earlier_entry, typed_action};
 use crate::rejection::Code;
-use crate::schedule::check_dated;
+use crate::schedule::check_dated_coded;
 
 /// The rules a ballot obeys on its own, given its task: at least one vote, votes ordered
 /// by submission hash with none twice, and every verdict following from its measurement
@@ -101,19 +101,14 @@ pub fn validate_create_ballot(
             ))));
         }
     }
-    if let Err(e) = check_dated(
+    if let Err(e) = check_dated_coded(
         "committee ballot",
         b.round,
         action.timestamp,
         ctx.opened_at,
         ctx.task.schedule.ballots_close(ctx.opened_at),
     ) {
-        let code = if action.timestamp < ctx.opened_at {
-            Code::NotYet
-        } else {
-            Code::Window
-        };
-        return Ok(Err(code.reject(e)));
+        return Ok(Err(e));
     }
     let earlier = earlier_entry::<CommitteeBallot>(
         &action.author,

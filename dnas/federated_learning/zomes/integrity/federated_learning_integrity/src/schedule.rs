@@ -32,6 +32,8 @@
 
 use hdi::prelude::*;
 
+use crate::rejection::Code;
+
 /// Longest window or slot a task may set (one day). With at most
 /// [`crate::task::MAX_COMMITTEE_SIZE`] ranks, a round's deadline is at most about 100 days
 /// after its opening, and every sum stays far from overflow.
@@ -148,6 +150,26 @@ pub fn check_dated(
         ));
     }
     Ok(())
+}
+
+/// [`check_dated`] as a coded refusal: `not_yet` when dated before the round opened (the
+/// author's clock is behind, and the same entry dated later may pass), `window` when dated
+/// after the window closed.
+pub fn check_dated_coded(
+    what: &str,
+    round: u32,
+    at: Timestamp,
+    opened: Timestamp,
+    closes: Timestamp,
+) -> Result<(), String> {
+    check_dated(what, round, at, opened, closes).map_err(|e| {
+        let code = if at < opened {
+            Code::NotYet
+        } else {
+            Code::Window
+        };
+        code.reject(e)
+    })
 }
 
 /// A timestamp as milliseconds since the epoch, to the microsecond, as messages show it.

@@ -8,7 +8,7 @@ use crate::lookup::{earlier_entry, typed_record};
 use crate::membership::check_member;
 use crate::proof::check_proof;
 use crate::rejection::Code;
-use crate::schedule::check_dated;
+use crate::schedule::check_dated_coded;
 use crate::signing::verify_ed25519;
 use crate::task::decode_model;
 
@@ -139,21 +139,14 @@ pub fn validate_create_submission(
     if let Err(e) = check_proof(&g.proof, g, &key) {
         return Ok(Err(Code::Proof.reject(e)));
     }
-    if let Err(e) = check_dated(
+    if let Err(e) = check_dated_coded(
         "update submission",
         g.round,
         action.timestamp,
         ctx.opened_at,
         ctx.task.schedule.submissions_close(ctx.opened_at),
     ) {
-        // Dated before the round opened: the author's clock is behind, and the same
-        // submission dated later may pass.
-        let code = if action.timestamp < ctx.opened_at {
-            Code::NotYet
-        } else {
-            Code::Window
-        };
-        return Ok(Err(code.reject(e)));
+        return Ok(Err(e));
     }
     let earlier = earlier_entry::<UpdateSubmission>(
         &action.author,
