@@ -61,7 +61,8 @@ export interface Task {
 /** fl_core `ModelSpec`: the architecture, which fixes the parameter count. */
 export type ModelSpec =
   | { kind: "logreg"; inputs: number; classes: number }
-  | { kind: "mlp"; inputs: number; hidden: number; classes: number };
+  | { kind: "mlp"; inputs: number; hidden: number; classes: number }
+  | { kind: "cnn_mnist"; classes: number };
 
 /** fl_core `TaskSpec`, as `mycelix-fl task create --spec` writes it too. */
 export interface TaskSpec {
@@ -82,7 +83,14 @@ export interface TaskSpec {
 
 /** A model spec in a few words, as the node prints it (`logreg 64x10`, `mlp 784-100-10`). */
 export function describeModel(m: ModelSpec): string {
-  return m.kind === "logreg" ? `logreg ${m.inputs}x${m.classes}` : `mlp ${m.inputs}-${m.hidden}-${m.classes}`;
+  switch (m.kind) {
+    case "logreg":
+      return `logreg ${m.inputs}x${m.classes}`;
+    case "mlp":
+      return `mlp ${m.inputs}-${m.hidden}-${m.classes}`;
+    case "cnn_mnist":
+      return `cnn_mnist 28x28-${m.classes}`;
+  }
 }
 
 /** Integrity `RoundSchedule`: submission and vote windows and the aggregation slot, in ms. */

@@ -293,6 +293,8 @@ describe("new task form", () => {
     expect(t.spec.model).toEqual({ kind: "logreg", inputs: 64, classes: 10 });
     expect(t.spec.data.classes).toEqual(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
     expect(describeModel(t.spec.model)).toBe("logreg 64x10");
+    expect(describeModel({ kind: "mlp", inputs: 784, hidden: 100, classes: 10 })).toBe("mlp 784-100-10");
+    expect(describeModel({ kind: "cnn_mnist", classes: 10 })).toBe("cnn_mnist 28x28-10");
     expect(t.spec.data.preprocess).toEqual({ kind: "none" });
   });
   it("closes a task and scales its features when the form says so", () => {

@@ -43,5 +43,7 @@ pub use round::{
     carry_over, decide_round, Exclusion, RoundError, RoundParams, RoundResult, SubmissionInput,
     SubmissionOutcome, Verdict,
 };
-pub use spec::{DataSchema, ModelSpec, Preprocess, SpecError, TaskSpec, TrainingSettings};
+pub use spec::{
+    DataSchema, ModelSpec, Preprocess, SpecError, TaskSpec, TrainingSettings, CNN_MNIST_SIDE,
+};
 pub use tensor::{CodecError, Encoding, Tensor};

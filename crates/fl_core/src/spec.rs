@@ -57,20 +57,37 @@ pub enum ModelSpec {
         /// Classes.
         classes: u32,
     },
+    /// ByzFL's `cnn_mnist` for 28x28 single-channel images, row-major pixels: a 5x5
+    /// convolution to 20 channels, ReLU, 2x2 max-pooling, a 5x5 convolution to 50
+    /// channels, ReLU, 2x2 max-pooling, a dense layer 800 -> 500 with ReLU, and a dense
+    /// layer 500 -> `classes`. Parameters in PyTorch's order and shapes: conv1 weight
+    /// `(20, 1, 5, 5)` and bias `(20)`, conv2 weight `(50, 20, 5, 5)` and bias `(50)`, fc1
+    /// weight `(500, 800)` and bias `(500)`, fc2 weight `(classes, 500)` and bias
+    /// `(classes)`; 431,080 parameters for 10 classes.
+    CnnMnist {
+        /// Classes.
+        classes: u32,
+    },
 }
+
+/// Side of the square images a [`ModelSpec::CnnMnist`] takes.
+pub const CNN_MNIST_SIDE: u32 = 28;
 
 impl ModelSpec {
     /// Input features.
     pub fn inputs(&self) -> u32 {
         match *self {
             ModelSpec::Logreg { inputs, .. } | ModelSpec::Mlp { inputs, .. } => inputs,
+            ModelSpec::CnnMnist { .. } => CNN_MNIST_SIDE * CNN_MNIST_SIDE,
         }
     }
 
     /// Output classes.
     pub fn classes(&self) -> u32 {
         match *self {
-            ModelSpec::Logreg { classes, .. } | ModelSpec::Mlp { classes, .. } => classes,
+            ModelSpec::Logreg { classes, .. }
+            | ModelSpec::Mlp { classes, .. }
+            | ModelSpec::CnnMnist { classes } => classes,
         }
     }
 
@@ -86,6 +103,10 @@ impl ModelSpec {
                 let (i, h, c) = (inputs as u64, hidden as u64, classes as u64);
                 i * h + h + h * c + c
             }
+            ModelSpec::CnnMnist { classes } => {
+                let conv = (20 * 25 + 20) + (50 * 20 * 25 + 50);
+                conv + (800 * 500 + 500) + 501 * classes as u64
+            }
         }
     }
 
@@ -98,6 +119,7 @@ impl ModelSpec {
                 hidden,
                 classes,
             } => format!("mlp {inputs}-{hidden}-{classes}"),
+            ModelSpec::CnnMnist { classes } => format!("cnn_mnist 28x28-{classes}"),
         }
     }
 
@@ -214,7 +236,8 @@ impl Default for TrainingSettings {
 }
 
 impl TrainingSettings {
-    fn check(&self) -> Result<(), SpecError> {
+    /// Every rule the settings must satisfy; the error names the first one broken.
+    pub fn check(&self) -> Result<(), SpecError> {
         let lr = self.learning_rate;
         if !(lr.is_finite() && lr > 0.0 && lr <= MAX_LEARNING_RATE) {
             return Err(SpecError::new(format!(
@@ -402,6 +425,9 @@ mod tests {
         };
         assert_eq!(mlp.param_count(), 784 * 100 + 100 + 100 * 10 + 10);
         assert_eq!(mlp.describe(), "mlp 784-100-10");
+        let cnn = ModelSpec::CnnMnist { classes: 10 };
+        assert_eq!(cnn.param_count(), 431_080);
+        assert_eq!(cnn.inputs(), 784);
         for p in [4, 6, 7, 8, 9, 650, 10_000, 100_001] {
             assert_eq!(
                 TaskSpec::with_params(p).unwrap().model.param_count(),

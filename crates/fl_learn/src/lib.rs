@@ -4,7 +4,8 @@
 //! data sets, a CSV loader and a participant's own table read against a task's schema
 //! ([`data`]); IDX files such as Fashion-MNIST's ([`idx`]); IID, label-skewed, extreme
 //! and gamma-similarity partitions across peers ([`partition`]); models whose
-//! parameter vectors map one to one onto fl_core tensors ([`model`]); local minibatch SGD
+//! parameter vectors map one to one onto fl_core tensors ([`model`]), the convolutional
+//! one on candle ([`cnn`]); local minibatch SGD
 //! with momentum and weight decay ([`train`]); and the Byzantine attacks, each crafted from
 //! the attacker's own data and what its colluders share ([`attacks`]).
 //!
@@ -13,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod attacks;
+pub mod cnn;
 pub mod data;
 pub mod idx;
 pub mod model;

@@ -3,8 +3,13 @@
 //! - Multinomial logistic regression: `W` (`inputs x classes`, row-major) then `b`.
 //! - MLP with one ReLU hidden layer: `W1` (`inputs x hidden`), `b1`, `W2`
 //!   (`hidden x classes`), `b2`.
+//! - ByzFL's `cnn_mnist` for 28x28 images, on candle ([`crate::cnn`]), in PyTorch's
+//!   parameter order.
 //!
 //! Loss is the mean softmax cross-entropy; gradients are exact (back-propagation).
+//!
+//! ByzFL's model names map onto these: `logreg_mnist` is logistic regression 784x10,
+//! `fc_mnist` the MLP 784-100-10 and `cnn_mnist` the CNN ([`Model::byzfl`]).
 
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use rand::Rng;
@@ -29,12 +34,48 @@ pub enum Model {
         /// Classes.
         classes: usize,
     },
+    /// ByzFL's `cnn_mnist`: two convolutions and two dense layers over 28x28 images.
+    Cnn {
+        /// Classes.
+        classes: usize,
+    },
+}
+
+/// Unwraps a candle result. The CNN's shapes are fixed by its spec and the input width is
+/// checked before candle sees it, so an error here is a defect, not bad input.
+fn candle<T>(r: candle_core::Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("cnn_mnist on candle: {e}"))
 }
 
 impl Model {
+    /// ByzFL's name for a model (`logreg_mnist`, `fc_mnist`, `cnn_mnist`), for 28x28
+    /// images and 10 classes.
+    pub fn byzfl(name: &str) -> Option<Model> {
+        let (inputs, classes) = (crate::cnn::SIDE * crate::cnn::SIDE, 10);
+        match name {
+            "logreg_mnist" => Some(Model::LogReg { inputs, classes }),
+            "fc_mnist" => Some(Model::Mlp {
+                inputs,
+                hidden: 100,
+                classes,
+            }),
+            "cnn_mnist" => Some(Model::Cnn { classes }),
+            _ => None,
+        }
+    }
+
+    /// Input features the model takes.
+    pub fn inputs(&self) -> usize {
+        match *self {
+            Model::LogReg { inputs, .. } | Model::Mlp { inputs, .. } => inputs,
+            Model::Cnn { .. } => crate::cnn::SIDE * crate::cnn::SIDE,
+        }
+    }
+
     /// Number of parameters.
     pub fn param_count(&self) -> usize {
         match *self {
+            Model::Cnn { classes } => crate::cnn::param_count(classes),
             Model::LogReg { inputs, classes } => inputs * classes + classes,
             Model::Mlp {
                 inputs,
@@ -45,10 +86,11 @@ impl Model {
     }
 
     /// Initial parameters: zeros for logistic regression, He-normal weights and zero biases
-    /// for the MLP.
+    /// for the MLP, PyTorch's default initialisation for the CNN.
     pub fn init<R: Rng>(&self, rng: &mut R) -> Vec<f32> {
         match *self {
             Model::LogReg { .. } => vec![0.0; self.param_count()],
+            Model::Cnn { classes } => crate::cnn::init(classes, rng),
             Model::Mlp {
                 inputs,
                 hidden,
@@ -74,6 +116,7 @@ impl Model {
     /// The hidden activations (MLP only) and the logits.
     fn forward(&self, params: &[f32], x: ArrayView2<f32>) -> (Option<Array2<f32>>, Array2<f32>) {
         match *self {
+            Model::Cnn { classes } => (None, candle(crate::cnn::logits(params, classes, x))),
             Model::LogReg { inputs, classes } => {
                 let (w, b) = split(params, inputs, classes);
                 (None, x.dot(&w) + b)
@@ -116,6 +159,9 @@ impl Model {
         x: ArrayView2<f32>,
         y: &[usize],
     ) -> (f64, Vec<f32>) {
+        if let Model::Cnn { classes } = *self {
+            return candle(crate::cnn::loss_and_gradient(params, classes, x, y));
+        }
         let (h, logits) = self.forward(params, x);
         let (loss, dlogits) = softmax_ce(logits, y);
         let mut g;
@@ -167,6 +213,9 @@ impl Model {
                 hidden: n(hidden),
                 classes: n(classes),
             },
+            Model::Cnn { classes } => fl_core::ModelSpec::CnnMnist {
+                classes: n(classes),
+            },
         }
     }
 }
@@ -185,6 +234,9 @@ impl From<fl_core::ModelSpec> for Model {
             } => Model::Mlp {
                 inputs: inputs as usize,
                 hidden: hidden as usize,
+                classes: classes as usize,
+            },
+            fl_core::ModelSpec::CnnMnist { classes } => Model::Cnn {
                 classes: classes as usize,
             },
         }
@@ -235,6 +287,22 @@ mod tests {
         (x, y)
     }
 
+    /// `d loss / d p[i]` by a central difference of step `eps`.
+    fn central_difference(
+        model: Model,
+        p: &[f32],
+        x: ArrayView2<f32>,
+        y: &[usize],
+        i: usize,
+        eps: f32,
+    ) -> f64 {
+        let mut moved = p.to_vec();
+        moved[i] = p[i] + eps;
+        let plus = model.loss(&moved, x, y);
+        moved[i] = p[i] - eps;
+        (plus - model.loss(&moved, x, y)) / (2.0 * f64::from(eps))
+    }
+
     fn check_gradient(model: Model) {
         let (x, y) = toy();
         let mut rng = ChaCha8Rng::seed_from_u64(9);
@@ -245,12 +313,7 @@ mod tests {
         assert_eq!(g.len(), model.param_count());
         let eps = 1e-2f32;
         for i in (0..p.len()).step_by(3) {
-            let mut plus = p.clone();
-            plus[i] += eps;
-            let mut minus = p.clone();
-            minus[i] -= eps;
-            let numeric = (model.loss(&plus, x.view(), &y) - model.loss(&minus, x.view(), &y))
-                / (2.0 * f64::from(eps));
+            let numeric = central_difference(model, &p, x.view(), &y, i, eps);
             assert!(
                 (numeric - f64::from(g[i])).abs() < 2e-3,
                 "{} param {i}: numeric {numeric}, analytic {}",
@@ -275,6 +338,81 @@ mod tests {
             hidden: 5,
             classes: 3,
         });
+    }
+
+    #[test]
+    fn cnn_gradient_matches_finite_differences() {
+        let model = Model::Cnn { classes: 10 };
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let x = Array2::from_shape_fn((3, 784), |_| rng.random_range(0.0f32..1.0));
+        let y = vec![1, 7, 3];
+        let p = model.init(&mut rng);
+        let (loss, g) = model.loss_and_gradient(&p, x.view(), &y);
+        assert_eq!(g.len(), 431_080);
+        assert!((loss - model.loss(&p, x.view(), &y)).abs() < 1e-5);
+        // Every tensor of the layout, a spread of its entries. ReLU and max-pooling make the
+        // loss piecewise smooth, and a central difference that crosses a kink misses the
+        // slope by a little; so each tensor is judged by its relative error over the
+        // entries checked. A pooling gradient passed at a quarter of its size (candle's
+        // `max_pool2d`) gives errors near 0.75 in the convolutions.
+        let starts = [
+            0, 500, 520, 25_520, 25_570, 425_570, 426_070, 431_070, 431_080,
+        ];
+        let eps = 1e-3f32;
+        for (layer, w) in starts.windows(2).enumerate() {
+            let (mut diff, mut norm) = (0.0f64, 0.0f64);
+            for i in (w[0]..w[1]).step_by(((w[1] - w[0]) / 12).max(1)) {
+                let numeric = central_difference(model, &p, x.view(), &y, i, eps);
+                diff += (numeric - f64::from(g[i])).powi(2);
+                norm += numeric.powi(2);
+            }
+            let relative = (diff / norm.max(1e-12)).sqrt();
+            assert!(
+                relative < 0.1,
+                "cnn tensor {layer}: gradient off by {relative:.3} of its norm"
+            );
+        }
+    }
+
+    #[test]
+    fn cnn_learns_where_a_bar_is() {
+        // Class k: a bright horizontal bar on rows 4k..4k+3 of a noisy 28x28 image.
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let n = 300;
+        let y: Vec<usize> = (0..n).map(|i| i % 6).collect();
+        let x = Array2::from_shape_fn((n, 784), |(i, px)| {
+            let row = px / 28;
+            let bar = (4 * y[i]..4 * y[i] + 3).contains(&row);
+            f32::from(u8::from(bar)) + rng.random_range(-0.3f32..0.3)
+        });
+        let data = crate::data::Dataset::new("bars", x, y).unwrap();
+        let model = Model::Cnn { classes: 6 };
+        let start = model.init(&mut rng);
+        let sgd = crate::train::Sgd {
+            epochs: 2,
+            batch_size: 25,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+        };
+        let trained = crate::train::local_train(&model, &start, &data, &sgd, &mut rng);
+        let acc = model.accuracy(&trained, data.x.view(), &data.y);
+        assert!(acc > 0.95, "accuracy {acc}");
+        assert!(model.loss(&trained, data.x.view(), &data.y) < 0.5 * 6f64.ln());
+    }
+
+    #[test]
+    fn byzfl_names_give_the_papers_models() {
+        let count = |n| Model::byzfl(n).unwrap().param_count();
+        assert_eq!(count("logreg_mnist"), 7_850);
+        assert_eq!(count("fc_mnist"), 79_510);
+        assert_eq!(count("cnn_mnist"), 431_080);
+        assert_eq!(Model::byzfl("resnet"), None);
+        for name in ["logreg_mnist", "fc_mnist", "cnn_mnist"] {
+            let m = Model::byzfl(name).unwrap();
+            assert_eq!(Model::from(m.spec()), m);
+            assert_eq!(m.spec().param_count(), m.param_count() as u64);
+        }
     }
 
     #[test]
