@@ -155,8 +155,31 @@ enum PartitionName {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ModelName {
+    /// Multinomial logistic regression on the data set's features.
     Logreg,
+    /// One hidden ReLU layer of `--hidden` units.
     Mlp,
+    /// ByzFL's `logreg_mnist`: logistic regression on 28x28 images.
+    #[value(name = "logreg_mnist")]
+    LogregMnist,
+    /// ByzFL's `fc_mnist`: an MLP 784-100-10.
+    #[value(name = "fc_mnist")]
+    FcMnist,
+    /// ByzFL's `cnn_mnist`: two 5x5 convolutions and two dense layers, 431,080 parameters.
+    #[value(name = "cnn_mnist")]
+    CnnMnist,
+}
+
+impl ModelName {
+    /// ByzFL's name of a fixed 28x28 model.
+    fn byzfl(self) -> Option<&'static str> {
+        match self {
+            ModelName::Logreg | ModelName::Mlp => None,
+            ModelName::LogregMnist => Some("logreg_mnist"),
+            ModelName::FcMnist => Some("fc_mnist"),
+            ModelName::CnnMnist => Some("cnn_mnist"),
+        }
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -204,6 +227,25 @@ struct RunArgs {
     /// Hidden units of the MLP.
     #[arg(long, default_value_t = 32)]
     hidden: usize,
+    /// Train on a seeded sample of this many training examples (default: all of them):
+    /// quick runs of the large data sets.
+    #[arg(long, value_name = "N")]
+    train_examples: Option<usize>,
+    /// Local training: the learning rate.
+    #[arg(long, default_value_t = fl_core::TrainingSettings::default().learning_rate)]
+    lr: f32,
+    /// Local training: passes over a peer's data per round.
+    #[arg(long, default_value_t = fl_core::TrainingSettings::default().epochs)]
+    local_epochs: u32,
+    /// Local training: examples per step.
+    #[arg(long, default_value_t = fl_core::TrainingSettings::default().batch_size)]
+    batch_size: u32,
+    /// Local training: momentum (ByzFL uses 0.9).
+    #[arg(long, default_value_t = 0.0)]
+    momentum: f32,
+    /// Local training: L2 weight decay (ByzFL uses 1e-4).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
     /// Committee seats per round (default: every peer). Trust is decided over the whole
     /// committee; a small one is captured often at high Byzantine fractions.
     #[arg(long)]
@@ -273,6 +315,7 @@ const SLOT_MS: u64 = 10_000;
 fn main() {
     // RUST_LOG (e.g. `holochain::core::workflow=debug`) logs the conductors' workflows.
     holochain_trace::test_run();
+    fl_learn::train::tune_allocator();
     if let Err(e) = match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Matrix(args) => matrix(args),
@@ -324,14 +367,31 @@ fn load(args: &RunArgs) -> Result<(Dataset, Dataset, fl_core::Preprocess)> {
         // Its own split: 60,000 training and 10,000 test images.
         let (mut train, mut test) =
             fl_learn::idx::fashion_mnist(&fl_learn::idx::fashion_mnist_dir())?;
+        if let Some(n) = args.train_examples {
+            train = sample(&train, n, args.seed)?;
+        }
         let preprocess = train.standardize(&mut [&mut test]);
         return Ok((train, test, preprocess));
     } else {
         builtin(&args.dataset)?
     };
     let (mut train, mut test) = data.split(0.2, args.seed);
+    if let Some(n) = args.train_examples {
+        train = sample(&train, n, args.seed)?;
+    }
     let preprocess = train.standardize(&mut [&mut test]);
     Ok((train, test, preprocess))
+}
+
+/// A seeded sample of `n` examples of `data` (all of them when it has no more).
+fn sample(data: &Dataset, n: usize, seed: u64) -> Result<Dataset> {
+    if n == 0 {
+        bail!("--train-examples must be at least 1");
+    }
+    if n >= data.len() {
+        return Ok(data.clone());
+    }
+    Ok(data.split(1.0 - n as f64 / data.len() as f64, seed).0)
 }
 
 fn aggregator(args: &RunArgs, byzantine: usize) -> Result<AggregatorConfig> {
@@ -387,7 +447,32 @@ fn experiment(
             hidden: args.hidden,
             classes: train.classes,
         },
+        named => {
+            let name = named.byzfl().unwrap_or_default();
+            let model = Model::byzfl(name).ok_or_else(|| anyhow!("unknown model {name}"))?;
+            if model.inputs() != train.features()
+                || model.spec().classes() as usize != train.classes
+            {
+                bail!(
+                    "--model {name} takes 28x28 images in 10 classes; {} has {} features and {} classes",
+                    args.dataset,
+                    train.features(),
+                    train.classes
+                );
+            }
+            model
+        }
     };
+    let training = fl_core::TrainingSettings {
+        learning_rate: args.lr,
+        epochs: args.local_epochs,
+        batch_size: args.batch_size,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+    };
+    training.check().map_err(|e| {
+        anyhow!("--lr, --local-epochs, --batch-size, --momentum or --weight-decay: {e}")
+    })?;
     let round = RoundParams {
         aggregator: aggregator(args, byzantine)?,
         pogq: {
@@ -422,7 +507,7 @@ fn experiment(
             },
         },
         model,
-        sgd: Sgd::default(),
+        sgd: Sgd::from(training),
         preprocess: preprocess.clone(),
         validation_fraction: 0.2,
         seed: args.seed,
@@ -847,6 +932,7 @@ impl RunArgs {
         match self.model {
             ModelName::Logreg => "logreg",
             ModelName::Mlp => "mlp",
+            named => named.byzfl().unwrap_or_default(),
         }
     }
 }
