@@ -1,20 +1,36 @@
-//! ByzFL's `cnn_mnist` on candle's CPU backend. The model is written in candle's
-//! operations and trained with candle's back-propagation; this module lays the flat
-//! parameter vector out as the model's tensors ([`fl_core::ModelSpec::CnnMnist`]
-//! documents the order, PyTorch's) and reads the gradients back into one vector. Two of
-//! candle's layers are replaced by compositions of its operations, each for a reason
-//! given where it is done ([`conv5_pool_relu`]): the convolutions and the max-pooling.
+//! ByzFL's `cnn_mnist` on candle's CPU backend: every layer, forward and backward, is
+//! candle's matrix products, gathers and reductions; this module lays the flat parameter
+//! vector out as the model's tensors ([`fl_core::ModelSpec::CnnMnist`] documents the
+//! order, PyTorch's) and reads the gradients back into one vector.
+//!
+//! The backward pass is written out layer by layer ([`backward`]) rather than left to
+//! candle's automatic differentiation, and activations keep the batch as their last axis.
+//! Three things in candle 0.9.2 made its own layers and autograd unfit here, each checked
+//! by the tests below:
+//! - `conv2d`'s backward pass computes the input's gradient with a direct
+//!   `conv_transpose2d` loop (training 4.6 times slower than PyTorch's);
+//! - `max_pool2d`'s backward pass multiplies the gradient of a window's maximum by the
+//!   share of the window that is maximal (a quarter for a unique maximum), and the `max`
+//!   reduction's passes the whole gradient to every element equal to the maximum, four
+//!   times over in a window of blank image background;
+//! - autograd allocates every gradient as zeros and adds into it, and computes the
+//!   gradient of the input images that nothing reads: most of a training step.
+//!
+//! Convolutions are the im2col gather (`index_select` of whole batch rows) and one matrix
+//! product; pooling takes each window's first maximum (`argmax_keepdim`, `gather`), as
+//! PyTorch does, and its backward scatters the gradient back to it (`scatter_add`).
 
-use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_core::{Device, Result, Tensor};
 use ndarray::{Array2, ArrayView2};
 use rand::Rng;
 
 /// Side of the input images.
 pub const SIDE: usize = fl_core::CNN_MNIST_SIDE as usize;
 
-/// Examples per forward pass when only logits are wanted: a 28x28 batch of 256 keeps the
-/// first layer's activations at about 12 MB.
-const EVAL_CHUNK: usize = 256;
+/// Examples per forward pass when only logits are wanted: the largest buffer, the second
+/// layer's im2col matrix, is then 26 MB, within what [`crate::train::tune_allocator`]
+/// keeps in the heap.
+const EVAL_CHUNK: usize = 200;
 
 /// The shapes of the parameter tensors, in the flat vector's order, and each tensor's
 /// fan-in (for PyTorch's default initialisation).
@@ -51,8 +67,9 @@ pub fn init<R: Rng>(classes: usize, rng: &mut R) -> Vec<f32> {
     p
 }
 
-/// The parameter tensors, as variables (to take gradients) or plain tensors.
-fn tensors(params: &[f32], classes: usize, track: bool) -> Result<Vec<Tensor>> {
+/// The parameter tensors, shaped as the matrices the layers multiply by: conv weights as
+/// `(filters, inputs * 25)`, dense weights as `(out, in)`, biases as columns `(out, 1)`.
+fn tensors(params: &[f32], classes: usize) -> Result<Vec<Tensor>> {
     assert_eq!(
         params.len(),
         param_count(classes),
@@ -65,34 +82,29 @@ fn tensors(params: &[f32], classes: usize, track: bool) -> Result<Vec<Tensor>> {
             let n: usize = shape.iter().product();
             let slice = &params[at..at + n];
             at += n;
-            if track {
-                Ok(Var::from_slice(slice, shape, &Device::Cpu)?
-                    .as_tensor()
-                    .clone())
-            } else {
-                Tensor::from_slice(slice, shape, &Device::Cpu)
-            }
+            Tensor::from_slice(slice, (shape[0], n / shape[0]), &Device::Cpu)
         })
         .collect()
 }
 
 /// The im2col gather of a valid 5x5 convolution over a `side x side` image of `channels`
-/// channels stored row-major with the channel last (HWC), for an output of even side
-/// that is max-pooled 2x2 next. Row `r` of the matrix is output position `r`, ordered
-/// window by window (the pooled row, the pooled column, then the four positions of the
-/// window), so that pooling reduces one axis; column `c * 25 + ky * 5 + kx` is PyTorch's
-/// weight order. Each entry holds the index of the input value it reads.
+/// channels, stored channel-major (CHW) with the batch as the last axis, for an output of
+/// even side that is max-pooled 2x2 next. Row `k * P + r` of the gathered matrix is kernel
+/// entry `k = c * 25 + ky * 5 + kx` (PyTorch's weight order) at output position `r`, the
+/// positions ordered window by window (pooled row, pooled column, then the four
+/// positions of the window) so that pooling reduces one axis. Each entry is the index of
+/// the input row it reads.
 fn unfold_index(side: usize, channels: usize) -> Result<Tensor> {
     let pooled = (side - 4) / 2;
-    let mut idx = Vec::with_capacity(4 * pooled * pooled * channels * 25);
-    for py in 0..pooled {
-        for px in 0..pooled {
-            for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                let (oy, ox) = (2 * py + dy, 2 * px + dx);
-                for c in 0..channels {
-                    for ky in 0..5 {
-                        for kx in 0..5 {
-                            idx.push((((oy + ky) * side + ox + kx) * channels + c) as u32);
+    let mut idx = Vec::with_capacity(channels * 25 * 4 * pooled * pooled);
+    for c in 0..channels {
+        for ky in 0..5 {
+            for kx in 0..5 {
+                for py in 0..pooled {
+                    for px in 0..pooled {
+                        for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                            let (y, x) = (2 * py + dy + ky, 2 * px + dx + kx);
+                            idx.push(((c * side + y) * side + x) as u32);
                         }
                     }
                 }
@@ -103,81 +115,147 @@ fn unfold_index(side: usize, channels: usize) -> Result<Tensor> {
     Tensor::from_vec(idx, len, &Device::Cpu)
 }
 
-/// A valid 5x5 convolution with bias, 2x2 max-pooling and ReLU over `x`, `(examples,
-/// side * side * channels)` in HWC order, as candle operations: the im2col gather
-/// (`index_select`), one matrix product and one max reduction. Returns `(examples,
-/// pooled * pooled * filters)`, HWC again. (ReLU commutes with the maximum, so it runs on
-/// the pooled quarter.)
-///
-/// Not candle's `conv2d` and `max_pool2d`. The backward pass of `conv2d` computes the
-/// input's gradient with a direct `conv_transpose2d` loop, which made training 4.6 times
-/// slower than PyTorch's; here the backward passes are a matrix product and candle's
-/// `index_add`. The backward pass of `max_pool2d` (0.9.2) multiplies the gradient of a
-/// window's maximum by the share of the window that is maximal, 1/4 for a unique maximum,
-/// where it should pass it whole, as the reduction's does.
-fn conv5_pool_relu(
+/// What one convolution layer keeps for its backward pass.
+struct ConvCache {
+    /// The im2col matrix, `(inputs * 25, positions * batch)`.
+    cols: Tensor,
+    /// Which of the four positions of each window was its maximum, `(filters, windows, 1,
+    /// batch)`.
+    argmax: Tensor,
+    /// The layer's output after ReLU, `(filters * windows, batch)`.
+    out: Tensor,
+}
+
+/// A valid 5x5 convolution with bias, 2x2 max-pooling (each window's first maximum) and
+/// ReLU of `x`, `(channels * side * side, batch)`. ReLU commutes with the maximum, so it
+/// runs on the pooled quarter. Returns `(filters * pooled * pooled, batch)`, CHW again.
+fn conv_layer(
     x: &Tensor,
     side: usize,
     channels: usize,
     w: &Tensor,
     b: &Tensor,
-) -> Result<Tensor> {
-    let n = x.dim(0)?;
-    let pooled = (side - 4) / 2;
+    index: &Tensor,
+) -> Result<ConvCache> {
+    let batch = x.dim(1)?;
+    let windows = ((side - 4) / 2).pow(2);
     let filters = w.dim(0)?;
     let cols = x
-        .index_select(&unfold_index(side, channels)?, 1)?
-        .reshape((n * pooled * pooled * 4, channels * 25))?;
-    cols.matmul(&w.reshape((filters, channels * 25))?.t()?)?
+        .index_select(index, 0)?
+        .reshape((channels * 25, windows * 4 * batch))?;
+    let z = w
+        .matmul(&cols)?
         .broadcast_add(b)?
-        .reshape((n * pooled * pooled, 4, filters))?
-        .max(1)?
+        .reshape((filters, windows, 4, batch))?;
+    let argmax = z.argmax_keepdim(2)?;
+    let out = z
+        .gather(&argmax, 2)?
         .relu()?
-        .reshape((n, pooled * pooled * filters))
+        .reshape((filters * windows, batch))?;
+    Ok(ConvCache { cols, argmax, out })
 }
 
-/// Logits of a batch of flattened images, `(examples, classes)`.
-fn forward(p: &[Tensor], x: ArrayView2<f32>) -> Result<Tensor> {
-    let n = x.nrows();
+/// The backward pass of [`conv_layer`]: from the gradient of its output, the gradients of
+/// its weights and bias, and of its input when `x_rows` (the input's row count) is given.
+fn conv_backward(
+    cache: &ConvCache,
+    grad_out: &Tensor,
+    w: &Tensor,
+    index: &Tensor,
+    x_rows: Option<usize>,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let (filters, windows, _, batch) = cache.argmax.dims4()?;
+    let grad_pooled = (grad_out * cache.out.sign()?)?.reshape((filters, windows, 1, batch))?;
+    let grad_z = Tensor::zeros((filters, windows, 4, batch), grad_out.dtype(), &Device::Cpu)?
+        .scatter_add(&cache.argmax, &grad_pooled, 2)?
+        .reshape((filters, windows * 4 * batch))?;
+    let grad_w = grad_z.matmul(&cache.cols.t()?)?;
+    let grad_b = grad_z.sum_keepdim(1)?;
+    let grad_x = match x_rows {
+        Some(rows) => {
+            let grad_cols = w.t()?.matmul(&grad_z)?.reshape((index.dim(0)?, batch))?;
+            Some(
+                Tensor::zeros((rows, batch), grad_out.dtype(), &Device::Cpu)?
+                    .index_add(index, &grad_cols, 0)?,
+            )
+        }
+        None => None,
+    };
+    Ok((grad_w, grad_b, grad_x))
+}
+
+/// The forward pass of a batch of flattened images, `x` `(examples, 784)`, keeping what
+/// the backward pass needs. Logits are `(classes, examples)`.
+struct Forward {
+    conv1: ConvCache,
+    conv2: ConvCache,
+    /// fc1's output after ReLU, `(500, examples)`.
+    h3: Tensor,
+    logits: Tensor,
+}
+
+/// The two im2col index tables.
+fn indexes() -> Result<(Tensor, Tensor)> {
+    Ok((unfold_index(SIDE, 1)?, unfold_index(12, 20)?))
+}
+
+fn forward(p: &[Tensor], x: ArrayView2<f32>, index: &(Tensor, Tensor)) -> Result<Forward> {
     assert_eq!(x.ncols(), SIDE * SIDE, "cnn_mnist takes 28x28 images");
-    let pixels: Vec<f32> = x.iter().copied().collect();
-    let x = Tensor::from_vec(pixels, (n, SIDE * SIDE), &Device::Cpu)?;
-    let h = conv5_pool_relu(&x, SIDE, 1, &p[0], &p[1])?; // (n, 12 * 12 * 20)
-    let h = conv5_pool_relu(&h, 12, 20, &p[2], &p[3])?; // (n, 4 * 4 * 50)
-                                                        // PyTorch flattens channel-first: (n, 50, 4, 4).
-    let h = h
-        .reshape((n, 4, 4, 50))?
-        .permute((0, 3, 1, 2))?
-        .flatten_from(1)?;
-    let h = h.matmul(&p[4].t()?)?.broadcast_add(&p[5])?.relu()?;
-    h.matmul(&p[6].t()?)?.broadcast_add(&p[7])
-}
-
-/// Mean softmax cross-entropy of `logits` against `y`.
-fn cross_entropy(logits: &Tensor, y: &[usize]) -> Result<Tensor> {
-    let (n, classes) = logits.dims2()?;
-    let shifted = logits.broadcast_sub(&logits.max_keepdim(1)?)?;
-    let log_p = shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(1)?.log()?)?;
-    let mut one_hot = vec![0f32; n * classes];
-    for (i, &label) in y.iter().enumerate() {
-        one_hot[i * classes + label] = 1.0;
-    }
-    let one_hot = Tensor::from_vec(one_hot, (n, classes), &Device::Cpu)?;
-    (log_p * one_hot)?
-        .sum_all()?
-        .affine(-1.0 / n.max(1) as f64, 0.0)
+    // Pixels as rows, examples as columns.
+    let pixels: Vec<f32> = x.t().iter().copied().collect();
+    let x = Tensor::from_vec(pixels, (SIDE * SIDE, x.nrows()), &Device::Cpu)?;
+    let conv1 = conv_layer(&x, SIDE, 1, &p[0], &p[1], &index.0)?; // (20 * 144, n)
+    let conv2 = conv_layer(&conv1.out, 12, 20, &p[2], &p[3], &index.1)?; // (50 * 16, n)
+                                                                         // (50 * 16) rows channel-major: PyTorch's flattening of (50, 4, 4).
+    let h3 = p[4].matmul(&conv2.out)?.broadcast_add(&p[5])?.relu()?;
+    let logits = p[6].matmul(&h3)?.broadcast_add(&p[7])?;
+    Ok(Forward {
+        conv1,
+        conv2,
+        h3,
+        logits,
+    })
 }
 
 /// Logits, `examples x classes`, computed in chunks.
 pub fn logits(params: &[f32], classes: usize, x: ArrayView2<f32>) -> Result<Array2<f32>> {
-    let p = tensors(params, classes, false)?;
-    let mut out = Vec::with_capacity(x.nrows() * classes);
+    let p = tensors(params, classes)?;
+    let index = indexes()?;
+    let mut out = Array2::zeros((x.nrows(), classes));
     for start in (0..x.nrows()).step_by(EVAL_CHUNK) {
         let end = (start + EVAL_CHUNK).min(x.nrows());
         let chunk = x.slice(ndarray::s![start..end, ..]);
-        out.extend(forward(&p, chunk)?.flatten_all()?.to_vec1::<f32>()?);
+        let l = forward(&p, chunk, &index)?.logits.to_vec2::<f32>()?;
+        for (c, row) in l.iter().enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                out[[start + i, c]] = *v;
+            }
+        }
     }
-    Ok(Array2::from_shape_vec((x.nrows(), classes), out).expect("logits shape"))
+    Ok(out)
+}
+
+/// Mean softmax cross-entropy of `(classes, examples)` logits and its gradient with
+/// respect to them, stable via log-sum-exp.
+fn cross_entropy(logits: &Tensor, y: &[usize]) -> Result<(f64, Tensor)> {
+    let (classes, n) = logits.dims2()?;
+    let l = logits.t()?.to_vec2::<f32>()?;
+    let mut grad = vec![0f32; classes * n];
+    let mut loss = 0f64;
+    for (i, (row, &label)) in l.iter().zip(y).enumerate() {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let exp: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+        let sum: f32 = exp.iter().sum();
+        loss -= f64::from((exp[label] / sum).max(f32::MIN_POSITIVE).ln());
+        for (c, e) in exp.iter().enumerate() {
+            let target = if c == label { 1.0 } else { 0.0 };
+            grad[c * n + i] = (e / sum - target) / n as f32;
+        }
+    }
+    Ok((
+        loss / n.max(1) as f64,
+        Tensor::from_vec(grad, (classes, n), &Device::Cpu)?,
+    ))
 }
 
 /// Mean cross-entropy of one batch and its gradient with respect to every parameter, in
@@ -188,17 +266,30 @@ pub fn loss_and_gradient(
     x: ArrayView2<f32>,
     y: &[usize],
 ) -> Result<(f64, Vec<f32>)> {
-    let p = tensors(params, classes, true)?;
-    let loss = cross_entropy(&forward(&p, x)?, y)?;
-    let grads = loss.backward()?;
+    let p = tensors(params, classes)?;
+    let index = indexes()?;
+    let f = forward(&p, x, &index)?;
+    let (loss, grad_logits) = cross_entropy(&f.logits, y)?;
+    // fc2, fc1.
+    let grad_w4 = grad_logits.matmul(&f.h3.t()?)?;
+    let grad_b4 = grad_logits.sum_keepdim(1)?;
+    let grad_z3 = (p[6].t()?.matmul(&grad_logits)? * f.h3.sign()?)?;
+    let grad_w3 = grad_z3.matmul(&f.conv2.out.t()?)?;
+    let grad_b3 = grad_z3.sum_keepdim(1)?;
+    let grad_h2 = p[4].t()?.matmul(&grad_z3)?;
+    // conv2 (with its input's gradient), conv1 (the images need none).
+    let rows1 = f.conv1.out.dim(0)?;
+    let (grad_w2, grad_b2, grad_h1) =
+        conv_backward(&f.conv2, &grad_h2, &p[2], &index.1, Some(rows1))?;
+    let grad_h1 = grad_h1.expect("asked for");
+    let (grad_w1, grad_b1, _) = conv_backward(&f.conv1, &grad_h1, &p[0], &index.0, None)?;
     let mut g = Vec::with_capacity(params.len());
-    for t in &p {
-        match grads.get(t) {
-            Some(grad) => g.extend(grad.flatten_all()?.to_vec1::<f32>()?),
-            None => g.extend(std::iter::repeat_n(0.0, t.elem_count())),
-        }
+    for t in [
+        grad_w1, grad_b1, grad_w2, grad_b2, grad_w3, grad_b3, grad_w4, grad_b4,
+    ] {
+        g.extend(t.flatten_all()?.to_vec1::<f32>()?);
     }
-    Ok((f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?), g))
+    Ok((loss, g))
 }
 
 #[cfg(test)]
@@ -217,18 +308,36 @@ mod tests {
     /// The same network from candle's own layers, channel-first as PyTorch lays it out:
     /// their forward passes are right; only their backward passes are avoided.
     fn reference_logits(params: &[f32], x: ArrayView2<f32>) -> Result<Tensor> {
-        let p = tensors(params, 10, false)?;
+        let p = tensors(params, 10)?;
         let pixels: Vec<f32> = x.iter().copied().collect();
         let x = Tensor::from_vec(pixels, (x.nrows(), 1, SIDE, SIDE), &Device::Cpu)?;
-        let conv = |x: &Tensor, w: &Tensor, b: &Tensor| -> Result<Tensor> {
-            x.conv2d(w, 0, 1, 1, 1)?
+        let conv = |x: &Tensor, w: &Tensor, b: &Tensor, inputs: usize| -> Result<Tensor> {
+            x.conv2d(&w.reshape((w.dim(0)?, inputs, 5, 5))?, 0, 1, 1, 1)?
                 .broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?
                 .relu()?
                 .max_pool2d(2)
         };
-        let h = conv(&conv(&x, &p[0], &p[1])?, &p[2], &p[3])?.flatten_from(1)?;
-        let h = h.matmul(&p[4].t()?)?.broadcast_add(&p[5])?.relu()?;
-        h.matmul(&p[6].t()?)?.broadcast_add(&p[7])
+        let h = conv(&conv(&x, &p[0], &p[1], 1)?, &p[2], &p[3], 20)?.flatten_from(1)?;
+        let h = h
+            .matmul(&p[4].t()?)?
+            .broadcast_add(&p[5].flatten_all()?)?
+            .relu()?;
+        h.matmul(&p[6].t()?)?.broadcast_add(&p[7].flatten_all()?)
+    }
+
+    #[test]
+    fn logits_in_chunks_are_each_examples_own() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let x = Array2::from_shape_fn((EVAL_CHUNK + 3, 784), |_| rng.random_range(0.0f32..1.0));
+        let params = init(10, &mut rng);
+        let all = logits(&params, 10, x.view()).unwrap();
+        for i in [0, EVAL_CHUNK - 1, EVAL_CHUNK, EVAL_CHUNK + 2] {
+            let one = logits(&params, 10, x.slice(ndarray::s![i..=i, ..])).unwrap();
+            for (a, b) in all.row(i).iter().zip(one.row(0)) {
+                assert!((a - b).abs() < 1e-5, "example {i}: {a} vs {b}");
+            }
+        }
     }
 
     #[test]
