@@ -92,20 +92,24 @@ pub fn local_train<R: Rng>(
     params
 }
 
-/// Tunes glibc's allocator for training: buffers of up to 32 MB come from the heap instead
-/// of fresh `mmap`s, and up to 128 MB of freed heap stays mapped. Every step of the CNN
-/// allocates and frees tens of megabytes of activations and gradients; with glibc's
-/// defaults each of those buffers is mapped, faulted in page by page and unmapped again,
-/// which took about a third of the training time (`bench/train.sh`). Call it once at the
-/// start of a program that trains; elsewhere than glibc on Linux it does nothing.
+/// Tunes glibc's allocator for training the CNN: buffers of up to 32 MB come from the heap
+/// instead of fresh `mmap`s, and up to 128 MB of freed heap stays mapped. Every step of the
+/// CNN allocates and frees tens of megabytes of activations and gradients; with glibc's
+/// defaults that memory went back to the system when freed (unmapped, or trimmed from the
+/// heap's top) and the next step faulted it in again page by page, which took about a
+/// third of the training time (`bench/train.sh`). The price is memory: the
+/// process keeps what it freed, up to those bounds per heap, so programs call it only when
+/// they train the CNN. Idempotent; elsewhere than glibc on Linux it does nothing.
 pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called before training starts
-    // and glibc serialises it against allocations.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
-    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: an FFI call with no preconditions; it only sets allocator parameters.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+        }
+    });
 }
 
 /// The update a peer publishes: `local - global`.

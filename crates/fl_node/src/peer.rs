@@ -400,6 +400,9 @@ impl Participant {
             .with_context(|| format!("reading task {task_hash}"))?;
         let spec = &info.task.spec;
         let model = Model::from(spec.model);
+        if let Model::Cnn { .. } = model {
+            fl_learn::train::tune_allocator();
+        }
         for data in [&train, &validation] {
             if data.features() != model.spec().inputs() as usize
                 || data.classes != spec.data.classes.len()

@@ -240,7 +240,8 @@ struct RunArgs {
     /// Local training: examples per step.
     #[arg(long, default_value_t = fl_core::TrainingSettings::default().batch_size)]
     batch_size: u32,
-    /// Local training: momentum (ByzFL uses 0.9).
+    /// Local training: momentum, as PyTorch's SGD applies it (ByzFL uses 0.9 and damps it
+    /// by 1 - momentum).
     #[arg(long, default_value_t = 0.0)]
     momentum: f32,
     /// Local training: L2 weight decay (ByzFL uses 1e-4).
@@ -315,7 +316,6 @@ const SLOT_MS: u64 = 10_000;
 fn main() {
     // RUST_LOG (e.g. `holochain::core::workflow=debug`) logs the conductors' workflows.
     holochain_trace::test_run();
-    fl_learn::train::tune_allocator();
     if let Err(e) = match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Matrix(args) => matrix(args),
@@ -473,6 +473,9 @@ fn experiment(
     training.check().map_err(|e| {
         anyhow!("--lr, --local-epochs, --batch-size, --momentum or --weight-decay: {e}")
     })?;
+    if let Model::Cnn { .. } = model {
+        fl_learn::train::tune_allocator();
+    }
     let round = RoundParams {
         aggregator: aggregator(args, byzantine)?,
         pogq: {
@@ -737,6 +740,8 @@ fn run(mut args: RunArgs) -> Result<()> {
             "model": model.describe(), "committee": exp.committee_size, "seed": args.seed,
             "admission": exp.admission.label(),
             "partition": exp.scheme.label(),
+            "training": fl_core::TrainingSettings::from(exp.sgd),
+            "train_examples": train.len(),
         },
         "rounds": reports.iter().map(|r| serde_json::json!({
             "round": r.round, "ms": round_ms.get(r.round), "accuracy": r.accuracy, "loss": r.loss, "tpr": r.tpr, "fpr": r.fpr,
