@@ -3,9 +3,10 @@
 # when missing:
 #   hc 0.6.3 (holochain_cli), built from this workspace's Cargo.lock (crates/holochain_tools)
 #   with --sandbox also: holochain 0.6.3 (the conductor `hc sandbox` runs) and
-#   kitsune2-bootstrap-srv 0.4.1 (local bootstrap + iroh relay), from tools/conductor: a
-#   workspace of its own, so holochain's test_utils (turned on in this workspace by the
-#   sweettests) stays out, with crates/fl_node's features so the compiled tree is reused
+#   kitsune2-bootstrap-srv 0.4.1 (local bootstrap + iroh relay), built in one cargo command
+#   with the node (crates/fl_node): the features then unify exactly as in the node's own
+#   build, so the compiled Holochain tree is reused and the sweettests' test_utils (a
+#   dev-dependency of tests/) stays out of the conductor
 #   with --launch also everything --sandbox installs, and hc-launch (crates/hc_launch), so
 #   that `hc launch` works (hc runs any hc-<name> on PATH as `hc <name>`); always rebuilt
 #   (cheap when nothing changed) and linked, so it follows the checkout
@@ -23,14 +24,11 @@ if ! "$bin/hc" --version 2>/dev/null | grep -q "$want"; then
 fi
 "$bin/hc" --version >&2
 if [ "${1:-}" = "--sandbox" ] || [ "${1:-}" = "--launch" ]; then
-  if ! "$bin/holochain" --version 2>/dev/null | grep -q "$want"; then
-    echo "building holochain $want" >&2
-    cargo build --locked --manifest-path tools/conductor/Cargo.toml -p holochain --bin holochain >&2
+  if ! "$bin/holochain" --version 2>/dev/null | grep -q "$want" || [ ! -x "$bin/kitsune2-bootstrap-srv" ]; then
+    echo "building holochain $want and kitsune2-bootstrap-srv 0.4.1" >&2
+    cargo build --locked -p fl_node -p holochain -p kitsune2_bootstrap_srv \
+      --bin mycelix-fl --bin holochain --bin kitsune2-bootstrap-srv >&2
     cp "$CARGO_TARGET_DIR/debug/holochain" "$bin/holochain.tmp" && mv "$bin/holochain.tmp" "$bin/holochain"
-  fi
-  if [ ! -x "$bin/kitsune2-bootstrap-srv" ]; then
-    echo "building kitsune2-bootstrap-srv 0.4.1" >&2
-    cargo build --locked --manifest-path tools/conductor/Cargo.toml -p kitsune2_bootstrap_srv --bin kitsune2-bootstrap-srv >&2
     cp "$CARGO_TARGET_DIR/debug/kitsune2-bootstrap-srv" "$bin/k2.tmp" && mv "$bin/k2.tmp" "$bin/kitsune2-bootstrap-srv"
   fi
   "$bin/holochain" --version >&2

@@ -1,1 +1,0 @@
-//! Nothing: this crate only pins the conductor and bootstrap binaries' dependencies.
