@@ -64,8 +64,10 @@ cargo clippy --workspace --all-targets --locked --exclude holochain_tools -- -D 
 step "cargo test: libraries and zome logic"
 cargo test --workspace --locked --exclude mycelix_fl_tests --exclude holochain_tools
 
-step "cargo test: sweettest scenarios (real conductors, one test at a time)"
-cargo test --locked -p mycelix_fl_tests -- --test-threads=1
+step "cargo test: sweettest scenarios (real conductors, two scenarios at a time)"
+# One test binary (tests/tests/main.rs). The scenarios spend most of their time waiting for
+# round windows, so two at a time keep both cores busy without crowding the conductors.
+cargo test --locked -p mycelix_fl_tests -- --test-threads=2
 
 step "hc sandbox network: 3 conductor processes, 2 rounds, 1 attacker, the dashboard in headless Chromium"
 # Debian's chromium, for the browser test; playwright-core drives it (ui/e2e).

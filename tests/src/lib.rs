@@ -1,1 +1,2 @@
-//! Sweettest scenarios live in `tests/tests/`; this crate has no library code.
+//! Sweettest scenarios live in `tests/tests/` (one test binary, `tests/tests/main.rs`);
+//! this crate has no library code.

@@ -1,7 +1,7 @@
 //! Zome-call and round timings; a benchmark, not a test (ignored by default):
 //!
 //! ```sh
-//! cargo test -p mycelix_fl_tests --test bench_round -- --ignored --nocapture
+//! cargo test -p mycelix_fl_tests -- --ignored --nocapture bench_round
 //! ```
 //!
 //! Prints the time of `submit_update` and `aggregate_round` zome calls for 10 agents x 10k
@@ -10,11 +10,9 @@
 //! conductors (everyone submits, the round is aggregated, every conductor has seen it).
 //! Conductors run in the dev profile with the wasm compiler optimised (see Cargo.toml).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();

@@ -5,9 +5,7 @@
 //! the quorum, closes as a carry-over once the fallback slot begins, with the model and the
 //! reputation table unchanged.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const N: usize = 5;
 const LEN: usize = 200;

@@ -4,9 +4,7 @@
 //! would refuse; invites delivered as membrane proofs are checked at install and by the
 //! agent's authorities; members invite within their quota and only with enough reputation.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use federated_learning_integrity::signing::invite_message;
 
 const LEN: usize = 50;

@@ -1,9 +1,7 @@
 //! Scenario 5: a conductor goes offline mid-round; the round still closes at quorum; when
 //! the same conductor starts again its data is intact and it catches up and takes part.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const LEN: usize = 500;
 

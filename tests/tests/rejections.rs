@@ -3,9 +3,7 @@
 //! coordinator where it would refuse), each asserting the validation message; and forged
 //! round aggregates.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ed25519_dalek::{Signer as _, SigningKey};
 use federated_learning_integrity::signing::device_message;
 

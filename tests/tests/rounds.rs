@@ -1,9 +1,7 @@
 //! Scenarios 1 and 2: full rounds on seven conductors, two of them Byzantine, chained over
 //! three rounds with the committee redrawn each round.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const LEN: usize = 2000;
 const N: usize = 7;
