@@ -474,10 +474,33 @@ pub struct EmbeddedNetwork {
     db_key: holochain_sqlite::db::DbKey,
 }
 
-/// The default hApp bundle: `workdir/mycelix_fl.happ` of this repository, packed by
-/// `scripts/pack.sh`.
+/// The hApp bundle path [`default_happ`] takes from the environment first.
+pub const HAPP_ENV: &str = "MYCELIX_FL_HAPP";
+
+/// The default hApp bundle (packed by `scripts/pack.sh`): `$MYCELIX_FL_HAPP` when set;
+/// else `workdir/mycelix_fl.happ` of the clone the current directory is in (the nearest
+/// directory upwards that has one); else that of the clone the binary was built from.
+///
+/// Not the build-time path first: clones on one machine share a target directory, and a
+/// binary or library another clone compiled from the same sources is reused as it is, with
+/// that clone's path compiled in.
 pub fn default_happ() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workdir/mycelix_fl.happ")
+    const BUNDLE: &str = "workdir/mycelix_fl.happ";
+    if let Some(p) = std::env::var_os(HAPP_ENV) {
+        return PathBuf::from(p);
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        if let Some(found) = cwd
+            .ancestors()
+            .map(|d| d.join(BUNDLE))
+            .find(|p| p.is_file())
+        {
+            return found;
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(BUNDLE)
 }
 
 impl EmbeddedNetwork {
