@@ -9,7 +9,7 @@
 use fl_core::PogqMeasurement;
 use rand::Rng;
 
-use crate::experiment::{Experiment, SimError};
+use crate::experiment::{Experiment, Shards, SimError};
 use fl_learn::attacks::Knowledge;
 use fl_learn::data::Dataset;
 use fl_learn::partition::partition;
@@ -39,6 +39,20 @@ pub fn measure(
     update: &[f32],
     validation: &Dataset,
 ) -> PogqMeasurement {
+    let before = model.loss(params, validation.x.view(), &validation.y);
+    measure_after(model, probe_lr, params, before, update, validation)
+}
+
+/// [`measure`] with the loss of `params` on `validation` already known (`loss_before`):
+/// a committee member scores every update of a round against the same model.
+fn measure_after(
+    model: &fl_learn::model::Model,
+    probe_lr: f32,
+    params: &[f32],
+    loss_before: f64,
+    update: &[f32],
+    validation: &Dataset,
+) -> PogqMeasurement {
     let v = validation;
     let probe: Vec<f32> = params
         .iter()
@@ -49,7 +63,7 @@ pub fn measure(
     // finite value keeps the measurement publishable.
     let finite = |l: f64| if l.is_finite() { l } else { f64::MAX };
     PogqMeasurement {
-        loss_before: finite(model.loss(params, v.x.view(), &v.y)),
+        loss_before: finite(loss_before),
         loss_after: finite(model.loss(&probe, v.x.view(), &v.y)),
         samples: v.len() as u32,
     }
@@ -76,7 +90,23 @@ impl Cohort {
                 exp.byzantine, exp.peers
             )));
         }
-        let shards = partition(&train.y, train.classes, exp.peers, 4, exp.scheme, rng)?;
+        let shards = match exp.shards {
+            Shards::AllPeers => partition(&train.y, train.classes, exp.peers, 4, exp.scheme, rng)?,
+            Shards::HonestPeers => {
+                let honest = exp.peers - exp.byzantine;
+                let mut shards =
+                    partition(&train.y, train.classes, honest.max(1), 4, exp.scheme, rng)?;
+                let size = train.len() / honest.max(1);
+                let mut own: Vec<Vec<usize>> = (0..exp.byzantine)
+                    .map(|_| rand::seq::index::sample(rng, train.len(), size).into_vec())
+                    .collect();
+                if honest == 0 {
+                    shards.clear();
+                }
+                own.append(&mut shards);
+                own
+            }
+        };
         let (data, validation) = shards
             .iter()
             .map(|idx| {
@@ -120,6 +150,55 @@ impl Cohort {
                 delta(&local_train(&exp.model, model, &d, &exp.sgd, rng), model)
             })
             .collect();
+        self.finish(exp, benign, rng)
+    }
+
+    /// Every peer's update from the global `model` under [`crate::experiment::Protocol::Dsgd`]:
+    /// one minibatch gradient at `model` on the peer's own (for attackers, possibly
+    /// poisoned) shard, folded into the peer's momentum in `momenta` (zeros at first,
+    /// kept across rounds), published as `-lr (m + weight_decay w)`; attackers craft theirs
+    /// from those benign updates as in [`Cohort::updates`]. Every update is clipped to the
+    /// task's norm bound.
+    pub fn dsgd_updates<R: Rng>(
+        &self,
+        exp: &Experiment,
+        model: &[f32],
+        momenta: &mut Vec<Vec<f32>>,
+        rng: &mut R,
+    ) -> Vec<Vec<f32>> {
+        momenta.resize_with(self.peers(), || vec![0.0; model.len()]);
+        let beta = exp.sgd.momentum;
+        let benign: Vec<Vec<f32>> = (0..self.peers())
+            .map(|p| {
+                let d = &self.data[p];
+                let take = exp.sgd.batch_size.min(d.len()).max(1);
+                let idx = rand::seq::index::sample(rng, d.len(), take).into_vec();
+                let mut batch = d.subset(&idx);
+                if self.is_byzantine(p) {
+                    batch = exp.attack.poison(&batch);
+                }
+                let (_, g) = exp.model.loss_and_gradient(model, batch.x.view(), &batch.y);
+                let m = &mut momenta[p];
+                for (m, g) in m.iter_mut().zip(&g) {
+                    *m = beta * *m + (1.0 - beta) * g;
+                }
+                m.iter()
+                    .zip(model)
+                    .map(|(m, w)| -exp.sgd.lr * (m + exp.sgd.weight_decay * w))
+                    .collect()
+            })
+            .collect();
+        self.finish(exp, benign, rng)
+    }
+
+    /// Attackers' crafted updates from every peer's `benign` one; every update clipped to
+    /// the task's norm bound.
+    fn finish<R: Rng>(
+        &self,
+        exp: &Experiment,
+        benign: Vec<Vec<f32>>,
+        rng: &mut R,
+    ) -> Vec<Vec<f32>> {
         let colluders: Vec<Vec<f32>> = benign[..self.byzantine].to_vec();
         (0..self.peers())
             .map(|p| {
@@ -211,9 +290,20 @@ impl Cohort {
         submissions: &[(usize, &[f32])],
     ) -> Vec<PogqMeasurement> {
         if !self.is_byzantine(member) {
+            let v = &self.validation[member];
+            let before = exp.model.loss(model, v.x.view(), &v.y);
             return submissions
                 .iter()
-                .map(|(_, update)| self.measure(exp, member, model, update))
+                .map(|(_, update)| {
+                    measure_after(
+                        &exp.model,
+                        exp.round.pogq.probe_lr,
+                        model,
+                        before,
+                        update,
+                        v,
+                    )
+                })
                 .collect();
         }
         let samples = self.validation[member].len() as u32;

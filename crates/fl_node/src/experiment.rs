@@ -42,6 +42,42 @@ pub struct Experiment {
     /// Who may join the task on conductors (closed: the task's author invites every peer).
     /// The simulation has no membership: every peer is a member either way.
     pub admission: Admission,
+    /// What an honest peer publishes each round.
+    pub protocol: Protocol,
+    /// Who holds the partitioned training data.
+    pub shards: Shards,
+    /// The simulation evaluates the global model on the test set after every
+    /// `evaluate_every`-th round and after the last (1: every round); the other rounds
+    /// report `NaN` accuracy and loss.
+    pub evaluate_every: usize,
+}
+
+/// What an honest peer publishes each round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Local training: `sgd.epochs` passes of minibatch SGD over its shard from the global
+    /// model; the update is `local - global`. What peers on conductors do.
+    #[default]
+    LocalTraining,
+    /// Distributed SGD as ByzFL's benchmark runs it: one minibatch gradient `g` at the
+    /// global model `w`, folded into the peer's own momentum `m <- beta m + (1 - beta) g`
+    /// (`beta` = `sgd.momentum`, `m` kept across rounds), and the update
+    /// `-lr (m + weight_decay w)`: aggregated and added to `w`, it is the server's plain
+    /// SGD step with weight decay.
+    Dsgd,
+}
+
+/// Who holds the partitioned training data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Shards {
+    /// The partition covers every peer, attackers included.
+    #[default]
+    AllPeers,
+    /// ByzFL's layout: the partition covers the honest peers only, and each attacker holds
+    /// a uniform sample of the training data as large as an honest peer's shard, so an
+    /// attacker's statistics come from data like everyone's, and no honest class goes to
+    /// an attacker under a skewed partition.
+    HonestPeers,
 }
 
 /// What one round did.

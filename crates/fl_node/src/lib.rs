@@ -7,12 +7,14 @@
 //! by itself ([`peer`]) on a conductor of its own or a running one ([`conductor`],
 //! [`dbtune`]); task files ([`taskfile`]); a local run of many participants in one
 //! process ([`local`]) and the simulation of the same rounds without conductors
-//! ([`sim`]); plots ([`plot`]); the web dashboard's server ([`dashboard`]). The
+//! ([`sim`]); ByzFL's benchmark grid in the simulation ([`benchmark`]); plots
+//! ([`plot`]); the web dashboard's server ([`dashboard`]). The
 //! `mycelix-fl` binary is the command line over all of it; `hc-launch` (the `hc_launch`
 //! crate) serves the same dashboard once per agent of a launched network.
 
 #![deny(missing_docs)]
 
+pub mod benchmark;
 pub mod cohort;
 pub mod conductor;
 pub mod dashboard;

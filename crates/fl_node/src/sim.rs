@@ -1,8 +1,8 @@
 //! The simulation backend: the protocol's rules without conductors, for large sweeps.
 //!
 //! Every round, exactly as the hApp decides it: honest peers train on their own shard and
-//! publish `local - global` with a truthful PoGQ proof measured on their own validation
-//! data; attackers train on their own (possibly poisoned) data, craft their update with
+//! publish `local - global` (or, under [`Protocol::Dsgd`], one momentum step, as in
+//! ByzFL's benchmark) with a truthful PoGQ proof measured on their own validation data; attackers train on their own (possibly poisoned) data, craft their update with
 //! the configured attack and publish a proof that claims an improvement. Updates with
 //! non-finite values never reach the round (validation rejects them). From round 1 on a
 //! committee is drawn with fl_core's committee draw from the reputation table; honest
@@ -23,8 +23,16 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::cohort::Cohort;
-pub use crate::experiment::{Experiment, RoundReport, SimError};
+pub use crate::experiment::{Experiment, Protocol, RoundReport, Shards, SimError};
 use fl_learn::data::Dataset;
+
+/// The global model an experiment starts from: what [`simulate`] trains, before its first
+/// round (ByzFL's first evaluation).
+pub fn initial_model(exp: &Experiment, train: &Dataset) -> Result<Vec<f32>, SimError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(exp.seed);
+    Cohort::new(exp, train, &mut rng)?;
+    Ok(exp.model.init(&mut rng))
+}
 
 /// Runs an experiment on `train` (split across peers) and reports against `test`.
 /// `on_round` sees every round as it finishes (progress output).
@@ -40,8 +48,12 @@ pub fn simulate(
     let mut reputation: Vec<(usize, Reputation)> = Vec::new();
     let mut missed: Vec<(usize, u32)> = Vec::new();
     let mut reports = Vec::with_capacity(exp.rounds);
+    let mut momenta = Vec::new();
     for round in 0..exp.rounds {
-        let updates = cohort.updates(exp, &model, &mut rng);
+        let updates = match exp.protocol {
+            Protocol::LocalTraining => cohort.updates(exp, &model, &mut rng),
+            Protocol::Dsgd => cohort.dsgd_updates(exp, &model, &mut momenta, &mut rng),
+        };
         // Validation rejects non-finite updates, and updates above the task's norm bound,
         // before they reach the round.
         let valid: Vec<usize> = (0..exp.peers)
@@ -133,14 +145,19 @@ pub fn simulate(
                 excluded.push((input.agent, reason.describe().to_string()));
             }
         }
+        let evaluated = (round + 1) % exp.evaluate_every.max(1) == 0 || round + 1 == exp.rounds;
         let report = RoundReport::new(
             round,
             &cohort,
             &[],
-            (
-                exp.model.accuracy(&model, test.x.view(), &test.y),
-                exp.model.loss(&model, test.x.view(), &test.y),
-            ),
+            if evaluated {
+                (
+                    exp.model.accuracy(&model, test.x.view(), &test.y),
+                    exp.model.loss(&model, test.x.view(), &test.y),
+                )
+            } else {
+                (f64::NAN, f64::NAN)
+            },
             excluded,
         );
         on_round(&report);
@@ -178,6 +195,9 @@ mod tests {
             validation_fraction: 0.2,
             seed: 11,
             admission: Admission::CLOSED,
+            protocol: Protocol::LocalTraining,
+            shards: Shards::AllPeers,
+            evaluate_every: 1,
         }
     }
 

@@ -305,6 +305,83 @@ fn participant_commands_refuse_bad_input_before_starting_anything() {
     }
 }
 
+/// ByzFL's grid from its own config format: D-SGD steps on Fashion-MNIST through the
+/// committee, reputation and aggregator; ByzFL's metric per (f, distribution). Needs
+/// Debian's `dataset-fashion-mnist`.
+#[test]
+fn matrix_runs_a_byzfl_config_and_scores_it_as_byzfl_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let mut grid = serde_json::json!({
+        "benchmark_config": {
+            "training_algorithm": {"name": "DSGD", "parameters": {}},
+            "nb_steps": 6, "training_seed": 0, "nb_training_seeds": 2,
+            "nb_honest_clients": 4, "f": [1], "size_train_set": 0.8,
+            "data_distribution": [
+                {"name": "iid", "distribution_parameter": null},
+                {"name": "extreme_niid", "distribution_parameter": null}
+            ]
+        },
+        "model": {"name": "fc_mnist", "dataset_name": "fashionmnist", "nb_labels": 10,
+                  "loss": "NLLLoss", "learning_rate": 0.1, "learning_rate_decay": 1.0,
+                  "milestones": []},
+        "aggregator": [{"name": "TrMean", "parameters": {}}],
+        "pre_aggregators": [{"name": "Clipping", "parameters": {}}, {"name": "NNM", "parameters": {}}],
+        "honest_clients": {"momentum": 0.9, "weight_decay": 0.0001, "batch_size": 25},
+        "attack": [{"name": "SignFlipping", "parameters": {}}, {"name": "Inf", "parameters": {}}],
+        "evaluation_and_results": {"evaluation_delta": 3, "results_directory": "./results"}
+    });
+    std::fs::write(&config, grid.to_string()).unwrap();
+    let (ok, stdout, stderr) =
+        mycelix_fl(&["matrix", "--byzfl", config.to_str().unwrap(), "--dry-run"]);
+    assert!(
+        ok && stdout.contains("4 cells x 2 seeds x 6 steps"),
+        "{stdout}{stderr}"
+    );
+    let out = dir.path().join("m");
+    let (ok, stdout, stderr) = mycelix_fl(&[
+        "matrix",
+        "--byzfl",
+        config.to_str().unwrap(),
+        "--aggregators",
+        "median",
+        "--committee",
+        "3",
+        "--output-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("| iid_None |") && stdout.contains("| extreme_niid_None |"),
+        "{stdout}"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("byzfl.json")).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    // 2 distributions x 2 attacks, one aggregator.
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        // Two seeds; checkpoints before steps 0 and 3, and after step 6.
+        let curves = r["curves"].as_array().unwrap();
+        assert_eq!(curves.len(), 2, "{r}");
+        assert!(
+            curves.iter().all(|c| c.as_array().unwrap().len() == 3),
+            "{r}"
+        );
+        let best = r["best_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&best), "{r}");
+        if r["attack"] == "Inf" {
+            // Non-finite updates never reach a round.
+            assert_eq!(r["tpr"], 1.0, "{r}");
+        }
+    }
+    grid["benchmark_config"]["training_algorithm"]["name"] = "FedAvg".into();
+    std::fs::write(&config, grid.to_string()).unwrap();
+    let (ok, _, stderr) = mycelix_fl(&["matrix", "--byzfl", config.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("only DSGD"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
 #[test]
 fn matrix_writes_a_table_and_json_per_cell() {
     let dir = tempfile::tempdir().unwrap();

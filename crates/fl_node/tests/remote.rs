@@ -12,7 +12,7 @@ use fl_learn::partition::Scheme;
 use fl_learn::train::Sgd;
 use fl_node::conductor::{connect_remote, default_happ, Client, EmbeddedNetwork, APP_ID};
 use fl_node::local::run_peers;
-use fl_node::sim::Experiment;
+use fl_node::sim::{Experiment, Protocol, Shards};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_over_websockets_excludes_the_attacker() {
@@ -47,6 +47,9 @@ async fn a_round_over_websockets_excludes_the_attacker() {
         validation_fraction: 0.2,
         seed: 3,
         admission: Admission::CLOSED,
+        protocol: Protocol::LocalTraining,
+        shards: Shards::AllPeers,
+        evaluate_every: 1,
     };
     let schedule = RoundSchedule {
         submit_ms: 60_000,

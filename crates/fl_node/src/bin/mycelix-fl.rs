@@ -15,7 +15,7 @@ use fl_learn::partition::Scheme;
 use fl_learn::train::Sgd;
 use fl_node::conductor::{connect_remote, dir_size, EmbeddedNetwork};
 use fl_node::local::{run_peers, Faults, Restart};
-use fl_node::sim::{simulate, Experiment, RoundReport};
+use fl_node::sim::{simulate, Experiment, Protocol, RoundReport, Shards};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[path = "mycelix-fl/participant.rs"]
@@ -103,9 +103,18 @@ struct MatrixArgs {
     /// Partitions, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "dirichlet")]
     partitions: Vec<PartitionName>,
-    /// Directory for matrix.json and matrix.md.
+    /// Directory for matrix.json and matrix.md (with --byzfl: byzfl.json and byzfl.md).
     #[arg(long, default_value = "mycelix-fl-matrix")]
     output_dir: PathBuf,
+    /// Run ByzFL's benchmark grid from its own config.json instead (its f, data
+    /// distributions, attacks, steps, seeds and optimiser; D-SGD steps on Fashion-MNIST
+    /// scaled to [0, 1]), with Mycelix FL's full defence: committee, reputation and each
+    /// of --aggregators. Writes ByzFL's heatmap metric per aggregator.
+    #[arg(long)]
+    byzfl: Option<PathBuf>,
+    /// With --byzfl: check the config and print the grid, run nothing.
+    #[arg(long, requires = "byzfl")]
+    dry_run: bool,
     /// Everything else, as for `run` (its --attack, --aggregator, --partition and
     /// --byzantine-fraction are replaced by the lists above).
     #[command(flatten)]
@@ -394,9 +403,9 @@ fn sample(data: &Dataset, n: usize, seed: u64) -> Result<Dataset> {
     Ok(data.split(1.0 - n as f64 / data.len() as f64, seed).0)
 }
 
-fn aggregator(args: &RunArgs, byzantine: usize) -> Result<AggregatorConfig> {
-    let f = args.f.unwrap_or(byzantine as u32);
-    let rule = match args.aggregator {
+/// The rule an aggregator's command-line name stands for.
+fn aggregator_rule(name: AggregatorName) -> Rule {
+    match name {
         AggregatorName::Mean => Rule::Mean,
         AggregatorName::Krum => Rule::Krum,
         AggregatorName::MultiKrum => Rule::MultiKrum { m: None },
@@ -404,7 +413,12 @@ fn aggregator(args: &RunArgs, byzantine: usize) -> Result<AggregatorConfig> {
         AggregatorName::TrimmedMean => Rule::TrimmedMean,
         AggregatorName::GeometricMedian => Rule::GeometricMedian(WeiszfeldParams::default()),
         AggregatorName::Bulyan => Rule::Bulyan,
-    };
+    }
+}
+
+fn aggregator(args: &RunArgs, byzantine: usize) -> Result<AggregatorConfig> {
+    let f = args.f.unwrap_or(byzantine as u32);
+    let rule = aggregator_rule(args.aggregator);
     if args.peers < rule.min_inputs(f as usize) {
         bail!(
             "{} with f = {f} needs n >= {}, but there are {} peers",
@@ -519,6 +533,10 @@ fn experiment(
         } else {
             Admission::CLOSED
         },
+
+        protocol: Protocol::LocalTraining,
+        shards: Shards::AllPeers,
+        evaluate_every: 1,
     })
 }
 
@@ -790,6 +808,9 @@ fn history_line(round_ms: &[f64], footprint: &[serde_json::Value]) -> Option<Str
 }
 
 fn matrix(args: MatrixArgs) -> Result<()> {
+    if let Some(config) = &args.byzfl {
+        return byzfl_matrix(&args, config);
+    }
     let attacks: Vec<String> = if args.attacks == "all" {
         fl_learn::attacks::ALL
             .iter()
@@ -928,6 +949,191 @@ fn matrix(args: MatrixArgs) -> Result<()> {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    Ok(())
+}
+
+/// `matrix --byzfl`: ByzFL's grid with Mycelix FL's defence, one pass per aggregator.
+fn byzfl_matrix(args: &MatrixArgs, path: &std::path::Path) -> Result<()> {
+    use fl_learn::byzfl::Config;
+    use fl_node::benchmark::{run_cell, worst_case, Defence};
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = Config::parse(&text).with_context(|| format!("{}", path.display()))?;
+    let dataset = config.dataset()?;
+    if dataset != "fashionmnist" {
+        bail!("{}: dataset_name {dataset:?}: only fashionmnist is on this machine (Debian's dataset-fashion-mnist)", path.display());
+    }
+    let cells = config.cells();
+    {
+        let one = |v: Vec<f64>, what: &str| -> Result<()> {
+            if v.len() > 1 {
+                bail!("{}: one {what} per grid (ByzFL's hyperparameter selection is not reproduced), got {v:?}", path.display());
+            }
+            Ok(())
+        };
+        let b = &config.benchmark_config;
+        if b.nb_honest_clients.values().len() > 1
+            || b.tolerated_f.as_ref().is_some_and(|t| t.values().len() > 1)
+        {
+            bail!(
+                "{}: one nb_honest_clients and one tolerated_f per grid (ByzFL draws a heatmap for each)",
+                path.display()
+            );
+        }
+        one(config.model.learning_rate.values(), "learning_rate")?;
+        one(config.honest_clients.momentum.values(), "momentum")?;
+        one(config.honest_clients.weight_decay.values(), "weight_decay")?;
+    }
+    for &aggregator in &args.aggregators {
+        let rule = aggregator_rule(aggregator);
+        if let Some(c) = cells
+            .iter()
+            .find(|c| c.honest + c.f < rule.min_inputs(c.tolerated_f))
+        {
+            bail!(
+                "{} with f = {} needs n >= {}, but the grid has a cell of {} peers",
+                rule.name(),
+                c.tolerated_f,
+                rule.min_inputs_formula(),
+                c.honest + c.f
+            );
+        }
+    }
+    if args.dry_run {
+        let b = &config.benchmark_config;
+        println!(
+            "{}: {} cells x {} seeds x {} steps of {}, per aggregator ({}); nothing run (--dry-run)",
+            path.display(),
+            cells.len(),
+            config.seeds().len(),
+            b.nb_steps,
+            config.model()?.describe(),
+            args.aggregators
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(());
+    }
+    // ByzFL's data: ToTensor (pixels / 255), its training share of the 60,000 images (the
+    // rest is its validation set, used only for hyperparameter selection), the 10,000
+    // test images. Its random horizontal flip is not applied.
+    let (mut train, mut test) = fl_learn::idx::fashion_mnist(&fl_learn::idx::fashion_mnist_dir())?;
+    train.x.mapv_inplace(|v| v / 255.0);
+    test.x.mapv_inplace(|v| v / 255.0);
+    let b = &config.benchmark_config;
+    let train = train
+        .split(1.0 - b.size_train_set, b.data_distribution_seed)
+        .0;
+    let model = config.model()?;
+    if let Model::Cnn { .. } = model {
+        fl_learn::train::tune_allocator();
+    }
+    let seeds = config.seeds().len();
+    let steps = cells.len() * seeds * b.nb_steps * args.aggregators.len();
+    println!("backend: simulation (no conductors; fl_core decides every step)");
+    println!(
+        "ByzFL grid from {}: {} cells x {seeds} seeds x {} steps of {} on {} ({} training images), per aggregator: {}",
+        path.display(),
+        cells.len(),
+        b.nb_steps,
+        model.describe(),
+        dataset,
+        train.len(),
+        args.aggregators.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ")
+    );
+    let bar = ProgressBar::new(steps as u64).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps {elapsed} (eta {eta}) {msg}")
+            .expect("valid template"),
+    );
+    std::fs::create_dir_all(&args.output_dir)
+        .with_context(|| format!("creating {}", args.output_dir.display()))?;
+    let distributions: Vec<String> = config.distributions().iter().map(|d| d.label()).collect();
+    let fs: Vec<usize> = {
+        let mut f: Vec<usize> = cells.iter().map(|c| c.f).collect();
+        f.sort_unstable();
+        f.dedup();
+        f
+    };
+    let mut md = format!(
+        "# mycelix-fl matrix --byzfl {}\n\n{} on {dataset}, {} honest peers, D-SGD for {} steps \
+         (batch {}, lr {}, momentum {}, weight decay {}), {seeds} seed(s); committee of {}; \
+         each cell: ByzFL's metric, the worst case over attacks of the best checkpoint of the \
+         seed-averaged test accuracy (the worst attack in brackets)\n",
+        path.display(),
+        model.describe(),
+        cells.first().map_or(0, |c| c.honest),
+        b.nb_steps,
+        config.honest_clients.batch_size,
+        cells.first().map_or(0.0, |c| c.learning_rate),
+        cells.first().map_or(0.0, |c| c.momentum),
+        cells.first().map_or(0.0, |c| c.weight_decay),
+        args.base.committee.unwrap_or(5),
+    );
+    let mut rows = Vec::new();
+    for &aggregator in &args.aggregators {
+        let rule = aggregator_rule(aggregator);
+        let defence = Defence {
+            rule,
+            nnm: args.base.nnm,
+            committee_size: args.base.committee.unwrap_or(5),
+            pogq: PogqParams {
+                mad_band: args.base.mad_band,
+                ..PogqParams::default()
+            },
+            reputation: ReputationParams::default(),
+            max_update_norm: args.base.max_update_norm,
+        };
+        let mut runs = Vec::new();
+        for cell in &cells {
+            bar.set_message(format!(
+                "{aggregator:?} f={} {} {}",
+                cell.f,
+                cell.distribution.label(),
+                cell.attack.name
+            ));
+            let run = run_cell(&config, cell, &defence, &train, &test, |_| bar.inc(1))?;
+            rows.push(serde_json::json!({
+                "aggregator": format!("{aggregator:?}"),
+                "honest": cell.honest, "f": cell.f, "tolerated_f": cell.tolerated_f,
+                "distribution": cell.distribution.label(), "attack": cell.attack.name,
+                "checkpoints": config.checkpoints(), "curves": run.curves,
+                "best_accuracy": run.best_accuracy(), "tpr": run.tpr, "fpr": run.fpr,
+            }));
+            runs.push(run);
+        }
+        let table = worst_case(&runs);
+        md += &format!("\n## {aggregator:?}\n\n| distribution |");
+        for f in &fs {
+            md += &format!(" f = {f} |");
+        }
+        md += "\n|---|";
+        md += &"---|".repeat(fs.len());
+        md += "\n";
+        for d in &distributions {
+            md += &format!("| {d} |");
+            for f in &fs {
+                match table.get(&(*f, d.clone())) {
+                    Some((acc, attack)) => md += &format!(" {acc:.3} ({attack}) |"),
+                    None => md += " |",
+                }
+            }
+            md += "\n";
+        }
+    }
+    bar.finish_and_clear();
+    let json_path = args.output_dir.join("byzfl.json");
+    let md_path = args.output_dir.join("byzfl.md");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&rows)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    print!("{md}");
+    println!(
+        "\nresults: {} and {}",
+        json_path.display(),
+        md_path.display()
     );
     Ok(())
 }
