@@ -61,30 +61,12 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked --exclude holochain_tools -- -D warnings
 
-step "cargo test: libraries and zome logic (the four-process peer test beside the rest)"
-# The four-process test (crates/fl_node/tests/peers.rs) spends minutes waiting for its
-# rounds' windows, so it runs beside the other tests: its binary directly (the same build
-# as below), from the package's folder as cargo would.
-lib_tests=(--workspace --locked --exclude mycelix_fl_tests --exclude holochain_tools)
-peers_bin="$(cargo test "${lib_tests[@]}" --no-run --message-format=json \
-  | python3 -c 'import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "peers" and m.get("executable"):
-        print(m["executable"])')"
-[ -x "$peers_bin" ] || { echo "error: no test binary for crates/fl_node/tests/peers.rs" >&2; exit 1; }
-peers_log="$(mktemp)"
-(cd crates/fl_node && RUST_MIN_STACK=33554432 "$peers_bin") > "$peers_log" 2>&1 &
-peers_pid=$!
-cargo test "${lib_tests[@]}" -- --skip four_peer_processes_close_rounds_by_themselves
-if ! wait "$peers_pid"; then cat "$peers_log"; echo "error: the four-process peer test failed" >&2; exit 1; fi
-echo "crates/fl_node/tests/peers.rs:"; tail -n 3 "$peers_log"
-rm -f "$peers_log"
+step "cargo test: libraries and zome logic"
+cargo test --workspace --locked --exclude mycelix_fl_tests --exclude holochain_tools
 
-step "cargo test: sweettest scenarios (real conductors, two scenarios at a time)"
-# One test binary (tests/tests/main.rs). The scenarios spend most of their time waiting for
-# round windows, so two at a time keep both cores busy without crowding the conductors.
-cargo test --locked -p mycelix_fl_tests -- --test-threads=2
+step "cargo test: sweettest scenarios (real conductors, one test at a time)"
+# One test binary (tests/tests/main.rs), so Holochain with test_utils is linked once.
+cargo test --locked -p mycelix_fl_tests -- --test-threads=1
 
 step "hc sandbox network: 3 conductor processes, 2 rounds, 1 attacker, the dashboard in headless Chromium"
 # Debian's chromium, for the browser test; playwright-core drives it (ui/e2e).
