@@ -25,9 +25,11 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mycelix-fl/target}"
 aggregators="${AGGREGATORS:-median}"
 
-echo "== building mycelix-fl (node profile) and checking $config"
-cargo build --quiet --locked --profile node -p fl_node --bin mycelix-fl
-mycelix="$CARGO_TARGET_DIR/node/mycelix-fl"
+# The dev build: it shares the compiled tree with the tests and the main job, and the dev
+# profile already optimises the learning code (fl_learn, the matrix products).
+echo "== building mycelix-fl and checking $config"
+cargo build --quiet --locked -p fl_node --bin mycelix-fl
+mycelix="$CARGO_TARGET_DIR/debug/mycelix-fl"
 # ByzFL's Clipping pre-aggregator bounds each client vector's norm to c (2.0 by default).
 # A Mycelix FL update is the step itself (learning rate times the vector), so the same
 # bound on the task's update norm is c x learning rate.
