@@ -38,7 +38,7 @@ norm="$(python3 bench/byzfl_compare.py --clip-bound "$config")"
   --dry-run
 
 TORCH_VERSION=2.15.0
-venv=bench/.venv-torch
+venv="$PWD/bench/.venv-torch"
 if ! "$venv/bin/python" -c "import byzfl, torchvision, seaborn" 2>/dev/null; then
   echo "== installing ByzFL 0.0.11 and torchvision into $venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
