@@ -45,7 +45,7 @@ pub fn measure(
 
 /// [`measure`] with the loss of `params` on `validation` already known (`loss_before`):
 /// a committee member scores every update of a round against the same model.
-fn measure_after(
+pub fn measure_after(
     model: &fl_learn::model::Model,
     probe_lr: f32,
     params: &[f32],
@@ -94,17 +94,17 @@ impl Cohort {
             Shards::AllPeers => partition(&train.y, train.classes, exp.peers, 4, exp.scheme, rng)?,
             Shards::HonestPeers => {
                 let honest = exp.peers - exp.byzantine;
-                let mut shards =
-                    partition(&train.y, train.classes, honest.max(1), 4, exp.scheme, rng)?;
+                let honest_shards = if honest > 0 {
+                    partition(&train.y, train.classes, honest, 4, exp.scheme, rng)?
+                } else {
+                    Vec::new()
+                };
                 let size = train.len() / honest.max(1);
-                let mut own: Vec<Vec<usize>> = (0..exp.byzantine)
+                let mut shards: Vec<Vec<usize>> = (0..exp.byzantine)
                     .map(|_| rand::seq::index::sample(rng, train.len(), size).into_vec())
                     .collect();
-                if honest == 0 {
-                    shards.clear();
-                }
-                own.append(&mut shards);
-                own
+                shards.extend(honest_shards);
+                shards
             }
         };
         let (data, validation) = shards

@@ -1094,11 +1094,26 @@ impl Participant {
             measured.push((s, m));
         }
         let measured: Vec<_> = compute(|| {
+            // The round's model is scored once; every update against it.
+            let v = &self.validation;
+            let mut before = None;
             measured
                 .into_iter()
                 .map(|(s, m)| match m {
                     Score::Claim(c) => (s, c),
-                    Score::Measure(u) => (s, self.measure(&params, &u)),
+                    Score::Measure(u) => {
+                        let before = *before
+                            .get_or_insert_with(|| self.model.loss(&params, v.x.view(), &v.y));
+                        let m = crate::cohort::measure_after(
+                            &self.model,
+                            self.info.task.round.pogq.probe_lr,
+                            &params,
+                            before,
+                            &u,
+                            v,
+                        );
+                        (s, m)
+                    }
                 })
                 .collect()
         });
