@@ -53,10 +53,11 @@ fuzz_target!(|input: Input| {
     }
     let mut rep = Reputation(input.start);
     for e in input.evidence.iter().take(64) {
-        let evidence = match e % 4 {
+        let evidence = match e % 5 {
             0 => Evidence::Accepted,
             1 => Evidence::RejectedDisputed,
             2 => Evidence::RejectedClear,
+            3 => Evidence::IncludedSilent,
             _ => Evidence::Absent,
         };
         let next = params.update(rep, evidence);

@@ -123,9 +123,14 @@ pub enum Evidence {
     /// agent above the floor), or the agent's votes as a committee member distrusted (see
     /// [`crate::trust`]).
     RejectedDisputed,
-    /// Rejected on clear evidence: a committee rejection by two to one or more (any margin
-    /// for an agent below the floor), an invalid proof, or an update that does no work.
+    /// Rejected on clear evidence: a committee rejection by two to one or more, a missing
+    /// proof, a forked chain, an update above the norm bound or one that does no work.
     RejectedClear,
+    /// Aggregated without a committee verdict (no committee, or a silent one): the work
+    /// was used and nobody objected, so a reputation below the initial one moves back
+    /// towards it by the gain (never above it). Disputed or noisy evidence fades this way
+    /// while the agent keeps contributing; attackers the committee rejects never get it.
+    IncludedSilent,
     /// Nothing to go on: the agent did not submit, or only the aggregator judged it.
     Absent,
 }
@@ -207,7 +212,10 @@ impl ReputationParams {
             }
             Evidence::RejectedDisputed => r.scale(self.disputed_keep),
             Evidence::RejectedClear => r.scale(self.clear_keep),
-            Evidence::Absent => r,
+            Evidence::IncludedSilent if r < self.initial => {
+                Reputation(r.0 + Reputation(self.initial.0 - r.0).scale(self.gain).0)
+            }
+            Evidence::IncludedSilent | Evidence::Absent => r,
         }
     }
 
@@ -247,6 +255,16 @@ mod tests {
         assert_eq!(p.update(r, Evidence::RejectedDisputed), Reputation(450_000));
         assert_eq!(p.update(r, Evidence::RejectedClear), Reputation(250_000));
         assert_eq!(p.update(r, Evidence::Absent), r);
+        // Silent inclusion pulls a low reputation back towards the initial one, no further.
+        assert_eq!(p.update(r, Evidence::IncludedSilent), r);
+        assert_eq!(
+            p.update(Reputation(100_000), Evidence::IncludedSilent),
+            Reputation(140_000)
+        );
+        assert_eq!(
+            p.update(Reputation(900_000), Evidence::IncludedSilent),
+            Reputation(900_000)
+        );
         assert_eq!(
             p.update(Reputation::ONE, Evidence::Accepted),
             Reputation::ONE

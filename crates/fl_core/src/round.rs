@@ -15,11 +15,15 @@
 //!    [`RoundParams::max_update_norm`] is excluded (`AboveNormBound`, clear evidence).
 //!    Validation already rejects such submissions; the step keeps every backend on the
 //!    same rule, and keeps every later step's arithmetic far from `f32` overflow.
-//! 1. **Proof**: a missing PoGQ proof, or one whose own measurement fails the task's
-//!    threshold, excludes the update (`InvalidProof`, clear evidence).
+//! 1. **Proof**: a missing PoGQ proof excludes the update (`InvalidProof`, clear
+//!    evidence). A proof whose own measurement fails the task's threshold excludes it too,
+//!    with no evidence, unless the trusted committee accepts the update: on a small
+//!    validation share a failing self-measurement is noise as often as harm, and a
+//!    dishonest submitter never publishes one.
 //! 2. **Floor**: an agent below the reputation floor is not aggregated
-//!    (`BelowReputationFloor`); the committee's opinion alone moves its reputation, so an
-//!    agent can work its way back.
+//!    (`BelowReputationFloor`); the committee's opinion alone moves its reputation (a
+//!    rejection is clear at two to one, disputed below), so an agent can work its way
+//!    back.
 //! 3. **Work and copies**: an update whose Euclidean norm is below [`MIN_RELATIVE_NORM`]
 //!    of the (lower) median norm of the updates still in the round does no work (a free
 //!    rider's zero update); it is excluded (`NegligibleUpdate`, clear evidence). An update
@@ -35,13 +39,16 @@
 //!    weight exceeds the accepting weight the update is excluded before aggregation
 //!    (`CommitteeRejected`; clear evidence at two to one or more, disputed below).
 //!    Members who voted and are distrusted, while others are trusted, lose reputation as
-//!    on disputed evidence; members who voted on fewer than half of the round abstain.
+//!    on disputed evidence unless their own update was rejected in the same round (one
+//!    penalty per agent and round); members who voted on fewer than half of the round
+//!    abstain.
 //! 5. **Aggregator**: the task's rule runs on the remaining updates with the task's `f`
 //!    (lowered only when too few remain for it), weighted by reputation where the rule
 //!    allows it. Selection rules (Krum, Multi-Krum, Bulyan) leave inputs out; the
 //!    coordinate-wise rules and the geometric median flag far inputs, which are dropped
-//!    and the rule re-run on the rest (a committee's acceptance does not keep a flagged
-//!    input in); the plain mean flags but keeps. Exclusions before the aggregator do not
+//!    and the rule re-run on the rest, except inputs the trusted committee accepted by two
+//!    to one or more (skewed honest work sits far from the median too); the plain mean
+//!    flags but keeps. Exclusions before the aggregator do not
 //!    lower `f`: without sybil-resistant membership, junk submissions from extra
 //!    identities would use it up.
 //!
@@ -54,9 +61,9 @@
 //! | committee | aggregator | verdict | evidence |
 //! |---|---|---|---|
 //! | rejects | (not run) | `CommitteeRejected` | clear at 2:1, else disputed |
-//! | accepts or silent | left out or flagged | `AggregatorOutlier` | none |
+//! | accepts by less than 2:1, or silent | left out or flagged | `AggregatorOutlier` | none |
 //! | accepts | kept | included | accepted (none if others copied it) |
-//! | silent | kept | included | none |
+//! | silent | kept | included | included silently: back towards the initial value |
 //!
 //! (The plain mean flags far inputs but keeps them.)
 //!
@@ -348,8 +355,8 @@ pub fn decide_round<K: Ord + Clone>(
         params,
         submissions,
         &standing,
-        &forked,
-        &turned_away,
+        (&forked, &turned_away),
+        &votes.tallies,
         &mut verdicts,
     );
     // Step 3 and 4: work and copies, then the committee.
@@ -361,7 +368,14 @@ pub fn decide_round<K: Ord + Clone>(
         &mut verdicts,
     );
     // Step 5: the aggregator.
-    let agg = aggregate_candidates(params, submissions, &candidates, &|k: &K| standing.of(k))?;
+    let vouched: Vec<bool> = votes
+        .tallies
+        .iter()
+        .map(|&(yes, no)| yes > 0 && yes >= 2 * no)
+        .collect();
+    let agg = aggregate_candidates(params, submissions, &candidates, &vouched, &|k: &K| {
+        standing.of(k)
+    })?;
     for (j, &i) in candidates.iter().enumerate() {
         verdicts.after_aggregator(i, agg.left_out[j], agg.flagged[j], copied[i]);
     }
@@ -563,6 +577,7 @@ impl<'a> Verdicts<'a> {
                 Evidence::Absent,
             ),
             (false, Some(true)) if !copied => (Verdict::Included, Evidence::Accepted),
+            (false, None) if !copied => (Verdict::Included, Evidence::IncludedSilent),
             (false, _) => (Verdict::Included, Evidence::Absent),
         };
         self.outcomes[i] = Some(SubmissionOutcome {
@@ -587,8 +602,8 @@ fn screen<K: Ord>(
     params: &RoundParams,
     submissions: &[SubmissionInput<'_, K>],
     standing: &Standings<'_, K>,
-    forked: &[&K],
-    turned_away: &[bool],
+    (forked, turned_away): (&[&K], &[bool]),
+    tallies: &[(u128, u128)],
     verdicts: &mut Verdicts<'_>,
 ) -> Vec<usize> {
     let mut working = Vec::new();
@@ -605,16 +620,21 @@ fn screen<K: Ord>(
             verdicts.exclude(i, Exclusion::AboveNormBound, Evidence::RejectedClear);
             continue;
         }
-        let proof_ok = s
+        let proof_passes = s
             .proof
-            .and_then(|m| m.verdict(&params.pogq).ok())
-            .is_some_and(|v| v.passed());
-        if !proof_ok {
+            .map(|m| m.verdict(&params.pogq).is_ok_and(|v| v.passed()));
+        if s.proof.is_none() {
             verdicts.exclude(i, Exclusion::InvalidProof, Evidence::RejectedClear);
+        } else if proof_passes == Some(false) && verdicts.committee[i] != Some(true) {
+            // The submitter's own measurement says its update hurts its own held-out
+            // data. On a small share that is noise as often as harm, and a dishonest
+            // submitter never publishes a failing proof: the update is left out unless
+            // the committee accepts it, and reputation does not move.
+            verdicts.exclude(i, Exclusion::InvalidProof, Evidence::Absent);
         } else if !params.reputation.above_floor(standing.of(&s.agent)) {
             let evidence = match verdicts.committee[i] {
                 Some(true) => Evidence::Accepted,
-                Some(false) => Evidence::RejectedClear,
+                Some(false) => rejection_evidence(tallies[i]),
                 None => Evidence::Absent,
             };
             verdicts.exclude(i, Exclusion::BelowReputationFloor, evidence);
@@ -623,6 +643,16 @@ fn screen<K: Ord>(
         }
     }
     working
+}
+
+/// The evidence of a committee rejection with trusted weights `(yes, no)`: clear at two
+/// to one or more, disputed below.
+fn rejection_evidence((yes, no): (u128, u128)) -> Evidence {
+    if no >= 2 * yes {
+        Evidence::RejectedClear
+    } else {
+        Evidence::RejectedDisputed
+    }
 }
 
 /// Steps 3 and 4 among the `working` submissions: negligible updates and copies, then the
@@ -676,18 +706,16 @@ fn work_copies_and_committee<K: Ord>(
     }
     let mut candidates = Vec::new();
     for (a, &i) in working.iter().enumerate() {
-        let (yes, no) = tallies[i];
         if norm(a) < floor {
             verdicts.exclude(i, Exclusion::NegligibleUpdate, Evidence::RejectedClear);
         } else if is_copy[a] {
             verdicts.exclude(i, Exclusion::DuplicateUpdate, Evidence::Absent);
         } else if verdicts.committee[i] == Some(false) {
-            let evidence = if no >= 2 * yes {
-                Evidence::RejectedClear
-            } else {
-                Evidence::RejectedDisputed
-            };
-            verdicts.exclude(i, Exclusion::CommitteeRejected, evidence);
+            verdicts.exclude(
+                i,
+                Exclusion::CommitteeRejected,
+                rejection_evidence(tallies[i]),
+            );
         } else {
             candidates.push(i);
         }
@@ -730,6 +758,7 @@ fn next_reputation<K: Ord + Clone>(
             Err(pos) => table.insert(pos, (agent.clone(), rp.update(rp.initial, evidence))),
         };
     let mut punished: Vec<&K> = Vec::new();
+    let mut rejected: Vec<&K> = Vec::new();
     for (s, o) in submissions.iter().zip(outcomes) {
         if o.verdict == Verdict::Excluded(Exclusion::TableFull) {
             continue;
@@ -741,10 +770,20 @@ fn next_reputation<K: Ord + Clone>(
             }
             punished.push(&s.agent);
         }
+        if matches!(
+            o.evidence,
+            Evidence::RejectedClear | Evidence::RejectedDisputed
+        ) {
+            rejected.push(&s.agent);
+        }
         apply(&s.agent, o.evidence);
     }
+    // One penalty per agent per round: a distrusted voter whose own update was rejected
+    // has already answered for the round.
     for k in distrusted {
-        apply(k, Evidence::RejectedDisputed);
+        if !rejected.contains(&k) {
+            apply(k, Evidence::RejectedDisputed);
+        }
     }
     table
 }
@@ -816,6 +855,7 @@ fn aggregate_candidates<K>(
     params: &RoundParams,
     submissions: &[SubmissionInput<'_, K>],
     candidates: &[usize],
+    vouched: &[bool],
     reputation_of: &impl Fn(&K) -> Reputation,
 ) -> Result<Aggregated, RoundError> {
     if candidates.is_empty() {
@@ -874,7 +914,19 @@ fn aggregate_candidates<K>(
             f: f as u32,
         });
     }
-    let left_out = first.outliers.clone();
+    // An input the committee accepted stays in: the distance screen judges only what
+    // nobody vouched for (skewed honest work sits far from the median too).
+    let left_out: Vec<bool> = (0..n)
+        .map(|j| first.outliers[j] && !vouched[candidates[j]])
+        .collect();
+    if !left_out.iter().any(|&o| o) {
+        return Ok(Aggregated {
+            left_out,
+            flagged: first.outliers,
+            aggregate: Some(first.aggregate),
+            f: f as u32,
+        });
+    }
     let kept: Vec<usize> = (0..n).filter(|&j| !left_out[j]).collect();
     let kept_updates: Vec<&[f32]> = kept.iter().map(|&j| updates[j]).collect();
     let kept_weights: Option<Vec<f64>> = weights.map(|w| kept.iter().map(|&j| w[j]).collect());
@@ -1168,8 +1220,9 @@ mod tests {
             }
         }
         assert_eq!(r.model, vec![1.0, 1.0]);
-        // Colluders: clear rejection (x 0.5), then distrusted as voters (x 0.9).
-        assert_eq!(r.reputation[4], (4, Reputation(225_000)));
+        // Colluders: clear rejection (x 0.5); distrusted as voters too, but one penalty
+        // per agent and round.
+        assert_eq!(r.reputation[4], (4, Reputation(250_000)));
         assert_eq!(r.reputation[0], (0, Reputation(550_000)));
     }
 
@@ -1302,25 +1355,35 @@ mod tests {
     #[test]
     fn missing_or_failing_proofs_and_low_reputation_are_excluded_first() {
         let u = [1.0f32, 1.0];
-        // One member, which accepts everything.
+        // One member (agent 9), which accepts everything but agent 4's update.
         let mut subs = vec![
             sub(0, &u, &[true]),
             sub(1, &u, &[true]),
             sub(2, &u, &[true]),
             sub(3, &[0.5, 0.7], &[true]),
+            sub(4, &u, &[false]),
         ];
         subs[0].proof = None;
         subs[1].proof = proof(1.0, 2.0);
+        subs[4].proof = proof(1.0, 2.0);
         let previous = vec![(2u8, Reputation(50_000))];
         let r = decide(&params(Rule::Mean, 0), &[0.0, 0.0], &previous, &subs).unwrap();
+        // A missing proof is clear evidence.
         assert_eq!(
             r.outcomes[0].verdict,
             Verdict::Excluded(Exclusion::InvalidProof)
         );
+        assert_eq!(r.outcomes[0].evidence, Evidence::RejectedClear);
+        // A failing proof the committee overrules: the update is judged as any other.
+        assert_eq!(r.outcomes[1].verdict, Verdict::Included);
+        assert_eq!(r.outcomes[1].evidence, Evidence::Accepted);
+        // A failing proof the committee does not overrule keeps the update out, and costs
+        // nothing: on a small validation share it is noise as often as harm.
         assert_eq!(
-            r.outcomes[1].verdict,
+            r.outcomes[4].verdict,
             Verdict::Excluded(Exclusion::InvalidProof)
         );
+        assert_eq!(r.outcomes[4].evidence, Evidence::Absent);
         assert_eq!(
             r.outcomes[2].verdict,
             Verdict::Excluded(Exclusion::BelowReputationFloor)
@@ -1328,7 +1391,7 @@ mod tests {
         // The committee accepted the low-reputation agent's work: it climbs back.
         assert_eq!(r.outcomes[2].evidence, Evidence::Accepted);
         assert_eq!(r.outcomes[3].verdict, Verdict::Included);
-        assert_eq!(r.model, vec![0.5, 0.7]);
+        assert_eq!(r.model, vec![0.75, 0.85]);
         assert_eq!(r.reputation[2], (2, Reputation(145_000)));
     }
 
@@ -1364,6 +1427,35 @@ mod tests {
         // Only the aggregator judged it: reputation does not move.
         assert_eq!(r.outcomes[4].evidence, Evidence::Absent);
         assert_eq!(r.model, vec![1.025]);
+        // The others were aggregated with no committee verdict.
+        assert_eq!(r.outcomes[0].evidence, Evidence::IncludedSilent);
+    }
+
+    #[test]
+    fn a_flagged_update_the_committee_clearly_accepted_stays_in() {
+        let updates = [[1.0f32], [1.1], [0.95], [1.05], [50.0]];
+        // Member 100 accepts every update; member 101 rejects the far one.
+        let with = |accepts: [bool; 2]| -> Vec<SubmissionInput<'_, u8>> {
+            updates
+                .iter()
+                .enumerate()
+                .map(|(i, u)| sub(i as u8, u, if i == 4 { &accepts } else { &[true, true] }))
+                .collect()
+        };
+        let subs = with([true, true]);
+        let r = decide(&params(Rule::Median, 1), &[0.0], &[], &subs).unwrap();
+        assert_eq!(r.outcomes[4].verdict, Verdict::Included);
+        assert!(r.outcomes[4].aggregator_outlier);
+        assert_eq!(r.outcomes[4].evidence, Evidence::Accepted);
+        assert_eq!(r.model, vec![1.05]);
+        // Accepted by less than two to one (here a tie broken by reputation is not
+        // possible: one accept against one reject is silent), the distance screen decides.
+        let subs = with([true, false]);
+        let r = decide(&params(Rule::Median, 1), &[0.0], &[], &subs).unwrap();
+        assert_eq!(
+            r.outcomes[4].verdict,
+            Verdict::Excluded(Exclusion::AggregatorOutlier)
+        );
     }
 
     #[test]

@@ -290,18 +290,21 @@ proptest! {
         let _ = Tensor::decode(&bytes, len);
     }
 
-    /// Reputation stays in [0, 1], rises on acceptance and falls on rejection.
+    /// Reputation stays in [0, 1], rises on acceptance, falls on rejection, and silent
+    /// inclusion moves it towards the initial reputation without crossing it.
     #[test]
-    fn reputation_is_bounded_and_monotone(r in 0u32..=1_000_000, evidence in prop::collection::vec(0u8..4, 0..50)) {
+    fn reputation_is_bounded_and_monotone(r in 0u32..=1_000_000, evidence in prop::collection::vec(0u8..5, 0..50)) {
         let p = ReputationParams::default();
         let mut r = Reputation(r);
         for e in evidence {
-            let e = [Evidence::Accepted, Evidence::RejectedDisputed, Evidence::RejectedClear, Evidence::Absent][e as usize];
+            let e = [Evidence::Accepted, Evidence::RejectedDisputed, Evidence::RejectedClear, Evidence::Absent, Evidence::IncludedSilent][e as usize];
             let next = p.update(r, e);
             prop_assert!(next <= Reputation::ONE);
             match e {
                 Evidence::Accepted => prop_assert!(next >= r),
                 Evidence::Absent => prop_assert_eq!(next, r),
+                Evidence::IncludedSilent if r < p.initial => prop_assert!(r <= next && next <= p.initial),
+                Evidence::IncludedSilent => prop_assert_eq!(next, r),
                 _ => prop_assert!(next <= r),
             }
             r = next;
