@@ -8,6 +8,8 @@
 //! Accepted          r' = r + gain * (1 - r)          (rise towards 1, slower near the top)
 //! RejectedDisputed  r' = r * disputed_keep           (slow fall: contested evidence)
 //! RejectedClear     r' = r * clear_keep              (fast fall: plain evidence)
+//! IncludedSilent    r' = r + gain * (c - r), r < c   (back towards c = min(initial,
+//!                                                     just under the committee threshold))
 //! Absent            r' = r
 //! ```
 //!
@@ -126,10 +128,11 @@ pub enum Evidence {
     /// Rejected on clear evidence: a committee rejection by two to one or more, a missing
     /// proof, a forked chain, an update above the norm bound or one that does no work.
     RejectedClear,
-    /// Aggregated without a committee verdict (no committee, or a silent one): the work
-    /// was used and nobody objected, so a reputation below the initial one moves back
-    /// towards it by the gain (never above it). Disputed or noisy evidence fades this way
-    /// while the agent keeps contributing; attackers the committee rejects never get it.
+    /// Aggregated without a committee verdict (no committee, a silent one, or nobody
+    /// trusted): a reputation below [`ReputationParams::silent_ceiling`] (the initial
+    /// value, but under the committee threshold) moves towards it by the gain. Disputed
+    /// or noisy evidence fades this way while the agent's work is used, and an agent
+    /// back above the floor is aggregated again; a committee seat needs acceptance.
     IncludedSilent,
     /// Nothing to go on: the agent did not submit, or only the aggregator judged it.
     Absent,
@@ -212,8 +215,9 @@ impl ReputationParams {
             }
             Evidence::RejectedDisputed => r.scale(self.disputed_keep),
             Evidence::RejectedClear => r.scale(self.clear_keep),
-            Evidence::IncludedSilent if r < self.initial => {
-                Reputation(r.0 + Reputation(self.initial.0 - r.0).scale(self.gain).0)
+            Evidence::IncludedSilent if r < self.silent_ceiling() => {
+                let ceiling = self.silent_ceiling();
+                Reputation(r.0 + Reputation(ceiling.0 - r.0).scale(self.gain).0)
             }
             Evidence::IncludedSilent | Evidence::Absent => r,
         }
@@ -230,6 +234,14 @@ impl ReputationParams {
         // Never below the floor either, should a task set its threshold at or under it.
         let lowest = Reputation(self.committee_threshold.0.saturating_sub(1)).max(self.floor);
         r.scale(ABSENCE_KEEP).max(lowest).min(r)
+    }
+
+    /// How far [`Evidence::IncludedSilent`] restores reputation: the initial value, but
+    /// below the committee threshold. Silence gives back the right to be aggregated,
+    /// never a committee seat; only acceptance does.
+    pub fn silent_ceiling(&self) -> Reputation {
+        self.initial
+            .min(Reputation(self.committee_threshold.0.saturating_sub(1)))
     }
 
     /// Whether updates by an agent with reputation `r` are aggregated.
@@ -255,11 +267,20 @@ mod tests {
         assert_eq!(p.update(r, Evidence::RejectedDisputed), Reputation(450_000));
         assert_eq!(p.update(r, Evidence::RejectedClear), Reputation(250_000));
         assert_eq!(p.update(r, Evidence::Absent), r);
-        // Silent inclusion pulls a low reputation back towards the initial one, no further.
+        // Silent inclusion pulls a low reputation back towards just under the committee
+        // threshold (0.4), no further.
         assert_eq!(p.update(r, Evidence::IncludedSilent), r);
         assert_eq!(
             p.update(Reputation(100_000), Evidence::IncludedSilent),
-            Reputation(140_000)
+            Reputation(129_999)
+        );
+        let mut low = Reputation(100_000);
+        for _ in 0..200 {
+            low = p.update(low, Evidence::IncludedSilent);
+        }
+        assert!(
+            low < p.committee_threshold && low > Reputation(399_000),
+            "{low}"
         );
         assert_eq!(
             p.update(Reputation(900_000), Evidence::IncludedSilent),

@@ -17,9 +17,10 @@
 //!    same rule, and keeps every later step's arithmetic far from `f32` overflow.
 //! 1. **Proof**: a missing PoGQ proof excludes the update (`InvalidProof`, clear
 //!    evidence). A proof whose own measurement fails the task's threshold excludes it too,
-//!    with no evidence, unless the trusted committee accepts the update: on a small
-//!    validation share a failing self-measurement is noise as often as harm, and a
-//!    dishonest submitter never publishes one.
+//!    with no evidence, when the trusted committee has no verdict on the update (on a
+//!    small validation share a failing self-measurement is noise as often as harm); when
+//!    it has one, the committee decides with its own evidence, so a failing proof never
+//!    shields a rejected update.
 //! 2. **Floor**: an agent below the reputation floor is not aggregated
 //!    (`BelowReputationFloor`); the committee's opinion alone moves its reputation (a
 //!    rejection is clear at two to one, disputed below), so an agent can work its way
@@ -46,9 +47,10 @@
 //!    (lowered only when too few remain for it), weighted by reputation where the rule
 //!    allows it. Selection rules (Krum, Multi-Krum, Bulyan) leave inputs out; the
 //!    coordinate-wise rules and the geometric median flag far inputs, which are dropped
-//!    and the rule re-run on the rest, except inputs the trusted committee accepted by two
-//!    to one or more (skewed honest work sits far from the median too); the plain mean
-//!    flags but keeps. Exclusions before the aggregator do not
+//!    and the rule re-run on the rest; the median and the geometric median keep an input
+//!    the trusted committee accepted by two to one or more (skewed honest work sits far
+//!    from the median too), the trimmed mean does not; the plain mean flags but keeps.
+//!    Exclusions before the aggregator do not
 //!    lower `f`: without sybil-resistant membership, junk submissions from extra
 //!    identities would use it up.
 //!
@@ -61,9 +63,9 @@
 //! | committee | aggregator | verdict | evidence |
 //! |---|---|---|---|
 //! | rejects | (not run) | `CommitteeRejected` | clear at 2:1, else disputed |
-//! | accepts by less than 2:1, or silent | left out or flagged | `AggregatorOutlier` | none |
+//! | accepts by less than 2:1 (median, geometric median), accepts (other rules), or silent | left out or flagged | `AggregatorOutlier` | none |
 //! | accepts | kept | included | accepted (none if others copied it) |
-//! | silent | kept | included | included silently: back towards the initial value |
+//! | silent | kept | included | included silently: back towards the initial value, under the committee threshold (none if others copied it) |
 //!
 //! (The plain mean flags far inputs but keeps them.)
 //!
@@ -625,11 +627,12 @@ fn screen<K: Ord>(
             .map(|m| m.verdict(&params.pogq).is_ok_and(|v| v.passed()));
         if s.proof.is_none() {
             verdicts.exclude(i, Exclusion::InvalidProof, Evidence::RejectedClear);
-        } else if proof_passes == Some(false) && verdicts.committee[i] != Some(true) {
+        } else if proof_passes == Some(false) && verdicts.committee[i].is_none() {
             // The submitter's own measurement says its update hurts its own held-out
-            // data. On a small share that is noise as often as harm, and a dishonest
-            // submitter never publishes a failing proof: the update is left out unless
-            // the committee accepts it, and reputation does not move.
+            // data, and the committee has no verdict: the update is left out, and
+            // reputation does not move (on a small share a failing self-measurement is
+            // noise as often as harm). When the committee has a verdict, it decides, with
+            // its own evidence: a failing proof never shields a rejected update.
             verdicts.exclude(i, Exclusion::InvalidProof, Evidence::Absent);
         } else if !params.reputation.above_floor(standing.of(&s.agent)) {
             let evidence = match verdicts.committee[i] {
@@ -914,10 +917,13 @@ fn aggregate_candidates<K>(
             f: f as u32,
         });
     }
-    // An input the committee accepted stays in: the distance screen judges only what
-    // nobody vouched for (skewed honest work sits far from the median too).
+    // Under the median and the geometric median, which stay within the honest inputs
+    // whatever fewer than half of them are, an input the committee accepted by 2:1
+    // stays in: the distance screen judges only what nobody vouched for (skewed honest
+    // work sits far from the median too). A trimmed mean would average a kept far input.
+    let keeps_vouched = matches!(config.rule, Rule::Median | Rule::GeometricMedian(_));
     let left_out: Vec<bool> = (0..n)
-        .map(|j| first.outliers[j] && !vouched[candidates[j]])
+        .map(|j| first.outliers[j] && !(keeps_vouched && vouched[candidates[j]]))
         .collect();
     if !left_out.iter().any(|&o| o) {
         return Ok(Aggregated {
@@ -1193,17 +1199,20 @@ mod tests {
             .collect()
     }
 
+    /// Four honest updates near (1, 1) and three colluders' far ones.
+    const FOUR_HONEST_THREE_FAR: [[f32; 2]; 7] = [
+        [1.0, 1.0],
+        [1.1, 1.0],
+        [0.9, 1.0],
+        [1.0, 1.1],
+        [-5.0, -5.0],
+        [-5.0, -5.1],
+        [-5.1, -5.0],
+    ];
+
     #[test]
     fn colluding_voters_are_outweighed_distrusted_and_their_updates_rejected() {
-        let updates = [
-            [1.0f32, 1.0],
-            [1.1, 1.0],
-            [0.9, 1.0],
-            [1.0, 1.1],
-            [-5.0, -5.0],
-            [-5.0, -5.1],
-            [-5.1, -5.0],
-        ];
+        let updates = FOUR_HONEST_THREE_FAR;
         let subs = colluding_round(&updates);
         let r = decide(&params(Rule::Median, 3), &[0.0, 0.0], &[], &subs).unwrap();
         assert_eq!(r.distrusted, vec![4, 5, 6]);
@@ -1269,9 +1278,9 @@ mod tests {
             );
             assert_eq!(r.outcomes[i].evidence, Evidence::RejectedClear);
         }
-        // Four updates remain: the median runs with f = 1. Its distance rule flags 3.0,
-        // and the committee's acceptance does not keep it in, but it does keep its
-        // author's reputation from falling.
+        // Four updates remain: the median runs with f = 1. Its distance rule flags 3.0;
+        // the one member voted on one submission of seven and abstains, so no trusted
+        // acceptance keeps the update in, and its author's reputation does not move.
         assert_eq!(r.effective_f, 1);
         assert_eq!(
             r.outcomes[6].verdict,
@@ -1355,17 +1364,20 @@ mod tests {
     #[test]
     fn missing_or_failing_proofs_and_low_reputation_are_excluded_first() {
         let u = [1.0f32, 1.0];
-        // One member (agent 9), which accepts everything but agent 4's update.
+        // One member, which accepts everything but agent 4's update and does not vote
+        // on agent 5's.
         let mut subs = vec![
             sub(0, &u, &[true]),
             sub(1, &u, &[true]),
             sub(2, &u, &[true]),
             sub(3, &[0.5, 0.7], &[true]),
-            sub(4, &u, &[false]),
+            sub(4, &[0.2, 0.1], &[false]),
+            sub(5, &[0.3, 0.3], &[]),
         ];
         subs[0].proof = None;
         subs[1].proof = proof(1.0, 2.0);
         subs[4].proof = proof(1.0, 2.0);
+        subs[5].proof = proof(1.0, 2.0);
         let previous = vec![(2u8, Reputation(50_000))];
         let r = decide(&params(Rule::Mean, 0), &[0.0, 0.0], &previous, &subs).unwrap();
         // A missing proof is clear evidence.
@@ -1377,13 +1389,19 @@ mod tests {
         // A failing proof the committee overrules: the update is judged as any other.
         assert_eq!(r.outcomes[1].verdict, Verdict::Included);
         assert_eq!(r.outcomes[1].evidence, Evidence::Accepted);
-        // A failing proof the committee does not overrule keeps the update out, and costs
-        // nothing: on a small validation share it is noise as often as harm.
+        // A failing proof never shields an update the committee rejects.
         assert_eq!(
             r.outcomes[4].verdict,
+            Verdict::Excluded(Exclusion::CommitteeRejected)
+        );
+        assert_eq!(r.outcomes[4].evidence, Evidence::RejectedClear);
+        // With no committee verdict, a failing proof keeps the update out and costs
+        // nothing: on a small validation share it is noise as often as harm.
+        assert_eq!(
+            r.outcomes[5].verdict,
             Verdict::Excluded(Exclusion::InvalidProof)
         );
-        assert_eq!(r.outcomes[4].evidence, Evidence::Absent);
+        assert_eq!(r.outcomes[5].evidence, Evidence::Absent);
         assert_eq!(
             r.outcomes[2].verdict,
             Verdict::Excluded(Exclusion::BelowReputationFloor)
@@ -1429,6 +1447,59 @@ mod tests {
         assert_eq!(r.model, vec![1.025]);
         // The others were aggregated with no committee verdict.
         assert_eq!(r.outcomes[0].evidence, Evidence::IncludedSilent);
+    }
+
+    #[test]
+    fn a_failing_self_proof_does_not_shield_an_update_the_committee_rejects() {
+        // Every voter, the colluders 4..7 included, votes as the honest do (accept 0..4,
+        // reject 4..7): one trusted bloc, nobody distrusted. The colluders publish
+        // failing proofs on their far updates, hoping for a free exclusion.
+        let updates = FOUR_HONEST_THREE_FAR;
+        let subs: Vec<SubmissionInput<'_, u8>> = updates
+            .iter()
+            .enumerate()
+            .map(|(s, u)| SubmissionInput {
+                agent: s as u8,
+                update: u,
+                proof: if s < 4 {
+                    proof(1.0, 0.9)
+                } else {
+                    proof(1.0, 2.0)
+                },
+                votes: (0..7u8).map(|m| (m, s < 4)).collect(),
+            })
+            .collect();
+        let previous: Vec<(u8, Reputation)> = (0..7u8).map(|k| (k, Reputation(900_000))).collect();
+        let r = decide(&params(Rule::Median, 3), &[0.0, 0.0], &previous, &subs).unwrap();
+        assert!(r.distrusted.is_empty());
+        for i in 4..7 {
+            assert_eq!(r.outcomes[i].committee, Some(false));
+            assert_eq!(
+                r.outcomes[i].verdict,
+                Verdict::Excluded(Exclusion::CommitteeRejected)
+            );
+            assert_eq!(r.outcomes[i].evidence, Evidence::RejectedClear);
+            assert_eq!(r.reputation[i], (i as u8, Reputation(450_000)));
+        }
+    }
+
+    #[test]
+    fn vouched_far_updates_do_not_move_a_trimmed_mean_out_of_the_honest_range() {
+        // Five honest updates near 1 and two far ones, all accepted by both members: the
+        // trimmed mean would average a kept far input, so it drops both as before.
+        let updates = [[1.0f32], [1.1], [0.9], [1.05], [0.95], [9.0], [8.8]];
+        let subs: Vec<_> = updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| sub(i as u8, u, &[true, true]))
+            .collect();
+        let r = decide(&params(Rule::TrimmedMean, 1), &[0.0], &[], &subs).unwrap();
+        assert!(r.outcomes[5].aggregator_outlier && r.outcomes[6].aggregator_outlier);
+        assert_eq!(
+            r.outcomes[5].verdict,
+            Verdict::Excluded(Exclusion::AggregatorOutlier)
+        );
+        assert!((r.model[0] - 1.0).abs() < 1e-5, "{:?}", r.model);
     }
 
     #[test]

@@ -291,7 +291,8 @@ proptest! {
     }
 
     /// Reputation stays in [0, 1], rises on acceptance, falls on rejection, and silent
-    /// inclusion moves it towards the initial reputation without crossing it.
+    /// inclusion moves it towards its ceiling (under the committee threshold) without
+    /// crossing it.
     #[test]
     fn reputation_is_bounded_and_monotone(r in 0u32..=1_000_000, evidence in prop::collection::vec(0u8..5, 0..50)) {
         let p = ReputationParams::default();
@@ -303,7 +304,7 @@ proptest! {
             match e {
                 Evidence::Accepted => prop_assert!(next >= r),
                 Evidence::Absent => prop_assert_eq!(next, r),
-                Evidence::IncludedSilent if r < p.initial => prop_assert!(r <= next && next <= p.initial),
+                Evidence::IncludedSilent if r < p.silent_ceiling() => prop_assert!(r <= next && next <= p.silent_ceiling()),
                 Evidence::IncludedSilent => prop_assert_eq!(next, r),
                 _ => prop_assert!(next <= r),
             }
