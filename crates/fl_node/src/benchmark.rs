@@ -65,6 +65,9 @@ pub struct CellRun {
     pub tpr: f64,
     /// Excluded honest submissions over honest submissions, every step and seed.
     pub fpr: f64,
+    /// Why honest submissions were excluded: each reason ([`fl_core::Exclusion::describe`])
+    /// with its count over every step and seed.
+    pub honest_exclusions: BTreeMap<String, usize>,
 }
 
 impl CellRun {
@@ -98,7 +101,7 @@ pub fn experiment(
         byzantine: cell.f,
         attack: byzfl::attack(&cell.attack)?,
         round,
-        committee_size: defence.committee_size,
+        committee_size: defence.committee_size.min(cell.honest + cell.f),
         rounds: config.benchmark_config.nb_steps,
         scheme: cell.distribution.scheme()?,
         model,
@@ -132,6 +135,7 @@ pub fn run_cell(
     let model = config.model()?;
     let mut curves = Vec::new();
     let (mut caught, mut wrong, mut steps) = (0.0, 0.0, 0usize);
+    let mut honest_exclusions = BTreeMap::new();
     for (training, distribution) in config.seeds() {
         // One seed for the partition and the training; distinct for every pair.
         let seed = training.wrapping_mul(1_000_003) ^ distribution;
@@ -148,6 +152,10 @@ pub fn run_cell(
         for r in &reports {
             caught += r.tpr;
             wrong += r.fpr;
+            // The first `f` peers attack (`experiment`).
+            for (_, why) in r.excluded.iter().filter(|(p, _)| *p >= cell.f) {
+                *honest_exclusions.entry(why.clone()).or_insert(0) += 1;
+            }
         }
         steps += reports.len();
         curves.push(curve);
@@ -157,6 +165,7 @@ pub fn run_cell(
         curves,
         tpr: caught / steps.max(1) as f64,
         fpr: wrong / steps.max(1) as f64,
+        honest_exclusions,
     })
 }
 
@@ -204,6 +213,7 @@ mod tests {
             curves,
             tpr: 1.0,
             fpr: 0.0,
+            honest_exclusions: BTreeMap::new(),
         }
     }
 

@@ -370,6 +370,19 @@ fn matrix_runs_a_byzfl_config_and_scores_it_as_byzfl_does() {
         );
         let best = r["best_accuracy"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&best), "{r}");
+        // The reasons for honest exclusions add up to the FPR: 4 honest peers, 6 steps,
+        // 2 seeds.
+        let excluded: u64 = r["honest_exclusions"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        let fpr = r["fpr"].as_f64().unwrap();
+        assert!(
+            (excluded as f64 - fpr * 4.0 * 12.0).abs() < 1e-6,
+            "{excluded} vs {fpr}: {r}"
+        );
         if r["attack"] == "Inf" {
             // Non-finite updates never reach a round.
             assert_eq!(r["tpr"], 1.0, "{r}");

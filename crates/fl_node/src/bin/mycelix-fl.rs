@@ -1059,7 +1059,7 @@ fn byzfl_matrix(args: &MatrixArgs, path: &std::path::Path) -> Result<()> {
     };
     let mut md = format!(
         "# mycelix-fl matrix --byzfl {}\n\n{} on {dataset}, {} honest peers, D-SGD for {} steps \
-         (batch {}, lr {}, momentum {}, weight decay {}), {seeds} seed(s); committee of {}; \
+         (batch {}, lr {}, momentum {}, weight decay {}), {seeds} seed(s); committee: {}; \
          each cell: ByzFL's metric, the worst case over attacks of the best checkpoint of the \
          seed-averaged test accuracy (the worst attack in brackets)\n",
         path.display(),
@@ -1070,7 +1070,9 @@ fn byzfl_matrix(args: &MatrixArgs, path: &std::path::Path) -> Result<()> {
         cells.first().map_or(0.0, |c| c.learning_rate),
         cells.first().map_or(0.0, |c| c.momentum),
         cells.first().map_or(0.0, |c| c.weight_decay),
-        args.base.committee.unwrap_or(5),
+        args.base
+            .committee
+            .map_or("every peer".to_string(), |c| format!("{c} seats")),
     );
     let mut rows = Vec::new();
     for &aggregator in &args.aggregators {
@@ -1078,7 +1080,8 @@ fn byzfl_matrix(args: &MatrixArgs, path: &std::path::Path) -> Result<()> {
         let defence = Defence {
             rule,
             nnm: args.base.nnm,
-            committee_size: args.base.committee.unwrap_or(5),
+            // Every peer by default, as in `run`: a small committee is captured often.
+            committee_size: args.base.committee.unwrap_or(usize::MAX),
             pogq: PogqParams {
                 mad_band: args.base.mad_band,
                 ..PogqParams::default()
@@ -1101,6 +1104,7 @@ fn byzfl_matrix(args: &MatrixArgs, path: &std::path::Path) -> Result<()> {
                 "distribution": cell.distribution.label(), "attack": cell.attack.name,
                 "checkpoints": config.checkpoints(), "curves": run.curves,
                 "best_accuracy": run.best_accuracy(), "tpr": run.tpr, "fpr": run.fpr,
+                "honest_exclusions": run.honest_exclusions,
             }));
             runs.push(run);
         }
