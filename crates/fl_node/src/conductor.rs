@@ -877,6 +877,10 @@ pub struct OwnConductor {
     pub client: Client,
 }
 
+/// How many times [`OwnConductor::open`] starts a conductor whose keystore connection
+/// timed out.
+const START_ATTEMPTS: u32 = 3;
+
 /// Where and how a participant's own conductor runs.
 pub struct OwnConductorConfig {
     /// Data directory (created when missing).
@@ -904,14 +908,26 @@ impl OwnConductor {
         let passphrase = Arc::new(std::sync::Mutex::new(sodoken::LockedArray::from(
             cfg.passphrase.clone(),
         )));
-        let handle = build_conductor(&cfg.data_dir, &cfg.bootstrap_url, passphrase.clone())
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
+        // The keystore's key derivation is slow by design; on a loaded machine the
+        // conductor's first connection to it can time out. That is worth another try; a
+        // wrong passphrase is not.
+        let mut attempt = 1;
+        let handle = loop {
+            match build_conductor(&cfg.data_dir, &cfg.bootstrap_url, passphrase.clone()).await {
+                Ok(handle) => break handle,
+                Err(e) if attempt < START_ATTEMPTS && e.to_string().contains("TimedOut") => {
+                    eprintln!(
+                        "starting the conductor in {} timed out (attempt {attempt} of {START_ATTEMPTS}); trying again",
+                        cfg.data_dir.display()
+                    );
+                    attempt += 1;
+                }
+                Err(e) => bail!(
                     "starting the conductor in {} (a data directory opens only with the passphrase it was made with): {e}",
                     cfg.data_dir.display()
-                )
-            })?;
+                ),
+            }
+        };
         let cell = match handle.get_app_info(&APP_ID.to_string()).await? {
             Some(info) => {
                 provisioned_cell(&info).context("the installed app has no provisioned cell")?
