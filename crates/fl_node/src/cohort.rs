@@ -30,17 +30,6 @@ pub const CLAIMED_HARM: PogqMeasurement = PogqMeasurement {
     samples: 0,
 };
 
-/// A lying member's claim on the `nth` honest submission of its ballot: [`CLAIMED_HARM`],
-/// one point worse for each one before it. A ballot passes at least half of what it
-/// scores, the least harmful first; distinct claims let the liar reject as many honest
-/// submissions as that allows, where equal claims would pass all of them together.
-pub fn claimed_harm(nth: usize) -> PogqMeasurement {
-    PogqMeasurement {
-        loss_after: CLAIMED_HARM.loss_after + 0.01 * nth as f64,
-        ..CLAIMED_HARM
-    }
-}
-
 /// A truthful PoGQ measurement of `update` against the global `params` on `validation`:
 /// the loss before and after a probe step of `probe_lr` times the update.
 pub fn measure(
@@ -318,7 +307,6 @@ impl Cohort {
                 .collect();
         }
         let samples = self.validation[member].len() as u32;
-        let mut honest = 0;
         submissions
             .iter()
             .map(|&(submitter, _)| PogqMeasurement {
@@ -326,8 +314,7 @@ impl Cohort {
                 ..if self.is_byzantine(submitter) {
                     CLAIMED_IMPROVEMENT
                 } else {
-                    honest += 1;
-                    claimed_harm(honest - 1)
+                    CLAIMED_HARM
                 }
             })
             .collect()

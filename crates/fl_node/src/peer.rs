@@ -41,7 +41,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::cohort::{claimed_harm, CLAIMED_IMPROVEMENT};
+use crate::cohort::{CLAIMED_HARM, CLAIMED_IMPROVEMENT};
 use crate::conductor::{retriable, Client};
 use fl_learn::attacks::{Attack, Knowledge};
 use fl_learn::data::Dataset;
@@ -1065,7 +1065,6 @@ impl Participant {
         let (round, params) = (open.round, open.params.clone());
         let len = self.info.task.model_len as usize;
         let mut measured = Vec::with_capacity(state.submissions.len());
-        let mut claimed = 0;
         for s in &state.submissions {
             let m = match self.behaviour {
                 Behaviour::Honest => {
@@ -1087,8 +1086,7 @@ impl Participant {
                         ..if ours {
                             CLAIMED_IMPROVEMENT
                         } else {
-                            claimed += 1;
-                            claimed_harm(claimed - 1)
+                            CLAIMED_HARM
                         }
                     })
                 }
