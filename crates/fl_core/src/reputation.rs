@@ -134,7 +134,9 @@ pub enum Evidence {
     /// or noisy evidence fades this way while the agent's work is used, and an agent
     /// back above the floor is aggregated again; a committee seat needs acceptance.
     IncludedSilent,
-    /// Nothing to go on: the agent did not submit, or only the aggregator judged it.
+    /// Nothing to go on: the agent did not submit; only the aggregator judged it; its
+    /// update was a copy or was copied; or its own proof failed and the committee had no
+    /// verdict.
     Absent,
 }
 
