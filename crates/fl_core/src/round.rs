@@ -909,23 +909,16 @@ fn aggregate_candidates<K>(
             f: f as u32,
         });
     }
-    if !drops_flagged || !first.outliers.iter().any(|&o| o) {
-        return Ok(Aggregated {
-            left_out: first.outliers.clone(),
-            flagged: first.outliers,
-            aggregate: Some(first.aggregate),
-            f: f as u32,
-        });
-    }
-    // Under the median and the geometric median, which stay within the honest inputs
-    // whatever fewer than half of them are, an input the committee accepted by 2:1
-    // stays in: the distance screen judges only what nobody vouched for (skewed honest
-    // work sits far from the median too). A trimmed mean would average a kept far input.
+    // Selection rules leave out what they flag. Under the median and the geometric
+    // median, which stay within the honest inputs whatever fewer than half of them are,
+    // an input the committee accepted by 2:1 stays in: the distance screen judges only
+    // what nobody vouched for (skewed honest work sits far from the median too). A
+    // trimmed mean would average a kept far input, so it drops every flagged one.
     let keeps_vouched = matches!(config.rule, Rule::Median | Rule::GeometricMedian(_));
     let left_out: Vec<bool> = (0..n)
         .map(|j| first.outliers[j] && !(keeps_vouched && vouched[candidates[j]]))
         .collect();
-    if !left_out.iter().any(|&o| o) {
+    if !drops_flagged || !left_out.iter().any(|&o| o) {
         return Ok(Aggregated {
             left_out,
             flagged: first.outliers,
