@@ -9,7 +9,7 @@
 use fl_core::PogqMeasurement;
 use rand::Rng;
 
-use crate::experiment::{Experiment, Shards, SimError};
+use crate::experiment::{Experiment, GroundTruth, Shards, SimError};
 use fl_learn::attacks::Knowledge;
 use fl_learn::data::Dataset;
 use fl_learn::partition::partition;
@@ -131,7 +131,15 @@ impl Cohort {
 
     /// Whether peer `p` attacks.
     pub fn is_byzantine(&self, p: usize) -> bool {
-        p < self.byzantine
+        self.truth().is_byzantine(p)
+    }
+
+    /// Who attacks, for scoring rounds.
+    pub fn truth(&self) -> GroundTruth {
+        GroundTruth {
+            peers: self.peers(),
+            byzantine: self.byzantine,
+        }
     }
 
     /// Every peer's update from the global `model`: honest peers publish `local - global`

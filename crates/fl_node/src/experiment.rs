@@ -5,7 +5,6 @@
 use federated_learning_integrity::Admission;
 use fl_core::RoundParams;
 
-use crate::cohort::Cohort;
 use fl_learn::attacks::Attack;
 use fl_learn::model::Model;
 use fl_learn::partition::{PartitionError, Scheme};
@@ -80,6 +79,23 @@ pub enum Shards {
     HonestPeers,
 }
 
+/// Who attacks in a run: peers `0..byzantine` of `peers`. Read only to score a round
+/// after it closed ([`RoundReport::new`]), never by a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroundTruth {
+    /// Peers in the run.
+    pub peers: usize,
+    /// Peers `0..byzantine` attack.
+    pub byzantine: usize,
+}
+
+impl GroundTruth {
+    /// Whether peer `p` attacks.
+    pub fn is_byzantine(&self, p: usize) -> bool {
+        p < self.byzantine
+    }
+}
+
 /// What one round did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoundReport {
@@ -99,11 +115,11 @@ pub struct RoundReport {
 
 impl RoundReport {
     /// The report of a round that excluded `excluded` (peer, reason), with the new global
-    /// model's test `(accuracy, loss)`; TPR and FPR come from the cohort's ground truth,
+    /// model's test `(accuracy, loss)`; TPR and FPR come from the run's ground truth,
     /// over the peers that took part (not those in `absent`).
     pub fn new(
         round: usize,
-        cohort: &Cohort,
+        truth: GroundTruth,
         absent: &[usize],
         (accuracy, loss): (f64, f64),
         mut excluded: Vec<(usize, String)>,
@@ -111,13 +127,13 @@ impl RoundReport {
         excluded.sort();
         let caught = excluded
             .iter()
-            .filter(|(p, _)| cohort.is_byzantine(*p))
+            .filter(|(p, _)| truth.is_byzantine(*p))
             .count();
         let wrong = excluded.len() - caught;
         // Peers that took no part (their conductor was down) count on neither side.
-        let absent_byzantine = absent.iter().filter(|p| cohort.is_byzantine(**p)).count();
-        let byzantine = cohort.byzantine - absent_byzantine;
-        let honest = cohort.peers() - cohort.byzantine - (absent.len() - absent_byzantine);
+        let absent_byzantine = absent.iter().filter(|p| truth.is_byzantine(**p)).count();
+        let byzantine = truth.byzantine - absent_byzantine;
+        let honest = truth.peers - truth.byzantine - (absent.len() - absent_byzantine);
         RoundReport {
             round,
             accuracy,

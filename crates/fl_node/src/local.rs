@@ -496,7 +496,7 @@ pub async fn run_peers(
         let model = Tensor::decode(&closed.model, params)?.into_vec();
         let report = RoundReport::new(
             round as usize,
-            &cohort,
+            cohort.truth(),
             &absent,
             (
                 exp.model.accuracy(&model, test.x.view(), &test.y),

@@ -148,7 +148,7 @@ pub fn simulate(
         let evaluated = (round + 1) % exp.evaluate_every.max(1) == 0 || round + 1 == exp.rounds;
         let report = RoundReport::new(
             round,
-            &cohort,
+            cohort.truth(),
             &[],
             if evaluated {
                 (
