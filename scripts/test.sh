@@ -35,6 +35,14 @@ if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z
   apt_install dataset-fashion-mnist
 fi
 
+step "iproute2, for the peer test's network namespaces"
+# crates/fl_node/tests/peers.rs puts each process on a host of its own (a network
+# namespace on a bridge) where it can, and on the loopback otherwise.
+if ! command -v ip >/dev/null; then
+  echo "installing Debian's iproute2"
+  apt_install iproute2
+fi
+
 step "the main job as a newcomer runs it: scripts/run.sh in a fresh copy, before anything here is packed"
 # The tracked files as they are (uncommitted edits included, times kept, so builds shared
 # through the target directory see the same sources), in a new folder without anything

@@ -5,6 +5,12 @@
 //! killed with SIGKILL after the first round that included its update and started again
 //! with the same data directory; it takes part in the next round. Needs `scripts/pack.sh`
 //! to have run.
+//!
+//! Where the test may create network namespaces (as root, with `ip`), every process runs
+//! on a host of its own: a namespace per process, joined by a bridge in one more
+//! namespace, with addresses in 10.231.0.0/24. Nothing is added to the machine's own
+//! network namespace, and the namespaces are deleted when the test ends. Elsewhere every
+//! process runs on this host's loopback. The test says which at its start.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,6 +24,115 @@ const BIN: &str = env!("CARGO_BIN_EXE_mycelix-fl");
 const ROUNDS: u32 = 4;
 const SEED: &str = "peers-test";
 
+/// Where the test's processes run.
+enum Hosts {
+    /// Every process on this host's loopback.
+    Loopback,
+    /// Process `k` in namespace `{prefix}-{k}` at [`Hosts::address`]; the bridge in
+    /// `{prefix}-hub`.
+    Namespaces { prefix: String, count: usize },
+}
+
+impl Hosts {
+    /// `count` hosts in network namespaces, or the reason they cannot be made (then
+    /// nothing is left behind).
+    fn namespaces(count: usize) -> Result<Hosts, String> {
+        let prefix = format!("mfl{}", std::process::id());
+        // From here on, dropping `hosts` deletes whatever was made.
+        let hosts = Hosts::Namespaces {
+            prefix: prefix.clone(),
+            count,
+        };
+        let hub = format!("{prefix}-hub");
+        let mut steps: Vec<Vec<String>> = vec![
+            vec!["netns".into(), "add".into(), hub.clone()],
+            ip_in(&hub, "link add br0 type bridge"),
+            ip_in(&hub, "link set br0 up"),
+        ];
+        for k in 0..count {
+            let ns = format!("{prefix}-{k}");
+            steps.push(vec!["netns".into(), "add".into(), ns.clone()]);
+            steps.push(ip_in(
+                &hub,
+                &format!("link add v{k} type veth peer name eth0 netns {ns}"),
+            ));
+            steps.push(ip_in(&hub, &format!("link set v{k} master br0")));
+            steps.push(ip_in(&hub, &format!("link set v{k} up")));
+            steps.push(ip_in(&ns, "link set lo up"));
+            steps.push(ip_in(
+                &ns,
+                &format!("addr add {}/24 dev eth0", Hosts::ip(k)),
+            ));
+            steps.push(ip_in(&ns, "link set eth0 up"));
+        }
+        for step in steps {
+            let out = Command::new("ip")
+                .args(&step)
+                .output()
+                .map_err(|e| format!("cannot run ip: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "ip {}: {}",
+                    step.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok(hosts)
+    }
+
+    /// Host `k`'s address in the namespaces.
+    fn ip(k: usize) -> String {
+        format!("10.231.0.{}", k + 2)
+    }
+
+    /// The address the bootstrap server on host `k` listens on.
+    fn listen(&self, k: usize) -> String {
+        match self {
+            Hosts::Loopback => "127.0.0.1:0".into(),
+            Hosts::Namespaces { .. } => format!("{}:0", Hosts::ip(k)),
+        }
+    }
+
+    /// `mycelix-fl` on host `k`.
+    fn command(&self, k: usize) -> Command {
+        match self {
+            Hosts::Loopback => Command::new(BIN),
+            Hosts::Namespaces { prefix, .. } => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &format!("{prefix}-{k}"), BIN]);
+                c
+            }
+        }
+    }
+}
+
+/// `ip -n ns` with `args` split on spaces.
+fn ip_in(ns: &str, args: &str) -> Vec<String> {
+    ["-n", ns]
+        .into_iter()
+        .chain(args.split(' '))
+        .map(String::from)
+        .collect()
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        if let Hosts::Namespaces { prefix, count } = self {
+            // Deleting a namespace deletes the links in it.
+            for ns in (0..*count)
+                .map(|k| format!("{prefix}-{k}"))
+                .chain([format!("{prefix}-hub")])
+            {
+                let _ = Command::new("ip")
+                    .args(["netns", "del", &ns])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
 /// A running process whose stdout lines arrive on a channel.
 struct Proc {
     child: Child,
@@ -25,8 +140,8 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
+    fn spawn(mut command: Command, args: &[&str]) -> Proc {
+        let mut child = command
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -152,13 +267,30 @@ fn four_peer_processes_close_rounds_by_themselves_and_a_killed_peer_resumes() {
         String::from_utf8_lossy(&split.stderr)
     );
 
-    let bootstrap = Proc::spawn(&["bootstrap"]);
+    // Host 0 serves the bootstrap server and relay; peer k runs on host k + 1.
+    let hosts = Hosts::namespaces(5).unwrap_or_else(|why| {
+        eprintln!("every process on the loopback (no network namespaces: {why})");
+        Hosts::Loopback
+    });
+    if let Hosts::Namespaces { prefix, .. } = &hosts {
+        eprintln!(
+            "each process on a host of its own: network namespaces {prefix}-0..4 on a bridge"
+        );
+    }
+    let host = |k: usize| hosts.command(k + 1);
+    let bootstrap = Proc::spawn(
+        hosts.command(0),
+        &["bootstrap", "--listen", &hosts.listen(0)],
+    );
     let url = bootstrap
         .line(Duration::from_secs(30))
         .ok()
         .flatten()
         .expect("bootstrap URL");
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let listen = hosts.listen(0);
+    let expected = format!("http://{}", listen.strip_suffix('0').unwrap_or(&listen));
+    assert!(url.starts_with(&expected), "{url}");
+    eprintln!("bootstrap server and relay: {url}");
 
     // The task: digits, median with f = 1, a committee of 3. Round 0 opens when the task
     // is written, and fresh conductors take a minute or two to start on a small machine,
@@ -174,7 +306,7 @@ fn four_peer_processes_close_rounds_by_themselves_and_a_killed_peer_resumes() {
     let mut create = vec!["task".to_string(), "create".into()];
     create.extend(conductor_args(d, 0, &url));
     create.extend(["--spec".into(), spec.display().to_string()]);
-    let out = Command::new(BIN).args(refs(&create)).output().unwrap();
+    let out = host(0).args(refs(&create)).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -185,7 +317,7 @@ fn four_peer_processes_close_rounds_by_themselves_and_a_killed_peer_resumes() {
 
     // Peer 0 wrote the task; peer 3 attacks.
     let mut peers: Vec<Proc> = (0..4)
-        .map(|k| Proc::spawn(&refs(&peer_args(d, k, &url, &task, k == 3))))
+        .map(|k| Proc::spawn(host(k), &refs(&peer_args(d, k, &url, &task, k == 3))))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(900);
 
@@ -201,7 +333,7 @@ fn four_peer_processes_close_rounds_by_themselves_and_a_killed_peer_resumes() {
     );
     peers[2].child.kill().unwrap();
     peers[2].child.wait().unwrap();
-    peers[2] = Proc::spawn(&refs(&peer_args(d, 2, &url, &task, false)));
+    peers[2] = Proc::spawn(host(2), &refs(&peer_args(d, 2, &url, &task, false)));
 
     let last = ROUNDS - 1;
     let mut lines: Vec<Vec<serde_json::Value>> = Vec::new();
@@ -240,4 +372,5 @@ fn four_peer_processes_close_rounds_by_themselves_and_a_killed_peer_resumes() {
         assert!(status.success(), "a peer exited with {status}");
     }
     drop(bootstrap);
+    drop(hosts);
 }
