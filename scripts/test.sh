@@ -40,7 +40,7 @@ step "iproute2, for the peer test's network namespaces"
 # namespace on a bridge) where it can, and on the loopback otherwise.
 if ! command -v ip >/dev/null; then
   echo "installing Debian's iproute2"
-  apt_install iproute2
+  apt_install iproute2 || echo "iproute2 could not be installed: the peer test will run on the loopback"
 fi
 
 step "the main job as a newcomer runs it: scripts/run.sh in a fresh copy, before anything here is packed"
