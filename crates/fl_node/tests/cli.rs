@@ -305,6 +305,96 @@ fn participant_commands_refuse_bad_input_before_starting_anything() {
     }
 }
 
+/// A process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// On a conductor of its own, in a network with a task: a table outside the task's schema
+/// and a task nobody published each stop `peer` with an error line that names them (both
+/// are checked before a participant joins). Needs `scripts/pack.sh` to have run.
+#[test]
+fn peer_refuses_a_table_outside_the_schema_and_an_unknown_task() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pass = d.join("pass");
+    std::fs::write(&pass, "secret\n").unwrap();
+    let mut server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_mycelix-fl"))
+            .arg("bootstrap")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut url = String::new();
+    std::io::BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let own = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        a.extend([
+            "--data-dir".into(),
+            d.join("conductor").display().to_string(),
+            "--passphrase-file".into(),
+            pass.display().to_string(),
+            "--bootstrap-url".into(),
+            url.clone(),
+        ]);
+        a
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        mycelix_fl(&args)
+    };
+    let (ok, template, stderr) = mycelix_fl(&["task", "template", "--dataset", "digits"]);
+    assert!(ok, "{stderr}");
+    let spec = d.join("task.toml");
+    std::fs::write(&spec, template).unwrap();
+    let (ok, task, stderr) = run(own(&["task", "create", "--spec", spec.to_str().unwrap()]));
+    assert!(ok, "{stderr}");
+    let task = task.trim().to_string();
+
+    let bad = d.join("bad.csv");
+    std::fs::write(&bad, "a,b,label\n1,2,0\n").unwrap();
+    let unknown = holo_hash::ActionHash::from_raw_32(vec![7; 32]).to_string();
+    let bad = bad.to_str().unwrap();
+    for (args, expected) in [
+        (
+            own(&["peer", "--task", &task, "--data", bad]),
+            "bad.csv, line 1: ".to_string(),
+        ),
+        (
+            own(&[
+                "peer",
+                "--task",
+                &unknown,
+                "--data",
+                bad,
+                "--task-wait",
+                "5",
+            ]),
+            format!("task {unknown} is unknown on this network after 5 s"),
+        ),
+    ] {
+        let (ok, _, stderr) = run(args.clone());
+        assert!(!ok, "{args:?} should fail");
+        let last = stderr.trim().lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: ") && last.contains(&expected),
+            "{args:?}: {stderr}"
+        );
+        eprintln!("refused: {last}");
+    }
+}
+
 /// ByzFL's grid from its own config format: D-SGD steps on Fashion-MNIST through the
 /// committee, reputation and aggregator; ByzFL's metric per (f, distribution). Needs
 /// Debian's `dataset-fashion-mnist`.

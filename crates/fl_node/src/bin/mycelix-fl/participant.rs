@@ -177,6 +177,11 @@ pub struct PeerArgs {
     /// Seed of local training's shuffles.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How long to wait, in seconds, for the task to reach this conductor before calling
+    /// it unknown (a conductor that has just started receives the network's entries
+    /// first).
+    #[arg(long, default_value_t = 60)]
+    task_wait: u64,
 }
 
 fn action_hash(what: &str, text: &str) -> Result<ActionHash> {
@@ -241,7 +246,8 @@ pub fn peer(args: PeerArgs) -> Result<()> {
     runtime.block_on(async {
         let conn = args.conductor.connect().await?;
         let result = async {
-            let info = find_task(&conn.client, &task_hash).await?;
+            let wait = Duration::from_secs(args.task_wait);
+            let info = find_task(&conn.client, &task_hash, wait).await?;
             let data = participant_data(&args, &info.task)?;
             let mut p = Participant::new(
                 conn.client.clone(),
@@ -287,15 +293,23 @@ pub fn peer(args: PeerArgs) -> Result<()> {
     })
 }
 
-/// Waits up to a minute for the task to reach this conductor (a fresh one gossips
-/// first); an unknown task is an error that names it.
-async fn find_task(client: &Client, task: &ActionHash) -> Result<TaskInfo> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+/// How long `task show` waits for a task to reach its conductor (`peer --task-wait`'s
+/// default).
+const DEFAULT_TASK_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits up to `wait` for the task to reach this conductor (a fresh one gossips first);
+/// an unknown task is an error that names it.
+async fn find_task(client: &Client, task: &ActionHash, wait: Duration) -> Result<TaskInfo> {
+    let deadline = std::time::Instant::now() + wait;
     loop {
         match client.call::<_, TaskInfo>("get_task", task.clone()).await {
             Ok(info) => return Ok(info),
             Err(e) if std::time::Instant::now() > deadline => {
-                bail!("task {task} is unknown on this network ({})", e.message)
+                bail!(
+                    "task {task} is unknown on this network after {} s ({})",
+                    wait.as_secs(),
+                    e.message
+                )
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
@@ -391,7 +405,7 @@ pub fn task(command: TaskCommand) -> Result<()> {
                     }
                 }
                 TaskCommand::Show { task, .. } => {
-                    let info = find_task(c, &action_hash("task", task)?).await?;
+                    let info = find_task(c, &action_hash("task", task)?, DEFAULT_TASK_WAIT).await?;
                     let t = &info.task;
                     println!(
                         "task {}\nname: {}\nauthor: {}",
