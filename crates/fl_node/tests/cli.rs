@@ -1,9 +1,10 @@
 //! The `mycelix-fl` command line: a short run works and writes JSON; bad input gets one
 //! clear line and a non-zero exit, never a panic.
 
+use std::path::Path;
 use std::process::Command;
 
-fn mycelix_fl(args: &[&str]) -> (bool, String, String) {
+fn mycelix_fl<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_mycelix-fl"))
         .args(args)
         .output()
@@ -13,6 +14,21 @@ fn mycelix_fl(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `extra` followed by the options of an own conductor: its data directory, passphrase
+/// file and bootstrap server.
+fn own_conductor(extra: &[&str], data_dir: &Path, pass: &Path, url: &str) -> Vec<String> {
+    let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    a.extend([
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--passphrase-file".into(),
+        pass.display().to_string(),
+        "--bootstrap-url".into(),
+        url.into(),
+    ]);
+    a
 }
 
 #[test]
@@ -238,18 +254,7 @@ fn participant_commands_refuse_bad_input_before_starting_anything() {
     )
     .unwrap();
     let task = "uhCkkmy9I7u819anFUcx3V4K38LS75YTJN_tOpIW3lUs055T5izza";
-    let own = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        a.extend([
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-            "--passphrase-file".into(),
-            pass.display().to_string(),
-            "--bootstrap-url".into(),
-            "http://127.0.0.1:1/".into(),
-        ]);
-        a
-    };
+    let own = |extra: &[&str]| own_conductor(extra, &data_dir, &pass, "http://127.0.0.1:1/");
     for (args, expected) in [
         (
             own(&[
@@ -293,7 +298,6 @@ fn participant_commands_refuse_bad_input_before_starting_anything() {
             "unknown dataset \"mnist\"",
         ),
     ] {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ok, _, stderr) = mycelix_fl(&args);
         assert!(!ok, "{args:?} should fail");
         assert!(
@@ -338,27 +342,14 @@ fn peer_refuses_a_table_outside_the_schema_and_an_unknown_task() {
         .unwrap();
     let url = url.trim().to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let own = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        a.extend([
-            "--data-dir".into(),
-            d.join("conductor").display().to_string(),
-            "--passphrase-file".into(),
-            pass.display().to_string(),
-            "--bootstrap-url".into(),
-            url.clone(),
-        ]);
-        a
-    };
-    let run = |args: Vec<String>| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        mycelix_fl(&args)
-    };
+    let data_dir = d.join("conductor");
+    let own = |extra: &[&str]| own_conductor(extra, &data_dir, &pass, &url);
     let (ok, template, stderr) = mycelix_fl(&["task", "template", "--dataset", "digits"]);
     assert!(ok, "{stderr}");
     let spec = d.join("task.toml");
     std::fs::write(&spec, template).unwrap();
-    let (ok, task, stderr) = run(own(&["task", "create", "--spec", spec.to_str().unwrap()]));
+    let (ok, task, stderr) =
+        mycelix_fl(&own(&["task", "create", "--spec", spec.to_str().unwrap()]));
     assert!(ok, "{stderr}");
     let task = task.trim().to_string();
 
@@ -384,7 +375,7 @@ fn peer_refuses_a_table_outside_the_schema_and_an_unknown_task() {
             format!("task {unknown} is unknown on this network after 5 s"),
         ),
     ] {
-        let (ok, _, stderr) = run(args.clone());
+        let (ok, _, stderr) = mycelix_fl(&args);
         assert!(!ok, "{args:?} should fail");
         let last = stderr.trim().lines().last().unwrap_or_default();
         assert!(

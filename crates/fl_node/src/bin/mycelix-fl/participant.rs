@@ -180,7 +180,7 @@ pub struct PeerArgs {
     /// How long to wait, in seconds, for the task to reach this conductor before calling
     /// it unknown (a conductor that has just started receives the network's entries
     /// first).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = DEFAULT_TASK_WAIT.as_secs())]
     task_wait: u64,
 }
 
@@ -293,8 +293,8 @@ pub fn peer(args: PeerArgs) -> Result<()> {
     })
 }
 
-/// How long `task show` waits for a task to reach its conductor (`peer --task-wait`'s
-/// default).
+/// How long `peer` (unless `--task-wait` says otherwise) and `task show` wait for a task
+/// to reach their conductor.
 const DEFAULT_TASK_WAIT: Duration = Duration::from_secs(60);
 
 /// Waits up to `wait` for the task to reach this conductor (a fresh one gossips first);
