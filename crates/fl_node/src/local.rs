@@ -365,6 +365,20 @@ pub async fn run_peers(
         },
     ))
     .await?;
+    // Round 0 waits for the members each conductor can see, and the author closes it: a
+    // membership not yet gossiped to the author would leave that peer's update out.
+    for (p, c) in clients.iter().enumerate() {
+        until(
+            WAIT,
+            || format!("peer {p} did not see every member join"),
+            || async {
+                let members: Vec<federated_learning::MemberInfo> =
+                    c.call("list_members", task_hash.clone()).await?;
+                Ok((members.len() >= exp.peers).then_some(()))
+            },
+        )
+        .await?;
+    }
     progress(format!(
         "{} participants joined after {:.1} s; each now follows the rounds by itself",
         joined.len(),
