@@ -30,7 +30,7 @@ struct Input {
     multi_m: Option<u8>,
     weiszfeld: (f64, u8, f64),
     server_lr: f32,
-    pogq: (f32, f64, f64),
+    pogq: (f32, f64, f64, f64),
     reputation: [u32; 6],
     default_reputation: bool,
     dims: u8,
@@ -62,6 +62,7 @@ fuzz_target!(|input: Input| {
         probe_lr: input.pogq.0,
         min_score: input.pogq.1,
         mad_band: input.pogq.2,
+        loss_scale: input.pogq.3,
     };
     if !input.default_reputation {
         params.reputation = reputation_params(input.reputation);

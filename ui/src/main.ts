@@ -98,7 +98,11 @@ function render() {
       state.inviteMessage,
     ),
     `</div>`,
-    roundsSection(rounds.filter((r) => r.base !== null).map(roundView)),
+    roundsSection(
+      rounds
+        .filter((r) => r.base !== null)
+        .map((r) => roundView(r, state.task?.task.round.pogq.loss_scale ?? 0)),
+    ),
   ].join("");
   // The form lives outside #app, so a re-render never loses what is being typed.
   const forms = document.getElementById("forms")!;

@@ -31,8 +31,9 @@ export interface Rule {
 /** fl_core `RoundParams`. */
 export interface RoundParams {
   aggregator: { rule: Rule; f: number; nnm: boolean };
-  /** `mad_band`: a vote also passes within this many MADs below its ballot's median score (0: off; absent in older tasks). */
-  pogq: { probe_lr: number; min_score: number; mad_band?: number };
+  /** `mad_band`: a vote also passes within this many MADs below its ballot's median score (0: off; absent in older tasks).
+   * `loss_scale`: below this loss, scores measure the loss change in units of it rather than relative to the loss (0 or absent: relative). */
+  pogq: { probe_lr: number; min_score: number; mad_band?: number; loss_scale?: number };
   reputation: Record<string, number>;
   server_lr: number;
   /** Largest Euclidean norm an update may have; validation rejects larger ones (absent in older tasks: 1000). */
@@ -266,9 +267,10 @@ export function describeRule(params: RoundParams): string {
   return `${rule.rule}${m}, f = ${f}${nnm ? ", with NNM" : ""}`;
 }
 
-/** PoGQ score: the relative loss improvement, as fl_core computes it. */
-export function pogqScore(lossBefore: number, lossAfter: number): number {
-  return (lossBefore - lossAfter) / Math.max(lossBefore, 1e-6);
+/** PoGQ score as fl_core computes it: the loss improvement relative to the loss, or in
+ * units of the task's `loss_scale` once the loss is below it (0 or absent: relative). */
+export function pogqScore(lossBefore: number, lossAfter: number, lossScale = 0): number {
+  return (lossBefore - lossAfter) / Math.max(lossBefore, lossScale, 1e-6);
 }
 
 /** Fixed-point reputation as a number in [0, 1]. */
@@ -310,8 +312,9 @@ export interface RoundView {
   excluded: number;
 }
 
-/** Turns a round's state into its view: every submission with its verdict and votes. */
-export function roundView(state: RoundState): RoundView {
+/** Turns a round's state into its view: every submission with its verdict and votes,
+ * scored with the task's `lossScale` (`PogqParams::loss_scale`). */
+export function roundView(state: RoundState, lossScale = 0): RoundView {
   const outcomes = state.aggregate?.[1].outcomes ?? [];
   const submissions = state.submissions.map((s): SubmissionView => {
     const outcome = outcomes.find((o) => sameHash(o.submission, s.hash));
@@ -331,11 +334,11 @@ export function roundView(state: RoundState): RoundView {
       hash: hashToString(s.hash),
       author: hashToString(s.author),
       samples: s.samples,
-      claimedScore: pogqScore(s.proof.loss_before, s.proof.loss_after),
+      claimedScore: pogqScore(s.proof.loss_before, s.proof.loss_after, lossScale),
       votes: s.votes.map(([, member, v]) => ({
         member: hashToString(member),
         accept: v.accept,
-        score: pogqScore(v.loss_before, v.loss_after),
+        score: pogqScore(v.loss_before, v.loss_after, lossScale),
       })),
       status,
       reason,
@@ -526,7 +529,9 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
     encoding: "f32",
     round: {
       aggregator: { rule: form.rule === "multi_krum" ? { rule: "multi_krum", m: null } : { rule: form.rule }, f: form.f, nnm: false },
-      pogq: { probe_lr: 1, min_score: -0.01, mad_band: 3 },
+      // A share of a uniform guess's loss, ln(classes): 1 nat for ten classes, 0.3 for two
+      // (the default of `mycelix-fl`, docs/PROTOCOL.md).
+      pogq: { probe_lr: 1, min_score: -0.01, mad_band: 3, loss_scale: Math.log10(form.classes) },
       reputation: {
         initial: 500_000,
         gain: 100_000,

@@ -45,7 +45,7 @@ export function taskSection(info: TaskInfo | null, tasks: number): string {
     <dl class="settings">
       <dt>admission</dt><dd>${esc(admissionLabel(t.admission))}</dd>
       <dt>aggregator</dt><dd>${esc(describeRule(t.round))}</dd>
-      <dt>committee</dt><dd>${t.committee_size} members, PoGQ threshold ${t.round.pogq.min_score}${t.round.pogq.mad_band ? ` or within ${t.round.pogq.mad_band} MADs of the ballot's median` : ""}</dd>
+      <dt>committee</dt><dd>${t.committee_size} members, PoGQ threshold ${t.round.pogq.min_score}${t.round.pogq.mad_band ? ` or within ${t.round.pogq.mad_band} MADs of the ballot's median` : ""}${t.round.pogq.loss_scale ? `, losses below ${t.round.pogq.loss_scale} scored in units of it` : ""}</dd>
       <dt>quorum</dt><dd>${t.quorum} submissions</dd>
       <dt>schedule</dt><dd>${t.schedule ? `submissions ${t.schedule.submit_ms / 1000} s, votes ${t.schedule.vote_ms / 1000} s more, aggregation slots of ${t.schedule.slot_ms / 1000} s` : "none"}</dd>
       <dt>model</dt><dd>${esc(t.spec ? describeModel(t.spec.model) : "unspecified")} (${t.model_len} parameters)</dd>

@@ -108,6 +108,15 @@ describe("roundView", () => {
     expect(c.claimedScore).toBeCloseTo(pogqScore(2, 2.5));
   });
 
+  it("scores in units of the task's loss scale once the loss is below it, as fl_core does", () => {
+    // A converged member: 0.01 nats is 5 % of its loss but 1 % of a one-nat scale.
+    expect(pogqScore(0.2, 0.21)).toBeCloseTo(-0.05);
+    expect(pogqScore(0.2, 0.21, 1)).toBeCloseTo(-0.01);
+    expect(pogqScore(2, 2.5, 1)).toBeCloseTo(pogqScore(2, 2.5));
+    const v = roundView(roundState(true), 4);
+    expect(v.submissions[0].claimedScore).toBeCloseTo(0.125); // (2 - 1.5) / 4
+  });
+
   it("leaves an open round's submissions pending", () => {
     const v = roundView(roundState(false));
     expect(v.status).toBe("open");
@@ -289,6 +298,8 @@ describe("new task form", () => {
     expect(taskFromForm({ ...form, rule: "median" }).quorum).toBe(5);
     expect(t.admission).toEqual({ kind: "open" });
     expect(t.round.max_update_norm).toBe(10);
+    expect(t.round.pogq.loss_scale).toBeCloseTo(1);
+    expect(taskFromForm({ ...form, classes: 2 }).round.pogq.loss_scale).toBeCloseTo(0.301);
     expect(t.schedule).toEqual({ submit_ms: 600_000, vote_ms: 600_000, slot_ms: 10_000 });
     expect(t.spec.model).toEqual({ kind: "logreg", inputs: 64, classes: 10 });
     expect(t.spec.data.classes).toEqual(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);

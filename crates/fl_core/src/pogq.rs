@@ -5,11 +5,19 @@
 //!
 //! ```text
 //! loss_before = L(w)            loss_after = L(w + eta * u)
-//! score       = (loss_before - loss_after) / max(loss_before, MIN_LOSS)
+//! score       = (loss_before - loss_after) / max(loss_before, loss_scale, MIN_LOSS)
 //! ```
 //!
-//! The score is the relative loss improvement: positive when the update helps, `0` for an
-//! update that changes nothing (a zero update), negative when it hurts, and at most `1`.
+//! The score is the loss improvement relative to the loss, or to the task's
+//! [`PogqParams::loss_scale`] once the loss is below it: positive when the update helps,
+//! `0` for an update that changes nothing (a zero update), negative when it hurts, and at
+//! most `1`.
+//!
+//! Why the scale: as the model converges the loss shrinks, and a purely relative score
+//! inflates the few hundredths of a nat that an honest update from a peer with other
+//! labels costs a member's data into a harm of many per cent. Below `loss_scale` (one nat
+//! by default) the score measures the change in units of `loss_scale` instead, so the
+//! thresholds below keep the meaning they have early in training.
 //! An update passes when `score >= min_score`. The default threshold tolerates a small
 //! loss increase (-1 %), because on label-skewed (non-IID) data an honest update can hurt
 //! a little on someone else's data; sign-flipped and noise updates hurt far more.
@@ -57,6 +65,11 @@ pub struct PogqParams {
     /// before this field existed read as `0`.
     #[serde(default)]
     pub mad_band: f64,
+    /// Losses below this divide the score as this (module docs): the loss improvement is
+    /// relative to the loss while the loss is above it, in units of it below. Tasks
+    /// written before this field existed read as `0` (purely relative).
+    #[serde(default)]
+    pub loss_scale: f64,
 }
 
 /// Fewest votes in a ballot for the relative path of the vote rule: with two, the median
@@ -72,19 +85,39 @@ pub const MIN_RELATIVE_VOTES: usize = 3;
 /// as before while forgiving the few per cent an honest update costs late in training.
 pub const RELATIVE_FLOOR: f64 = -0.03;
 
+/// The largest `loss_scale` a task may set. Scores are at most `loss_before / loss_scale`
+/// in size below the scale, so a huge scale would shrink every score towards `0` and pass
+/// everything `min_score` allows; ten nats is the loss of a uniform guess over 22,026
+/// classes.
+pub const MAX_LOSS_SCALE: f64 = 10.0;
+
 impl Default for PogqParams {
     /// `eta = 1` (the update is a model delta, applied as is), pass at `score >= -0.01`,
-    /// and a committee vote also within 3 MADs below its ballot's median.
+    /// a committee vote also within 3 MADs below its ballot's median, and scores in units
+    /// of one nat once the loss is below it.
     fn default() -> Self {
         PogqParams {
             probe_lr: 1.0,
             min_score: -0.01,
             mad_band: 3.0,
+            loss_scale: 1.0,
         }
     }
 }
 
 impl PogqParams {
+    /// The defaults, with the loss scale for a task of `classes` classes: `log10(classes)`
+    /// nats, a share of 0.43 of the loss of a uniform guess (`ln(classes)`): 1 for ten
+    /// classes, 0.30 for two. A fixed scale would score a two-class task in nats from its
+    /// first round, where its loss starts at 0.69, and let attacks through that the same
+    /// thresholds catch on ten classes.
+    pub fn for_classes(classes: usize) -> Self {
+        PogqParams {
+            loss_scale: (classes.max(2) as f64).log10().min(MAX_LOSS_SCALE),
+            ..PogqParams::default()
+        }
+    }
+
     /// Rejects non-finite or non-positive probe rates and non-finite thresholds.
     pub fn check(&self) -> Result<(), PogqError> {
         if !(self.probe_lr.is_finite() && self.probe_lr > 0.0) {
@@ -103,6 +136,20 @@ impl PogqParams {
             return Err(PogqError::InvalidParams(format!(
                 "mad_band must be finite and >= 0, got {}",
                 self.mad_band
+            )));
+        }
+        if !(self.loss_scale.is_finite() && (0.0..=MAX_LOSS_SCALE).contains(&self.loss_scale)) {
+            return Err(PogqError::InvalidParams(format!(
+                "loss_scale must be in [0, {MAX_LOSS_SCALE}], got {}",
+                self.loss_scale
+            )));
+        }
+        if self.loss_scale > 0.0 && self.min_score > 0.0 {
+            // Below the scale no score can exceed loss_before / loss_scale: a positive
+            // threshold would end up rejecting every update as the model converges.
+            return Err(PogqError::InvalidParams(format!(
+                "a positive min_score ({}) needs loss_scale 0, got {}",
+                self.min_score, self.loss_scale
             )));
         }
         Ok(())
@@ -177,8 +224,16 @@ impl PogqVerdict {
 }
 
 impl PogqMeasurement {
-    /// The relative loss improvement (module docs), after checking the losses.
-    pub fn score(&self) -> Result<f64, PogqError> {
+    /// The loss improvement under `params` (module docs), after [`Self::check`].
+    pub fn score(&self, params: &PogqParams) -> Result<f64, PogqError> {
+        self.check()?;
+        let scale = self.loss_before.max(params.loss_scale).max(MIN_LOSS);
+        Ok((self.loss_before - self.loss_after) / scale)
+    }
+
+    /// Whether the measurement can be scored: finite, non-negative losses measured on at
+    /// least one example.
+    pub fn check(&self) -> Result<(), PogqError> {
         for (which, value) in [
             ("loss_before", self.loss_before),
             ("loss_after", self.loss_after),
@@ -190,13 +245,13 @@ impl PogqMeasurement {
         if self.samples == 0 {
             return Err(PogqError::NoSamples);
         }
-        Ok((self.loss_before - self.loss_after) / self.loss_before.max(MIN_LOSS))
+        Ok(())
     }
 
     /// Scores the measurement and applies the threshold.
     pub fn verdict(&self, params: &PogqParams) -> Result<PogqVerdict, PogqError> {
         params.check()?;
-        let score = self.score()?;
+        let score = self.score(params)?;
         Ok(if score >= params.min_score {
             PogqVerdict::Pass { score }
         } else {
@@ -226,7 +281,7 @@ pub fn ballot_verdicts(
         .iter()
         .enumerate()
         .map(|(index, v)| {
-            v.score().map_err(|e| PogqError::Vote {
+            v.score(params).map_err(|e| PogqError::Vote {
                 index,
                 source: Box::new(e),
             })
@@ -285,12 +340,59 @@ mod tests {
     }
 
     #[test]
-    fn score_is_relative_improvement() {
-        assert_eq!(m(2.0, 1.5).score().unwrap(), 0.25);
-        assert_eq!(m(2.0, 2.0).score().unwrap(), 0.0);
-        assert_eq!(m(2.0, 3.0).score().unwrap(), -0.5);
-        // A zero loss divides by MIN_LOSS instead.
-        assert_eq!(m(0.0, 1e-6).score().unwrap(), -1.0);
+    fn score_is_relative_improvement_above_the_loss_scale() {
+        let p = PogqParams::default();
+        assert_eq!(m(2.0, 1.5).score(&p).unwrap(), 0.25);
+        assert_eq!(m(2.0, 2.0).score(&p).unwrap(), 0.0);
+        assert_eq!(m(2.0, 3.0).score(&p).unwrap(), -0.5);
+        // Without a scale, a zero loss divides by MIN_LOSS instead.
+        let relative = PogqParams {
+            loss_scale: 0.0,
+            ..p
+        };
+        assert_eq!(m(0.0, 1e-6).score(&relative).unwrap(), -1.0);
+    }
+
+    #[test]
+    fn the_default_scale_follows_the_number_of_classes() {
+        assert!((PogqParams::for_classes(10).loss_scale - 1.0).abs() < 1e-12);
+        assert!((PogqParams::for_classes(2).loss_scale - std::f64::consts::LOG10_2).abs() < 1e-12);
+        assert!(PogqParams::for_classes(usize::MAX).check().is_ok());
+    }
+
+    #[test]
+    fn below_the_loss_scale_the_score_is_in_units_of_it() {
+        // A converged member (loss 0.2) and an update that costs it 0.01 nats: 5 % of its
+        // loss, but 1 % of a nat.
+        let p = PogqParams::default();
+        let converged = m(0.2, 0.21);
+        assert!((converged.score(&p).unwrap() + 0.01).abs() < 1e-12);
+        assert!(converged.verdict(&p).unwrap().passed());
+        // Tasks from before the scale judge it relative to the loss, and reject it.
+        let relative = PogqParams {
+            loss_scale: 0.0,
+            ..p
+        };
+        assert!((converged.score(&relative).unwrap() + 0.05).abs() < 1e-12);
+        assert!(!converged.verdict(&relative).unwrap().passed());
+        // A sign flip on the same model still fails by far.
+        assert!(m(0.2, 0.6).score(&p).unwrap() < -0.3);
+        for loss_scale in [-1.0, f64::NAN, f64::INFINITY, MAX_LOSS_SCALE * 1.01, 1e6] {
+            let bad = PogqParams { loss_scale, ..p };
+            assert!(matches!(bad.check(), Err(PogqError::InvalidParams(_))));
+        }
+        // A positive threshold only with purely relative scores.
+        let strict = PogqParams {
+            min_score: 0.1,
+            ..p
+        };
+        assert!(matches!(strict.check(), Err(PogqError::InvalidParams(_))));
+        assert!(PogqParams {
+            loss_scale: 0.0,
+            ..strict
+        }
+        .check()
+        .is_ok());
     }
 
     #[test]
@@ -308,14 +410,14 @@ mod tests {
     #[test]
     fn rejects_invalid_measurements_and_params() {
         assert!(matches!(
-            m(f64::NAN, 1.0).score(),
+            m(f64::NAN, 1.0).check(),
             Err(PogqError::InvalidLoss {
                 which: "loss_before",
                 ..
             })
         ));
         assert!(matches!(
-            m(1.0, -1.0).score(),
+            m(1.0, -1.0).check(),
             Err(PogqError::InvalidLoss {
                 which: "loss_after",
                 ..
@@ -326,7 +428,7 @@ mod tests {
                 samples: 0,
                 ..m(1.0, 1.0)
             }
-            .score(),
+            .check(),
             Err(PogqError::NoSamples)
         );
         let bad = PogqParams {

@@ -35,7 +35,9 @@
 use anyhow::{bail, Context, Result};
 use federated_learning_integrity::{Admission, RoundSchedule, Task};
 use fl_core::aggregate::{Rule, WeiszfeldParams};
-use fl_core::{DataSchema, Encoding, ModelSpec, RoundParams, TaskSpec, Tensor, TrainingSettings};
+use fl_core::{
+    DataSchema, Encoding, ModelSpec, PogqParams, RoundParams, TaskSpec, Tensor, TrainingSettings,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -163,6 +165,7 @@ impl TaskFile {
         let r = &self.round;
         let rule = rule_named(&r.aggregator)?;
         let mut round = RoundParams::new(rule, r.f);
+        round.pogq = PogqParams::for_classes(spec.model.classes() as usize);
         round.server_lr = r.server_lr;
         round.max_update_norm = r.max_update_norm;
         round.max_participants = r.max_participants;

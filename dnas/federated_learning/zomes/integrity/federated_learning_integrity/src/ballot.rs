@@ -181,6 +181,30 @@ mod tests {
     }
 
     #[test]
+    fn verdicts_follow_the_tasks_loss_scale() {
+        // A converged member's data (loss 0.2): one update costs it 0.01 nats, one 0.2.
+        let converged = |i: u8, loss_after: f64, accept: bool| CommitteeVote {
+            loss_before: 0.2,
+            loss_after,
+            accept,
+            ..vote(i, 1.0)
+        };
+        // One nat of scale: -1 % and -20 %, so the first passes and the second does not.
+        let scaled = task();
+        assert_eq!(scaled.round.pogq.loss_scale, 1.0);
+        let b = ballot(vec![converged(1, 0.21, true), converged(2, 0.4, false)]);
+        assert_eq!(check_ballot(&b, &scaled), Ok(()));
+        // A task without the scale judges relative to the loss: -5 % fails, and the same
+        // ballot's accept is a lie there.
+        let mut relative = task();
+        relative.round.pogq.loss_scale = 0.0;
+        let err = check_ballot(&b, &relative).unwrap_err();
+        assert!(err.contains("says accept = true"), "{err}");
+        let honest = ballot(vec![converged(1, 0.21, false), converged(2, 0.4, false)]);
+        assert_eq!(check_ballot(&honest, &relative), Ok(()));
+    }
+
+    #[test]
     fn rejects_empty_repeated_unordered_and_inconsistent_ballots() {
         let t = task();
         let err = |votes| check_ballot(&ballot(votes), &t).unwrap_err();

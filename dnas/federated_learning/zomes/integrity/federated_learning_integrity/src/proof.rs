@@ -8,8 +8,7 @@ use crate::signing::verify_ed25519;
 /// example. Pure.
 pub fn check_proof_fields(p: &PogqProof) -> Result<(), String> {
     p.measurement()
-        .score()
-        .map(|_| ())
+        .check()
         .map_err(|e| format!("PoGQ proof: {e}"))
 }
 
