@@ -77,7 +77,8 @@ pub struct PogqParams {
 pub const MIN_RELATIVE_VOTES: usize = 3;
 
 /// The relative path never passes a vote whose score is below this (an update that raises
-/// the member's loss by more than 3 %), however wide the ballot's scores are spread.
+/// the member's loss by more than 3 %, or by more than 0.03 of the task's `loss_scale`
+/// once the loss is below it), however wide the ballot's scores are spread.
 ///
 /// Measured in the simulation (docs/results/detection.md): with no floor, at
 /// 45 % Byzantine on label-skewed data the honest scores spread so widely that label_flip
