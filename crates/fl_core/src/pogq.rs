@@ -15,9 +15,11 @@
 //!
 //! Why the scale: as the model converges the loss shrinks, and a purely relative score
 //! inflates the few hundredths of a nat that an honest update from a peer with other
-//! labels costs a member's data into a harm of many per cent. Below `loss_scale` (one nat
-//! by default) the score measures the change in units of `loss_scale` instead, so the
-//! thresholds below keep the meaning they have early in training.
+//! labels costs a member's data into a harm of many per cent. Below `loss_scale`
+//! ([`PogqParams::for_classes`]: 1 nat for ten classes) the score measures the change in
+//! units of `loss_scale` instead, so the thresholds below keep the meaning they have
+//! early in training.
+//!
 //! An update passes when `score >= min_score`. The default threshold tolerates a small
 //! loss increase (-1 %), because on label-skewed (non-IID) data an honest update can hurt
 //! a little on someone else's data; sign-flipped and noise updates hurt far more.

@@ -440,12 +440,21 @@ fn aggregator(args: &RunArgs, byzantine: usize) -> Result<AggregatorConfig> {
     })
 }
 
-/// The experiment `args` describe, on `train`.
-/// `--loss-scale`, or its default for `classes` classes (`PogqParams::for_classes`).
-fn loss_scale(given: Option<f64>, classes: usize) -> f64 {
-    given.unwrap_or(PogqParams::for_classes(classes).loss_scale)
+/// The PoGQ parameters `args` give a task of `classes` classes: `--mad-band`, and
+/// `--loss-scale` or its default (`PogqParams::for_classes`).
+fn pogq_params(args: &RunArgs, classes: usize) -> Result<PogqParams> {
+    let defaults = PogqParams::for_classes(classes);
+    let pogq = PogqParams {
+        mad_band: args.mad_band,
+        loss_scale: args.loss_scale.unwrap_or(defaults.loss_scale),
+        ..defaults
+    };
+    pogq.check()
+        .map_err(|e| anyhow!("--mad-band or --loss-scale: {e}"))?;
+    Ok(pogq)
 }
 
+/// The experiment `args` describe, on `train`.
 fn experiment(
     args: &RunArgs,
     train: &Dataset,
@@ -503,16 +512,7 @@ fn experiment(
     }
     let round = RoundParams {
         aggregator: aggregator(args, byzantine)?,
-        pogq: {
-            let pogq = PogqParams {
-                mad_band: args.mad_band,
-                loss_scale: loss_scale(args.loss_scale, train.classes),
-                ..PogqParams::default()
-            };
-            pogq.check()
-                .map_err(|e| anyhow!("--mad-band or --loss-scale: {e}"))?;
-            pogq
-        },
+        pogq: pogq_params(args, train.classes)?,
         reputation: ReputationParams::default(),
         server_lr: 1.0,
         max_update_norm: args.max_update_norm,
@@ -1095,12 +1095,8 @@ fn byzfl_matrix(args: &MatrixArgs, path: &std::path::Path) -> Result<()> {
             nnm: args.base.nnm,
             // Every peer by default, as in `run`: a small committee is captured often.
             committee_size: args.base.committee.unwrap_or(usize::MAX),
-            pogq: PogqParams {
-                mad_band: args.base.mad_band,
-                // Fashion-MNIST, the only data set a ByzFL config may name here.
-                loss_scale: loss_scale(args.base.loss_scale, 10),
-                ..PogqParams::default()
-            },
+            // Fashion-MNIST's ten classes: the only data set a ByzFL config may name here.
+            pogq: pogq_params(&args.base, 10)?,
             reputation: ReputationParams::default(),
             max_update_norm: args.base.max_update_norm,
         };
