@@ -40,6 +40,8 @@ export interface RoundParams {
   max_update_norm?: number;
   /** Most agents the reputation table may hold (absent in older tasks: 1000). */
   max_participants?: number;
+  /** Fewest trusted committee members a verdict needs; with fewer the committee is silent (absent in older tasks: 1). */
+  min_trusted_voters?: number;
 }
 
 /** The integrity zome's `Task`. */
@@ -543,6 +545,7 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
       server_lr: 1,
       // Honest logistic-regression updates on standardised features stay far below this.
       max_update_norm: 10,
+      min_trusted_voters: defaultMinTrustedVoters(form.committee),
     },
     committee_size: form.committee,
     quorum: quorum(form.f),
@@ -552,6 +555,11 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
     initial_model: f32Tensor(new Float32Array(modelLen)),
     admission: form.admission === "closed" ? CLOSED : { kind: "open" },
   };
+}
+
+/** fl_core `default_min_trusted_voters_for`: a majority of the committee's seats, at most 3. */
+export function defaultMinTrustedVoters(committee: number): number {
+  return Math.min(3, Math.floor(committee / 2) + 1);
 }
 
 /** Every hash a round's state contains (submissions, ballots, aggregate). */

@@ -42,7 +42,10 @@
 //!    Members who voted and are distrusted, while others are trusted, lose reputation as
 //!    on disputed evidence unless their own update was rejected in the same round (one
 //!    penalty per agent and round); members who voted on fewer than half of the round
-//!    abstain.
+//!    abstain. A round with fewer trusted members than the task's
+//!    [`RoundParams::min_trusted_voters`] has a silent committee (nobody trusted, nobody
+//!    distrusted): on skewed data a committee can shrink to the one or two members still
+//!    above the committee threshold, and those would then decide every update alone.
 //! 5. **Aggregator**: the task's rule runs on the remaining updates with the task's `f`
 //!    (lowered only when too few remain for it), weighted by reputation where the rule
 //!    allows it. Selection rules (Krum, Multi-Krum, Bulyan) leave inputs out; the
@@ -123,6 +126,24 @@ fn default_max_update_norm() -> f32 {
     DEFAULT_MAX_UPDATE_NORM
 }
 
+fn default_min_trusted_voters() -> u32 {
+    1
+}
+
+/// Trusted committee members a verdict needs by default (see
+/// [`RoundParams::min_trusted_voters`]), in committees of five seats or more. Below it,
+/// the one or two members left on a committee that skewed data has shrunk would decide
+/// every update alone.
+pub const DEFAULT_MIN_TRUSTED_VOTERS: u32 = 3;
+
+/// The default [`RoundParams::min_trusted_voters`] of a task with `committee_size` seats:
+/// a majority of the seats, at most [`DEFAULT_MIN_TRUSTED_VOTERS`] (1, 2, 2, 3 for one to
+/// four seats, 3 from five on).
+pub fn default_min_trusted_voters_for(committee_size: usize) -> u32 {
+    let majority = u32::try_from(committee_size / 2 + 1).unwrap_or(u32::MAX);
+    DEFAULT_MIN_TRUSTED_VOTERS.min(majority)
+}
+
 /// Task parameters that decide a round.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoundParams {
@@ -146,6 +167,12 @@ pub struct RoundParams {
     /// participants fits an entry at the task's model size.
     #[serde(default = "default_max_participants")]
     pub max_participants: u32,
+    /// Fewest trusted committee members a verdict needs (step 4 of the module docs): with
+    /// fewer, the committee is silent for the round. At least 1 (the committee's verdict
+    /// whenever anyone is trusted), which is also what tasks that omit it read; the
+    /// integrity zome keeps it at or below the task's committee size.
+    #[serde(default = "default_min_trusted_voters")]
+    pub min_trusted_voters: u32,
 }
 
 impl RoundParams {
@@ -163,6 +190,7 @@ impl RoundParams {
             server_lr: 1.0,
             max_update_norm: DEFAULT_MAX_UPDATE_NORM,
             max_participants: DEFAULT_MAX_PARTICIPANTS,
+            min_trusted_voters: 1,
         }
     }
 
@@ -179,6 +207,9 @@ impl RoundParams {
         }
         if !(1..=MAX_PARTICIPANTS).contains(&self.max_participants) {
             return Err(RoundError::InvalidParticipantBound(self.max_participants));
+        }
+        if self.min_trusted_voters == 0 {
+            return Err(RoundError::NoTrustedVoters);
         }
         Ok(())
     }
@@ -325,6 +356,9 @@ pub enum RoundError {
     /// The participant bound is outside `1..=MAX_PARTICIPANTS`.
     #[error("participant bound {0} must be in 1..={MAX_PARTICIPANTS}")]
     InvalidParticipantBound(u32),
+    /// The trusted voter minimum is zero.
+    #[error("min_trusted_voters must be at least 1")]
+    NoTrustedVoters,
     /// The aggregator failed on valid input.
     #[error("aggregation failed: {0}")]
     Aggregate(#[from] AggregateError),
@@ -350,7 +384,7 @@ pub fn decide_round<K: Ord + Clone>(
     };
     let forked = forked_agents(submissions);
     let turned_away = turned_away(params, previous, submissions);
-    let votes = tally_votes(committee, submissions, &standing);
+    let votes = tally_votes(committee, submissions, &standing, params.min_trusted_voters);
     let mut verdicts = Verdicts::new(&votes.committee);
     // Step 0 to 2: room, forks, bound, proof, floor.
     let working = screen(
@@ -487,16 +521,25 @@ struct Votes<K> {
     distrusted: Vec<K>,
 }
 
-/// Step 4's tally (see [`crate::trust`] for which members are trusted).
+/// Step 4's tally (see [`crate::trust`] for which members are trusted). With fewer than
+/// `min_trusted` trusted members nobody is trusted or distrusted: the committee is silent.
 fn tally_votes<K: Ord + Clone>(
     committee: &[K],
     submissions: &[SubmissionInput<'_, K>],
     standing: &Standings<'_, K>,
+    min_trusted: u32,
 ) -> Votes<K> {
     let weight = |k: &K| standing.weight(k);
     let authors: Vec<&K> = submissions.iter().map(|s| &s.agent).collect();
     let ballots: Vec<&[(K, bool)]> = submissions.iter().map(|s| s.votes.as_slice()).collect();
-    let trust = voter_standing(committee, &authors, &ballots, weight);
+    let mut trust = voter_standing(committee, &authors, &ballots, weight);
+    let trusted_count = trust
+        .iter()
+        .filter(|(_, t)| *t == Standing::Trusted)
+        .count();
+    if trusted_count < min_trusted as usize {
+        trust.clear();
+    }
     let trusted = |k: &K| {
         trust
             .binary_search_by(|(t, _)| t.cmp(k))
@@ -1592,5 +1635,47 @@ mod tests {
         assert_eq!(r.reputation.len(), 3);
         p.max_participants = 0;
         assert_eq!(p.check(), Err(RoundError::InvalidParticipantBound(0)));
+    }
+
+    #[test]
+    fn the_default_trusted_voter_minimum_is_a_majority_of_the_seats_up_to_three() {
+        let minimums: Vec<u32> = (0..7).map(default_min_trusted_voters_for).collect();
+        assert_eq!(minimums, [1, 1, 2, 2, 3, 3, 3]);
+        assert_eq!(default_min_trusted_voters_for(usize::MAX), 3);
+    }
+
+    #[test]
+    fn a_committee_with_fewer_trusted_members_than_the_task_asks_is_silent() {
+        // Two members, both trusted, reject an update by two to one or more.
+        let honest = [[1.0f32, 1.0], [1.1, 0.9], [0.9, 1.1]];
+        let far = [-1.0f32, -1.0];
+        let mut subs: Vec<_> = honest
+            .iter()
+            .enumerate()
+            .map(|(i, u)| sub(i as u8, u, &[true, true]))
+            .collect();
+        subs.push(sub(9, &far, &[false, false]));
+        let mut p = params(Rule::Mean, 1);
+        let r = decide(&p, &[0.0, 0.0], &[], &subs).unwrap();
+        assert_eq!(
+            r.outcomes[3].verdict,
+            Verdict::Excluded(Exclusion::CommitteeRejected)
+        );
+        assert_eq!(r.outcomes[3].evidence, Evidence::RejectedClear);
+        assert_eq!(r.outcomes[0].evidence, Evidence::Accepted);
+        // The task asks for three: the same ballots carry no verdict, nobody's reputation
+        // moves on the committee's word and the mean keeps the far update (it flags it).
+        p.min_trusted_voters = 3;
+        let r = decide(&p, &[0.0, 0.0], &[], &subs).unwrap();
+        assert!(r.outcomes.iter().all(|o| o.committee.is_none()));
+        assert!(r.distrusted.is_empty());
+        assert_eq!(r.outcomes[3].verdict, Verdict::Included);
+        assert_eq!(r.outcomes[0].evidence, Evidence::IncludedSilent);
+        // Two is enough.
+        p.min_trusted_voters = 2;
+        let r = decide(&p, &[0.0, 0.0], &[], &subs).unwrap();
+        assert_eq!(r.outcomes[3].committee, Some(false));
+        p.min_trusted_voters = 0;
+        assert_eq!(p.check(), Err(RoundError::NoTrustedVoters));
     }
 }

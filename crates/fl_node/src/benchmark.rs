@@ -41,6 +41,9 @@ pub struct Defence {
     pub reputation: ReputationParams,
     /// The task's bound on an update's norm.
     pub max_update_norm: f32,
+    /// Fewest trusted committee members a verdict needs; `None`: the default for each
+    /// cell's committee ([`fl_core::round::default_min_trusted_voters_for`]).
+    pub min_trusted_voters: Option<u32>,
 }
 
 /// Why a grid cannot run.
@@ -96,12 +99,16 @@ pub fn experiment(
     round.reputation = defence.reputation;
     round.max_update_norm = defence.max_update_norm;
     round.aggregator.nnm = defence.nnm;
+    let committee_size = defence.committee_size.min(cell.honest + cell.f);
+    round.min_trusted_voters = defence
+        .min_trusted_voters
+        .unwrap_or_else(|| fl_core::round::default_min_trusted_voters_for(committee_size));
     Ok(Experiment {
         peers: cell.honest + cell.f,
         byzantine: cell.f,
         attack: byzfl::attack(&cell.attack)?,
         round,
-        committee_size: defence.committee_size.min(cell.honest + cell.f),
+        committee_size,
         rounds: config.benchmark_config.nb_steps,
         scheme: cell.distribution.scheme()?,
         model,

@@ -24,6 +24,7 @@
 //! aggregator = "median"
 //! f = 1
 //! committee = 5
+//! # min_trusted_voters = 3  (a majority of the seats, at most 3)
 //! # quorum = 2f + 1 for the median (the smallest the rule allows)
 //! max_update_norm = 10.0
 //! submit_ms = 600000
@@ -80,6 +81,10 @@ pub struct RoundSection {
     pub f: u32,
     /// Committee seats from round 1 on.
     pub committee: u32,
+    /// Fewest trusted committee members a verdict needs (default: a majority of the
+    /// seats, at most 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_trusted_voters: Option<u32>,
     /// Submissions a round needs (default: the smallest the rule allows with `f`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quorum: Option<u32>,
@@ -107,6 +112,7 @@ impl Default for RoundSection {
             aggregator: "median".into(),
             f: 1,
             committee: 5,
+            min_trusted_voters: None,
             quorum: None,
             server_lr: 1.0,
             max_update_norm: 10.0,
@@ -169,6 +175,9 @@ impl TaskFile {
         round.server_lr = r.server_lr;
         round.max_update_norm = r.max_update_norm;
         round.max_participants = r.max_participants;
+        round.min_trusted_voters = r.min_trusted_voters.unwrap_or_else(|| {
+            fl_core::round::default_min_trusted_voters_for(r.committee as usize)
+        });
         let admission = match r.admission.as_str() {
             "open" => Admission::Open,
             "closed" => Admission::CLOSED,

@@ -260,6 +260,11 @@ struct RunArgs {
     /// committee; a small one is captured often at high Byzantine fractions.
     #[arg(long)]
     committee: Option<usize>,
+    /// Fewest trusted committee members a verdict needs; a round with fewer has a silent
+    /// committee and the aggregator alone decides. Default: a majority of the seats, at
+    /// most 3.
+    #[arg(long)]
+    min_trusted_voters: Option<u32>,
     /// A committee vote also passes when its score is within this many median absolute
     /// deviations below the median score of the member's ballot; 0 judges votes by the
     /// absolute PoGQ threshold (-1 %) alone.
@@ -454,6 +459,19 @@ fn pogq_params(args: &RunArgs, classes: usize) -> Result<PogqParams> {
     Ok(pogq)
 }
 
+/// The task's trusted voter minimum: `--min-trusted-voters`, checked against a committee
+/// of `committee_size` seats, or the default for it.
+fn min_trusted_voters(args: &RunArgs, committee_size: usize) -> Result<u32> {
+    match args.min_trusted_voters {
+        None => Ok(fl_core::round::default_min_trusted_voters_for(committee_size)),
+        Some(0) => bail!("--min-trusted-voters must be at least 1"),
+        Some(m) if m as usize > committee_size => bail!(
+            "--min-trusted-voters {m} is above the committee's {committee_size} seats: no round could reach a verdict"
+        ),
+        Some(m) => Ok(m),
+    }
+}
+
 /// The experiment `args` describe, on `train`.
 fn experiment(
     args: &RunArgs,
@@ -517,6 +535,7 @@ fn experiment(
         server_lr: 1.0,
         max_update_norm: args.max_update_norm,
         max_participants: args.max_participants,
+        min_trusted_voters: min_trusted_voters(args, args.committee.unwrap_or(args.peers))?,
     };
     round
         .check()
@@ -1099,6 +1118,14 @@ fn byzfl_matrix(args: &MatrixArgs, path: &std::path::Path) -> Result<()> {
             pogq: pogq_params(&args.base, 10)?,
             reputation: ReputationParams::default(),
             max_update_norm: args.base.max_update_norm,
+            min_trusted_voters: match args.base.min_trusted_voters {
+                // Checked against the smallest committee of the grid.
+                Some(_) => Some(min_trusted_voters(
+                    &args.base,
+                    cells.iter().map(|c| c.honest + c.f).min().unwrap_or(0),
+                )?),
+                None => None,
+            },
         };
         let mut runs = Vec::new();
         for cell in &cells {

@@ -76,6 +76,12 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
     task.round.pogq.check().map_err(|e| e.to_string())?;
     task.round.reputation.check().map_err(|e| e.to_string())?;
     task.round.check().map_err(|e| format!("task {e}"))?;
+    if task.round.min_trusted_voters > task.committee_size.max(1) {
+        return Err(format!(
+            "task min_trusted_voters {} is above its committee_size {}: its committee could never reach a verdict",
+            task.round.min_trusted_voters, task.committee_size
+        ));
+    }
     check_capacity(task)?;
     if task.quorum == 0 {
         return Err("quorum must be at least 1".into());
@@ -284,6 +290,19 @@ mod tests {
         assert!(validate_create_task(&t)
             .unwrap_err()
             .starts_with("task committee_size 101"));
+        let mut t = task(10, Rule::Mean, 0, 1);
+        t.round.min_trusted_voters = t.committee_size + 1;
+        assert_eq!(
+            validate_create_task(&t).unwrap_err(),
+            "task min_trusted_voters 4 is above its committee_size 3: its committee could never reach a verdict"
+        );
+        t.round.min_trusted_voters = 0;
+        assert_eq!(
+            validate_create_task(&t).unwrap_err(),
+            "task min_trusted_voters must be at least 1"
+        );
+        t.round.min_trusted_voters = t.committee_size;
+        assert_eq!(validate_create_task(&t), Ok(()));
         let mut t = task(10, Rule::Mean, 0, 1);
         t.schedule.slot_ms = u64::MAX;
         assert!(validate_create_task(&t)
