@@ -9,7 +9,9 @@
 //! RejectedDisputed  r' = r * disputed_keep           (slow fall: contested evidence)
 //! RejectedClear     r' = r * clear_keep              (fast fall: plain evidence)
 //! IncludedSilent    r' = r + gain * (c - r), r < c   (back towards c = min(initial,
-//!                                                     just under the committee threshold))
+//!                                                     just under the committee threshold);
+//!                                                     c = initial when the round's committee
+//!                                                     is short, see update_short_committee)
 //! Absent            r' = r
 //! ```
 //!
@@ -222,6 +224,23 @@ impl ReputationParams {
                 Reputation(r.0 + Reputation(ceiling.0 - r.0).scale(self.gain).0)
             }
             Evidence::IncludedSilent | Evidence::Absent => r,
+        }
+    }
+
+    /// The reputation after one round with `evidence` in a round whose committee has fewer
+    /// members than the task's trusted voter minimum (a short committee, always silent):
+    /// as [`ReputationParams::update`], except that [`Evidence::IncludedSilent`] restores
+    /// up to the initial value, over the committee threshold, so that agents whose work
+    /// is aggregated refill the committee pool. Without it, a pool that skewed data had
+    /// emptied below the minimum would stay silent for good: only acceptance lifts an
+    /// agent over the threshold, and a silent committee accepts nobody.
+    pub fn update_short_committee(&self, r: Reputation, evidence: Evidence) -> Reputation {
+        let r = r.min(Reputation::ONE);
+        match evidence {
+            Evidence::IncludedSilent if r < self.initial => {
+                Reputation(r.0 + Reputation(self.initial.0 - r.0).scale(self.gain).0)
+            }
+            _ => self.update(r, evidence),
         }
     }
 

@@ -45,7 +45,11 @@
 //!    abstain. A round with fewer trusted members than the task's
 //!    [`RoundParams::min_trusted_voters`] has a silent committee (nobody trusted, nobody
 //!    distrusted): on skewed data a committee can shrink to the one or two members still
-//!    above the committee threshold, and those would then decide every update alone.
+//!    above the committee threshold, and those would then decide every update alone. When
+//!    the drawn committee itself has fewer members than the minimum, the round's
+//!    `IncludedSilent` evidence restores up to the initial reputation, over the committee
+//!    threshold, so that the pool refills
+//!    ([`ReputationParams::update_short_committee`]).
 //! 5. **Aggregator**: the task's rule runs on the remaining updates with the task's `f`
 //!    (lowered only when too few remain for it), weighted by reputation where the rule
 //!    allows it. Selection rules (Krum, Multi-Krum, Bulyan) leave inputs out; the
@@ -170,7 +174,7 @@ pub struct RoundParams {
     /// Fewest trusted committee members a verdict needs (step 4 of the module docs): with
     /// fewer, the committee is silent for the round. At least 1 (the committee's verdict
     /// whenever anyone is trusted), which is also what tasks that omit it read; the
-    /// integrity zome keeps it at or below the task's committee size.
+    /// integrity zome keeps it at or below a majority of the task's committee seats.
     #[serde(default = "default_min_trusted_voters")]
     pub min_trusted_voters: u32,
 }
@@ -418,6 +422,7 @@ pub fn decide_round<K: Ord + Clone>(
     let outcomes = verdicts.into_outcomes();
     let model = next_model(params, base_model, agg.aggregate.as_deref());
     let reputation = next_reputation(
+        short_committee(committee, params.min_trusted_voters),
         &params.reputation,
         previous,
         submissions,
@@ -587,6 +592,16 @@ fn tally_votes<K: Ord + Clone>(
         committee,
         distrusted,
     }
+}
+
+/// Whether the round's committee has fewer distinct members than `min_trusted` (it is then
+/// silent whatever its ballots say, and the reputation rule lets aggregated agents back into
+/// the committee pool: [`ReputationParams::update_short_committee`]).
+fn short_committee<K: Ord>(committee: &[K], min_trusted: u32) -> bool {
+    let mut members: Vec<&K> = committee.iter().collect();
+    members.sort();
+    members.dedup();
+    members.len() < min_trusted as usize
 }
 
 /// The outcomes decided so far, one per submission.
@@ -788,8 +803,10 @@ fn next_model(params: &RoundParams, base_model: &[f32], aggregate: Option<&[f32]
 
 /// The reputation table after the round: each submitter moves by its evidence (a forked
 /// agent once; a newcomer turned away not at all), each distrusted voter as on disputed
-/// evidence.
+/// evidence. In a round whose committee is `short` (fewer members than the task's trusted
+/// voter minimum), [`ReputationParams::update_short_committee`] applies.
 fn next_reputation<K: Ord + Clone>(
+    short: bool,
     rp: &ReputationParams,
     previous: &[(K, Reputation)],
     submissions: &[SubmissionInput<'_, K>],
@@ -798,10 +815,17 @@ fn next_reputation<K: Ord + Clone>(
     distrusted: &[K],
 ) -> Vec<(K, Reputation)> {
     let mut table: Vec<(K, Reputation)> = previous.to_vec();
+    let update = |r: Reputation, evidence: Evidence| {
+        if short {
+            rp.update_short_committee(r, evidence)
+        } else {
+            rp.update(r, evidence)
+        }
+    };
     let mut apply =
         |agent: &K, evidence: Evidence| match table.binary_search_by(|(k, _)| k.cmp(agent)) {
-            Ok(pos) => table[pos].1 = rp.update(table[pos].1, evidence),
-            Err(pos) => table.insert(pos, (agent.clone(), rp.update(rp.initial, evidence))),
+            Ok(pos) => table[pos].1 = update(table[pos].1, evidence),
+            Err(pos) => table.insert(pos, (agent.clone(), update(rp.initial, evidence))),
         };
     let mut punished: Vec<&K> = Vec::new();
     let mut rejected: Vec<&K> = Vec::new();
@@ -1677,5 +1701,51 @@ mod tests {
         assert_eq!(r.outcomes[3].committee, Some(false));
         p.min_trusted_voters = 0;
         assert_eq!(p.check(), Err(RoundError::NoTrustedVoters));
+    }
+
+    #[test]
+    fn a_committee_pool_below_the_minimum_refills_from_aggregated_work() {
+        // Skewed data left two members above the committee threshold (0.4); everyone else
+        // sits just under it, where silence alone never lifts an agent.
+        let rp = ReputationParams::default();
+        let under = Reputation(rp.committee_threshold.0 - 1);
+        let mut table = vec![(100u8, Reputation(900_000)), (101, Reputation(900_000))];
+        table.extend((0..6u8).map(|a| (a, under)));
+        table.sort();
+        let updates: Vec<[f32; 2]> = (0..6)
+            .map(|i| [1.0 + i as f32 / 10.0, 1.0 - i as f32 / 20.0])
+            .collect();
+        let subs: Vec<_> = updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| sub(i as u8, u, &[true, true]))
+            .collect();
+        let eligible = |r: &RoundResult<u8>| {
+            r.reputation
+                .iter()
+                .filter(|(_, x)| rp.committee_eligible(*x))
+                .count()
+        };
+        let mut p = params(Rule::Mean, 1);
+        p.min_trusted_voters = 3;
+        let r = decide_round(&p, &[0.0, 0.0], &table, &[100, 101], &subs).unwrap();
+        // The two-member committee is short of three: silent, and the six aggregated
+        // agents climb over the threshold (0.399999 -> 0.41).
+        assert!(r.outcomes.iter().all(|o| o.committee.is_none()));
+        assert!(r
+            .outcomes
+            .iter()
+            .all(|o| o.evidence == Evidence::IncludedSilent));
+        assert_eq!(eligible(&r), 8);
+        // Three members are not short: their silence (one trusted member of the three
+        // voted) keeps the ceiling under the threshold.
+        let r = decide_round(&p, &[0.0, 0.0], &table, &[100, 101, 0], &subs).unwrap();
+        assert!(r.outcomes.iter().all(|o| o.committee.is_none()));
+        assert_eq!(eligible(&r), 2);
+        // The task's minimum of one: the two members decide, and acceptance lifts all six.
+        p.min_trusted_voters = 1;
+        let r = decide_round(&p, &[0.0, 0.0], &table, &[100, 101], &subs).unwrap();
+        assert!(r.outcomes.iter().all(|o| o.committee == Some(true)));
+        assert_eq!(eligible(&r), 8);
     }
 }

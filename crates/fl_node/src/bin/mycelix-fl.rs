@@ -459,14 +459,14 @@ fn pogq_params(args: &RunArgs, classes: usize) -> Result<PogqParams> {
     Ok(pogq)
 }
 
-/// The task's trusted voter minimum: `--min-trusted-voters`, checked against a committee
-/// of `committee_size` seats, or the default for it.
+/// The task's trusted voter minimum: `--min-trusted-voters`, at most a majority of a
+/// committee of `committee_size` seats (as task validation requires), or the default for it.
 fn min_trusted_voters(args: &RunArgs, committee_size: usize) -> Result<u32> {
     match args.min_trusted_voters {
         None => Ok(fl_core::round::default_min_trusted_voters_for(committee_size)),
         Some(0) => bail!("--min-trusted-voters must be at least 1"),
-        Some(m) if m as usize > committee_size => bail!(
-            "--min-trusted-voters {m} is above the committee's {committee_size} seats: no round could reach a verdict"
+        Some(m) if m as usize > committee_size / 2 + 1 => bail!(
+            "--min-trusted-voters {m} is above a majority of the committee's {committee_size} seats: members away or voting apart could silence every round"
         ),
         Some(m) => Ok(m),
     }
@@ -535,7 +535,11 @@ fn experiment(
         server_lr: 1.0,
         max_update_norm: args.max_update_norm,
         max_participants: args.max_participants,
-        min_trusted_voters: min_trusted_voters(args, args.committee.unwrap_or(args.peers))?,
+        // A committee is drawn from the peers: never more seats than peers.
+        min_trusted_voters: min_trusted_voters(
+            args,
+            args.committee.unwrap_or(args.peers).min(args.peers),
+        )?,
     };
     round
         .check()

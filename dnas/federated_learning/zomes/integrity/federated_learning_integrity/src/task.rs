@@ -76,9 +76,12 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
     task.round.pogq.check().map_err(|e| e.to_string())?;
     task.round.reputation.check().map_err(|e| e.to_string())?;
     task.round.check().map_err(|e| format!("task {e}"))?;
-    if task.round.min_trusted_voters > task.committee_size.max(1) {
+    // A majority of the seats at most: a larger minimum would let a few members who are
+    // away, or who vote apart from the rest, silence every round.
+    let most = task.committee_size / 2 + 1;
+    if task.round.min_trusted_voters > most {
         return Err(format!(
-            "task min_trusted_voters {} is above its committee_size {}: its committee could never reach a verdict",
+            "task min_trusted_voters {} is above a majority of its committee_size {} ({most}): members away or voting apart could silence every round",
             task.round.min_trusted_voters, task.committee_size
         ));
     }
@@ -291,17 +294,17 @@ mod tests {
             .unwrap_err()
             .starts_with("task committee_size 101"));
         let mut t = task(10, Rule::Mean, 0, 1);
-        t.round.min_trusted_voters = t.committee_size + 1;
+        t.round.min_trusted_voters = 3;
         assert_eq!(
             validate_create_task(&t).unwrap_err(),
-            "task min_trusted_voters 4 is above its committee_size 3: its committee could never reach a verdict"
+            "task min_trusted_voters 3 is above a majority of its committee_size 3 (2): members away or voting apart could silence every round"
         );
         t.round.min_trusted_voters = 0;
         assert_eq!(
             validate_create_task(&t).unwrap_err(),
             "task min_trusted_voters must be at least 1"
         );
-        t.round.min_trusted_voters = t.committee_size;
+        t.round.min_trusted_voters = 2;
         assert_eq!(validate_create_task(&t), Ok(()));
         let mut t = task(10, Rule::Mean, 0, 1);
         t.schedule.slot_ms = u64::MAX;
