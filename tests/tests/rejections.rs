@@ -126,6 +126,15 @@ async fn scenario() {
         &call_err(ca, alice, ZOME, "create_task", huge_f).await,
         "krum with f = 2147483647 needs quorum >= 2f + 3, but quorum is 3",
     );
+    // A trusted-voter minimum above a majority of the seats would let one member who is
+    // away, or votes apart, silence every round.
+    let mut silenced = task(LEN as u32, Rule::Median, 0, 1, 2);
+    silenced.round.min_trusted_voters = 2;
+    assert_refused(
+        Code::Task,
+        &call_err(ca, alice, ZOME, "create_task", silenced).await,
+        "task min_trusted_voters 2 is above a majority of its committee_size 1 (1): members away or voting apart could silence every round",
+    );
     let t = task(LEN as u32, Rule::Median, 0, 1, 2);
     let task_hash: ActionHash = ca.call(&alice.zome(ZOME), "create_task", t.clone()).await;
     settle(&cells).await;
