@@ -32,13 +32,7 @@
 //!    reputation, then key) is a copy (`DuplicateUpdate`, no evidence: the copier may be
 //!    the honest one), and the update it copies earns no reputation either. Copies are how
 //!    colluders over-represent one update (mimic, ALIE and min-max send one vector from
-//!    every attacker); copies spread further apart are not caught here. An update whose
-//!    direction is nearly orthogonal to, or against, the coordinate-wise median of the
-//!    round's other updates (cosine below [`ALIGNMENT_SCALE`]` / sqrt(d)`, at most
-//!    [`MAX_ALIGNMENT`]) earns no reputation either, whatever the committee says; it is
-//!    still judged and aggregated as usual. Random noise barely moves any member's loss
-//!    and passes every ballot: without this, colluders sending noise would gain
-//!    reputation round after round until they held the committee.
+//!    every attacker); copies spread further apart are not caught here.
 //! 4. **Committee**: only the votes of *trusted* members count (see [`crate::trust`]: a
 //!    member is trusted when its bloc, the members linked to it by agreeing over the
 //!    whole round, carries more than half of the whole committee's reputation), weighted
@@ -111,15 +105,6 @@ pub const DUPLICATE_DISTANCE: f64 = 0.01;
 /// so that it never cuts honest work of any model; a task should set a bound close to its
 /// honest updates' norms (`mycelix-fl` derives one from its training settings).
 pub const DEFAULT_MAX_UPDATE_NORM: f32 = 1000.0;
-
-/// An update whose cosine with the coordinate-wise median of the round's other updates is
-/// below `ALIGNMENT_SCALE / sqrt(d)` (`d` values), at most [`MAX_ALIGNMENT`], earns no
-/// reputation (step 3 of the module docs). A random direction's cosine with any fixed one
-/// has a standard deviation of `1 / sqrt(d)`.
-pub const ALIGNMENT_SCALE: f64 = 3.0;
-
-/// The alignment bound's cap, for small models (see [`ALIGNMENT_SCALE`]).
-pub const MAX_ALIGNMENT: f64 = 0.1;
 
 /// Largest update norm bound a task may set. Below it every `f32` partial sum of the
 /// distance kernels stays finite (`1e12^2` is far below `f32::MAX`), so bounded updates
@@ -780,8 +765,6 @@ fn work_copies_and_committee<K: Ord>(
             None => kept.push(a),
         }
     }
-    let finite: Vec<bool> = (0..m).map(|a| norm(a).is_finite()).collect();
-    let no_credit = misaligned(&updates, &finite, &|a| norm(a).sqrt());
     let mut candidates = Vec::new();
     for (a, &i) in working.iter().enumerate() {
         if norm(a) < floor {
@@ -800,72 +783,9 @@ fn work_copies_and_committee<K: Ord>(
     }
     let mut copied_by_index = vec![false; submissions.len()];
     for (a, &i) in working.iter().enumerate() {
-        // An update that others copied, or that does not point where the round's other
-        // updates do, earns nobody reputation.
-        copied_by_index[i] = copied[a] || no_credit[a];
+        copied_by_index[i] = copied[a];
     }
     (candidates, copied_by_index)
-}
-
-/// Per update, whether its cosine with the coordinate-wise median of the other `finite`
-/// updates (the upper of the middle two when they are an even number) is below the
-/// alignment bound ([`ALIGNMENT_SCALE`]); `false` for all when fewer than three updates
-/// are finite. `norm(a)` is update `a`'s Euclidean norm.
-///
-/// The others' median sits at position `p = (n - 1) / 2` of the `n - 1` sorted others,
-/// the position of the median of all `n`: for an honest update in a round with `f` of
-/// `2f + 1` colluders, the others are half colluders, and the lower median would side
-/// with whichever half lies below. Two order statistics per coordinate (found in linear
-/// time) give every such median: it is the entry of rank `p` among all `n`, or the entry
-/// of rank `p + 1` when the left-out value ranks at or before `p`. Ties are broken by
-/// position and products are summed in `f64` in coordinate order, so every validator
-/// computes the same bits.
-// The loop walks coordinates across every update (column by column): an index is the
-// plain way to say so.
-#[allow(clippy::needless_range_loop)]
-fn misaligned(updates: &[&[f32]], finite: &[bool], norm: &dyn Fn(usize) -> f64) -> Vec<bool> {
-    let set: Vec<usize> = (0..updates.len()).filter(|&a| finite[a]).collect();
-    let n = set.len();
-    let mut out = vec![false; updates.len()];
-    if n < 3 {
-        return out;
-    }
-    let d = updates[set[0]].len();
-    let bound = (ALIGNMENT_SCALE / (d.max(1) as f64).sqrt()).min(MAX_ALIGNMENT);
-    let pos = (n - 1) / 2;
-    let (mut dot, mut median_sq) = (vec![0f64; n], vec![0f64; n]);
-    // Values ordered by value, then by position: a total order, so ties are the same
-    // everywhere.
-    let order = |p: &(f32, usize), q: &(f32, usize)| p.0.total_cmp(&q.0).then(p.1.cmp(&q.1));
-    let mut column: Vec<(f32, usize)> = Vec::with_capacity(n);
-    for j in 0..d {
-        column.clear();
-        column.extend(set.iter().enumerate().map(|(x, &a)| (updates[a][j], x)));
-        // The entries of rank `pos` and `pos + 1`, in linear time.
-        column.select_nth_unstable_by(pos, order);
-        let at = column[pos];
-        let next = column[pos + 1..]
-            .iter()
-            .copied()
-            .min_by(order)
-            .unwrap_or(at);
-        for x in 0..n {
-            let value = updates[set[x]][j];
-            let median = f64::from(if order(&(value, x), &at).is_gt() {
-                at.0
-            } else {
-                next.0
-            });
-            dot[x] += f64::from(value) * median;
-            median_sq[x] += median * median;
-        }
-    }
-    for (x, &a) in set.iter().enumerate() {
-        let scale = norm(a) * median_sq[x].sqrt();
-        // A zero update or a zero median has no direction: no credit.
-        out[a] = !(scale > 0.0 && dot[x] / scale >= bound);
-    }
-    out
 }
 
 /// The next global model: the base model moved by the server learning rate along the
@@ -1739,70 +1659,6 @@ mod tests {
         assert_eq!(r.reputation.len(), 3);
         p.max_participants = 0;
         assert_eq!(p.check(), Err(RoundError::InvalidParticipantBound(0)));
-    }
-
-    #[test]
-    fn noise_the_committee_accepts_is_aggregated_but_earns_no_reputation() {
-        // Every member accepts everything: the noise, orthogonal to the others, scores
-        // about zero on every member's data and passes every ballot.
-        let honest = [
-            [1.0f32, 1.0, 0.0, 0.0],
-            [1.1, 0.9, 0.0, 0.1],
-            [0.9, 1.1, 0.1, 0.0],
-        ];
-        let noise = [0.0f32, 0.0, 1.0, -1.0];
-        let mut subs: Vec<_> = honest
-            .iter()
-            .enumerate()
-            .map(|(i, u)| sub(i as u8, u, &[true, true, true]))
-            .collect();
-        subs.push(sub(9, &noise, &[true, true, true]));
-        let r = decide(&params(Rule::Mean, 1), &[0.0; 4], &[], &subs).unwrap();
-        assert!(r.outcomes.iter().all(|o| o.committee == Some(true)));
-        assert!(r.outcomes.iter().all(|o| o.verdict == Verdict::Included));
-        for o in &r.outcomes[..3] {
-            assert_eq!(o.evidence, Evidence::Accepted);
-        }
-        assert_eq!(r.outcomes[3].evidence, Evidence::Absent);
-        assert_eq!(r.reputation[3], (9, ReputationParams::default().initial));
-    }
-
-    #[test]
-    #[allow(clippy::needless_range_loop)]
-    fn the_leave_one_out_medians_match_a_direct_computation() {
-        // A small deterministic generator: values with ties, signs and zeros.
-        let mut x: u32 = 12345;
-        let mut next = || {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            ((x >> 16) % 7) as f32 - 3.0
-        };
-        for n in 3..8 {
-            let rows: Vec<Vec<f32>> = (0..n).map(|_| (0..40).map(|_| next()).collect()).collect();
-            let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
-            let norm = |a: usize| {
-                rows[a]
-                    .iter()
-                    .map(|&v| f64::from(v).powi(2))
-                    .sum::<f64>()
-                    .sqrt()
-            };
-            let fast = misaligned(&refs, &vec![true; n], &norm);
-            let bound = (ALIGNMENT_SCALE / 40f64.sqrt()).min(MAX_ALIGNMENT);
-            for a in 0..n {
-                let (mut dot, mut sq) = (0f64, 0f64);
-                for j in 0..40 {
-                    let mut others: Vec<f32> =
-                        (0..n).filter(|&b| b != a).map(|b| rows[b][j]).collect();
-                    others.sort_by(f32::total_cmp);
-                    let median = f64::from(others[others.len() / 2]);
-                    dot += f64::from(rows[a][j]) * median;
-                    sq += median * median;
-                }
-                let scale = norm(a) * sq.sqrt();
-                let expected = !(scale > 0.0 && dot / scale >= bound);
-                assert_eq!(fast[a], expected, "n = {n}, update {a}");
-            }
-        }
     }
 
     #[test]
