@@ -220,8 +220,7 @@ impl ReputationParams {
             Evidence::RejectedDisputed => r.scale(self.disputed_keep),
             Evidence::RejectedClear => r.scale(self.clear_keep),
             Evidence::IncludedSilent if r < self.silent_ceiling() => {
-                let ceiling = self.silent_ceiling();
-                Reputation(r.0 + Reputation(ceiling.0 - r.0).scale(self.gain).0)
+                self.toward(r, self.silent_ceiling())
             }
             Evidence::IncludedSilent | Evidence::Absent => r,
         }
@@ -237,11 +236,14 @@ impl ReputationParams {
     pub fn update_short_committee(&self, r: Reputation, evidence: Evidence) -> Reputation {
         let r = r.min(Reputation::ONE);
         match evidence {
-            Evidence::IncludedSilent if r < self.initial => {
-                Reputation(r.0 + Reputation(self.initial.0 - r.0).scale(self.gain).0)
-            }
+            Evidence::IncludedSilent if r < self.initial => self.toward(r, self.initial),
             _ => self.update(r, evidence),
         }
+    }
+
+    /// `r` moved towards `ceiling` (above it) by the gain.
+    fn toward(&self, r: Reputation, ceiling: Reputation) -> Reputation {
+        Reputation(r.0 + Reputation(ceiling.0 - r.0).scale(self.gain).0)
     }
 
     /// The reputation of an agent with `r` that has now missed `missed` aggregated rounds in

@@ -140,12 +140,18 @@ fn default_min_trusted_voters() -> u32 {
 /// every update alone.
 pub const DEFAULT_MIN_TRUSTED_VOTERS: u32 = 3;
 
+/// The largest [`RoundParams::min_trusted_voters`] a task with `committee_size` seats may
+/// set: a majority of the seats. A larger minimum would let a few members who are away,
+/// or who vote apart from the rest, silence every round (the integrity zome refuses it).
+pub fn max_min_trusted_voters(committee_size: usize) -> u32 {
+    u32::try_from(committee_size / 2 + 1).unwrap_or(u32::MAX)
+}
+
 /// The default [`RoundParams::min_trusted_voters`] of a task with `committee_size` seats:
-/// a majority of the seats, at most [`DEFAULT_MIN_TRUSTED_VOTERS`] (1, 2, 2, 3 for one to
-/// four seats, 3 from five on).
+/// a majority of the seats ([`max_min_trusted_voters`]), at most
+/// [`DEFAULT_MIN_TRUSTED_VOTERS`] (1, 2, 2, 3 for one to four seats, 3 from five on).
 pub fn default_min_trusted_voters_for(committee_size: usize) -> u32 {
-    let majority = u32::try_from(committee_size / 2 + 1).unwrap_or(u32::MAX);
-    DEFAULT_MIN_TRUSTED_VOTERS.min(majority)
+    DEFAULT_MIN_TRUSTED_VOTERS.min(max_min_trusted_voters(committee_size))
 }
 
 /// Task parameters that decide a round.

@@ -465,7 +465,7 @@ fn min_trusted_voters(args: &RunArgs, committee_size: usize) -> Result<u32> {
     match args.min_trusted_voters {
         None => Ok(fl_core::round::default_min_trusted_voters_for(committee_size)),
         Some(0) => bail!("--min-trusted-voters must be at least 1"),
-        Some(m) if m as usize > committee_size / 2 + 1 => bail!(
+        Some(m) if m > fl_core::round::max_min_trusted_voters(committee_size) => bail!(
             "--min-trusted-voters {m} is above a majority of the committee's {committee_size} seats: members away or voting apart could silence every round"
         ),
         Some(m) => Ok(m),

@@ -76,9 +76,7 @@ pub fn validate_create_task(task: &Task) -> Result<(), String> {
     task.round.pogq.check().map_err(|e| e.to_string())?;
     task.round.reputation.check().map_err(|e| e.to_string())?;
     task.round.check().map_err(|e| format!("task {e}"))?;
-    // A majority of the seats at most: a larger minimum would let a few members who are
-    // away, or who vote apart from the rest, silence every round.
-    let most = task.committee_size / 2 + 1;
+    let most = fl_core::round::max_min_trusted_voters(task.committee_size as usize);
     if task.round.min_trusted_voters > most {
         return Err(format!(
             "task min_trusted_voters {} is above a majority of its committee_size {} ({most}): members away or voting apart could silence every round",
