@@ -35,6 +35,7 @@ struct Input {
     default_reputation: bool,
     dims: u8,
     base: Vec<Val>,
+    earlier: Option<Vec<Val>>,
     subs: Vec<Sub>,
     previous: Vec<(u8, u32)>,
     sort_previous: bool,
@@ -58,6 +59,7 @@ fuzz_target!(|input: Input| {
     let mut params = RoundParams::new(rule(&input), u32::from(input.f % 8));
     params.aggregator.nnm = input.nnm;
     params.server_lr = input.server_lr;
+    params.aligned_credit = input.earlier.is_some();
     params.pogq = PogqParams {
         probe_lr: input.pogq.0,
         min_score: input.pogq.1,
@@ -119,7 +121,15 @@ fuzz_target!(|input: Input| {
     let trust = voter_standing(&committee, &authors, &ballots, |k| u64::from(*k) * 1_000);
     assert!(trust.windows(2).all(|w| w[0].0 < w[1].0));
 
-    let Ok(r) = decide_round(&params, &base, &previous, &committee, &subs) else {
+    let earlier = input.earlier.as_ref().map(|e| vector(e, dims));
+    let Ok(r) = decide_round(
+        &params,
+        &base,
+        earlier.as_deref(),
+        &previous,
+        &committee,
+        &subs,
+    ) else {
         return;
     };
     assert_eq!(r.outcomes.len(), subs.len());

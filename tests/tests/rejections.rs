@@ -31,6 +31,7 @@ struct ChosenEvidence {
     base: ActionHash,
     submissions: Vec<ActionHash>,
     ballots: Vec<ActionHash>,
+    ignore_alignment: bool,
 }
 
 #[derive(serde::Serialize, Debug)]
@@ -135,7 +136,9 @@ async fn scenario() {
         &call_err(ca, alice, ZOME, "create_task", silenced).await,
         "task min_trusted_voters 2 is above a majority of its committee_size 1 (1): members away or voting apart could silence every round",
     );
-    let t = task(LEN as u32, Rule::Median, 0, 1, 2);
+    // Reputation only for updates along the previous round's step (from round 1 on).
+    let mut t = task(LEN as u32, Rule::Median, 0, 1, 2);
+    t.round.aligned_credit = true;
     let task_hash: ActionHash = ca.call(&alice.zome(ZOME), "create_task", t.clone()).await;
     settle(&cells).await;
     let good = vec![0.1f32; LEN];
@@ -601,14 +604,11 @@ async fn scenario() {
         &good,
     )
     .await;
-    let sub2 = submit(
-        &conductors[third],
-        &cells[third],
-        &task_hash,
-        1,
-        &vec![0.3f32; LEN],
-    )
-    .await;
+    // Across round 0's step (every value up by the same amount): cosine 0.
+    let across: Vec<f32> = (0..LEN)
+        .map(|c| if c % 2 == 0 { 0.3 } else { -0.3 })
+        .collect();
+    let sub2 = submit(&conductors[third], &cells[third], &task_hash, 1, &across).await;
     settle(&cells).await;
     let state1: RoundState = cb.call(&bob.zome(ZOME), "get_round", r1.clone()).await;
     let base1 = state1.base.expect("round 1 is open");
@@ -737,6 +737,37 @@ async fn scenario() {
     assert_eq!(honest1.outcomes[at(&sub1.submission)].votes.len(), 1);
     assert_eq!(honest1.outcomes[at(&sub2.submission)].votes.len(), 1);
     assert!(honest1.outcomes[at(&sub3.submission)].votes.is_empty());
+    let chosen = |submissions, ballots, ignore_alignment| ChosenEvidence {
+        task: task_hash.clone(),
+        round: 1,
+        base: base1.clone(),
+        submissions,
+        ballots,
+        ignore_alignment,
+    };
+    // The committee passed sub2's update, which is across the last step: it is aggregated
+    // but earns nothing. An aggregate that credits it is refused.
+    let sub2_outcome = &honest1.outcomes[at(&sub2.submission)];
+    assert_eq!(sub2_outcome.verdict, Verdict::Included);
+    assert_rejected(
+        &call_err(
+            &conductors[member],
+            &cells[member],
+            ADVERSARY,
+            "aggregate_chosen",
+            chosen(
+                vec![
+                    sub1.submission.clone(),
+                    sub2.submission.clone(),
+                    sub3.submission.clone(),
+                ],
+                vec![ballot1.clone()],
+                true,
+            ),
+        )
+        .await,
+        "round aggregate does not match the recomputation: reputation:",
+    );
     // A consistent aggregate of a chosen subset: it leaves out a submission the cited
     // ballot judged (sub1) while keeping the ballot.
     assert_rejected(
@@ -745,13 +776,11 @@ async fn scenario() {
             &cells[member],
             ADVERSARY,
             "aggregate_chosen",
-            ChosenEvidence {
-                task: task_hash.clone(),
-                round: 1,
-                base: base1.clone(),
-                submissions: vec![sub2.submission.clone(), sub3.submission.clone()],
-                ballots: vec![ballot1.clone()],
-            },
+            chosen(
+                vec![sub2.submission.clone(), sub3.submission.clone()],
+                vec![ballot1.clone()],
+                false,
+            ),
         )
         .await,
         &format!(
@@ -781,17 +810,15 @@ async fn scenario() {
             &cells[member],
             ADVERSARY,
             "aggregate_chosen",
-            ChosenEvidence {
-                task: task_hash.clone(),
-                round: 1,
-                base: base1.clone(),
-                submissions: vec![
+            chosen(
+                vec![
                     sub1.submission.clone(),
                     sub2.submission.clone(),
                     sub3.submission.clone(),
                 ],
-                ballots: Vec::new(),
-            },
+                Vec::new(),
+                false,
+            ),
         )
         .await,
         "the cited ballots come from members holding 0.0000 of the committee's reputation",

@@ -41,13 +41,18 @@ async fn scenario() {
     // A 5-seat committee among 7 peers never has a Byzantine majority. The coordinate
     // median: Multi-Krum keeps n - f updates, so with its fixed f = 2 it would also leave
     // out honest work once the committee has removed the attackers.
-    let t = task(LEN as u32, Rule::Median, 2, 5, N as u32);
+    // Reputation only for updates along the previous step: from round 2 on, validation
+    // reads the model two aggregates back.
+    let mut t = task(LEN as u32, Rule::Median, 2, 5, N as u32);
+    t.round.aligned_credit = true;
     let task_hash: ActionHash = conductors[0]
         .call(&cells[0].zome(ZOME), "create_task", t.clone())
         .await;
     settle(&cells).await;
     let center = noise(1, LEN);
     let mut previous: Option<(ActionHash, RoundAggregate)> = None;
+    // The global models so far, the initial one first.
+    let mut models_so_far: Vec<Vec<f32>> = vec![vec![0.0; LEN]];
 
     for round in 0..3u32 {
         let updates: Vec<Vec<f32>> = (0..N).map(|i| update(i, round, &center)).collect();
@@ -209,10 +214,10 @@ async fn scenario() {
                     .collect(),
             })
             .collect();
-        let base_model = match &previous {
-            None => vec![0.0; LEN],
-            Some((_, p)) => Tensor::decode(&p.model, LEN).unwrap().into_vec(),
-        };
+        let base_model = &models_so_far[round as usize];
+        let earlier_model = (round as usize)
+            .checked_sub(1)
+            .map(|r| &models_so_far[r][..]);
         let table: Vec<(AgentPubKey, Reputation)> = previous
             .as_ref()
             .map(|(_, p)| {
@@ -222,8 +227,15 @@ async fn scenario() {
                     .collect()
             })
             .unwrap_or_default();
-        let native = fl_core::decide_round(&t.round, &base_model, &table, &committee, &inputs)
-            .expect("native decision");
+        let native = fl_core::decide_round(
+            &t.round,
+            base_model,
+            earlier_model,
+            &table,
+            &committee,
+            &inputs,
+        )
+        .expect("native decision");
         assert_eq!(
             agg.model,
             f32_bytes(&native.model),
@@ -258,6 +270,7 @@ async fn scenario() {
                 assert_eq!(o.verdict, Verdict::Included, "round {round}, peer {i}");
             }
         }
+        models_so_far.push(Tensor::decode(&agg.model, LEN).unwrap().into_vec());
         previous = Some((agg_hash, agg));
     }
 

@@ -42,6 +42,8 @@ export interface RoundParams {
   max_participants?: number;
   /** Fewest trusted committee members a verdict needs; with fewer the committee is silent (absent in older tasks: 1). */
   min_trusted_voters?: number;
+  /** Whether an update earns reputation only when it points along the previous round's global step (absent in older tasks: false). */
+  aligned_credit?: boolean;
 }
 
 /** The integrity zome's `Task`. */
@@ -546,6 +548,8 @@ export function taskFromForm(form: TaskForm): Task & { initial_model: Uint8Array
       // Honest logistic-regression updates on standardised features stay far below this.
       max_update_norm: 10,
       min_trusted_voters: defaultMinTrustedVoters(form.committee),
+      // Noise the committee passes earns no reputation (docs/PROTOCOL.md, step 3).
+      aligned_credit: true,
     },
     committee_size: form.committee,
     quorum: quorum(form.f),

@@ -302,6 +302,8 @@ describe("new task form", () => {
     expect(taskFromForm({ ...form, classes: 2 }).round.pogq.loss_scale).toBeCloseTo(0.301);
     // A majority of the seats, at most three: fl_core's default_min_trusted_voters_for.
     expect([1, 2, 3, 4, 5, 12].map((committee) => taskFromForm({ ...form, committee }).round.min_trusted_voters)).toEqual([1, 2, 2, 3, 3, 3]);
+    // Noise the committee passes earns no reputation: fl_core's aligned_credit, on for new tasks.
+    expect(taskFromForm(form).round.aligned_credit).toBe(true);
     expect(t.schedule).toEqual({ submit_ms: 600_000, vote_ms: 600_000, slot_ms: 10_000 });
     expect(t.spec.model).toEqual({ kind: "logreg", inputs: 64, classes: 10 });
     expect(t.spec.data.classes).toEqual(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);

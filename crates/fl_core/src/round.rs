@@ -32,7 +32,14 @@
 //!    reputation, then key) is a copy (`DuplicateUpdate`, no evidence: the copier may be
 //!    the honest one), and the update it copies earns no reputation either. Copies are how
 //!    colluders over-represent one update (mimic, ALIE and min-max send one vector from
-//!    every attacker); copies spread further apart are not caught here.
+//!    every attacker); copies spread further apart are not caught here. With
+//!    [`RoundParams::aligned_credit`], an update whose cosine with the previous round's
+//!    global step (the base model minus the model before it) is below [`alignment_bound`]
+//!    earns no reputation either, though it is judged and aggregated as any other: noise
+//!    passes a committee on skewed data as often as honest work does, and would otherwise
+//!    gain the reputation that takes the committee. The direction is fixed before the
+//!    round opens, so the round's own submissions cannot move it; in round 0, and after a
+//!    round that moved nothing, there is none and the rule rests.
 //! 4. **Committee**: only the votes of *trusted* members count (see [`crate::trust`]: a
 //!    member is trusted when its bloc, the members linked to it by agreeing over the
 //!    whole round, carries more than half of the whole committee's reputation), weighted
@@ -71,8 +78,8 @@
 //! |---|---|---|---|
 //! | rejects | (not run) | `CommitteeRejected` | clear at 2:1, else disputed |
 //! | accepts by less than 2:1 (median, geometric median), accepts (other rules), or silent | left out or flagged | `AggregatorOutlier` | none |
-//! | accepts | kept | included | accepted (none if others copied it) |
-//! | silent | kept | included | included silently: back towards the initial value, under the committee threshold (none if others copied it) |
+//! | accepts | kept | included | accepted (none if others copied it, or it is not aligned) |
+//! | silent | kept | included | included silently: back towards the initial value, under the committee threshold (none if others copied it, or it is not aligned) |
 //!
 //! (The plain mean flags far inputs but keeps them.)
 //!
@@ -154,6 +161,23 @@ pub fn default_min_trusted_voters_for(committee_size: usize) -> u32 {
     DEFAULT_MIN_TRUSTED_VOTERS.min(max_min_trusted_voters(committee_size))
 }
 
+/// Most a random direction's cosine with a fixed one drifts, in standard deviations
+/// (`1/sqrt(d)` in `d` dimensions): the alignment bound of step 3 of the module docs.
+pub const ALIGNMENT_SIGMAS: f64 = 3.0;
+
+/// Highest alignment bound, which small models reach (`d < 900`).
+pub const MAX_ALIGNMENT_BOUND: f64 = 0.1;
+
+/// The cosine with the previous round's global step below which an included update earns
+/// no reputation, in a model of `d` parameters (step 3 of the module docs):
+/// `min(ALIGNMENT_SIGMAS / sqrt(d), MAX_ALIGNMENT_BOUND)`. Noise drawn independently of the
+/// model falls below it almost always (at 0.1, from 2.5 standard deviations at `d = 650`);
+/// work that continues the model's descent sits above it.
+pub fn alignment_bound(d: usize) -> f64 {
+    // `d as f64` is exact for every model that fits in memory.
+    (ALIGNMENT_SIGMAS / (d.max(1) as f64).sqrt()).min(MAX_ALIGNMENT_BOUND)
+}
+
 /// Task parameters that decide a round.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoundParams {
@@ -183,6 +207,11 @@ pub struct RoundParams {
     /// integrity zome keeps it at or below a majority of the task's committee seats.
     #[serde(default = "default_min_trusted_voters")]
     pub min_trusted_voters: u32,
+    /// Whether an included update earns reputation only when it points along the previous
+    /// round's global step (step 3 of the module docs, [`alignment_bound`]). Off in tasks
+    /// that omit it, which keeps their rounds as they were decided.
+    #[serde(default)]
+    pub aligned_credit: bool,
 }
 
 impl RoundParams {
@@ -201,6 +230,7 @@ impl RoundParams {
             max_update_norm: DEFAULT_MAX_UPDATE_NORM,
             max_participants: DEFAULT_MAX_PARTICIPANTS,
             min_trusted_voters: 1,
+            aligned_credit: false,
         }
     }
 
@@ -366,6 +396,14 @@ pub enum RoundError {
     /// The participant bound is outside `1..=MAX_PARTICIPANTS`.
     #[error("participant bound {0} must be in 1..={MAX_PARTICIPANTS}")]
     InvalidParticipantBound(u32),
+    /// The model before the base model has another length.
+    #[error("the earlier model has {found} values but the model has {expected}")]
+    EarlierModelLength {
+        /// Model length.
+        expected: usize,
+        /// Earlier model length.
+        found: usize,
+    },
     /// The trusted voter minimum is zero.
     #[error("min_trusted_voters must be at least 1")]
     NoTrustedVoters,
@@ -379,15 +417,24 @@ pub enum RoundError {
 /// `previous` is the reputation table after the previous round (agents not in it start at
 /// the task's initial reputation); it must be sorted by agent, as [`RoundResult::reputation`]
 /// is.
+///
+/// `earlier_model` is the global model one round before `base_model` (`None` in round 0):
+/// with [`RoundParams::aligned_credit`], the step between the two is the direction included
+/// updates must point along to earn reputation.
 pub fn decide_round<K: Ord + Clone>(
     params: &RoundParams,
     base_model: &[f32],
+    earlier_model: Option<&[f32]>,
     previous: &[(K, Reputation)],
     committee: &[K],
     submissions: &[SubmissionInput<'_, K>],
 ) -> Result<RoundResult<K>, RoundError> {
     params.check()?;
     check_lengths(base_model, submissions)?;
+    let last_step = match earlier_model {
+        Some(earlier) if params.aligned_credit => step_between(base_model, earlier)?,
+        _ => None,
+    };
     let standing = Standings {
         previous,
         params: &params.reputation,
@@ -406,13 +453,18 @@ pub fn decide_round<K: Ord + Clone>(
         &mut verdicts,
     );
     // Step 3 and 4: work and copies, then the committee.
-    let (candidates, copied) = work_copies_and_committee(
+    let (candidates, mut uncredited) = work_copies_and_committee(
         submissions,
         &standing,
         &working,
         &votes.tallies,
         &mut verdicts,
     );
+    if let Some(step) = &last_step {
+        for &i in &candidates {
+            uncredited[i] |= !aligned(submissions[i].update, step);
+        }
+    }
     // Step 5: the aggregator.
     let vouched: Vec<bool> = votes
         .tallies
@@ -423,7 +475,7 @@ pub fn decide_round<K: Ord + Clone>(
         standing.of(k)
     })?;
     for (j, &i) in candidates.iter().enumerate() {
-        verdicts.after_aggregator(i, agg.left_out[j], agg.flagged[j], copied[i]);
+        verdicts.after_aggregator(i, agg.left_out[j], agg.flagged[j], uncredited[i]);
     }
     let outcomes = verdicts.into_outcomes();
     let model = next_model(params, base_model, agg.aggregate.as_deref());
@@ -443,6 +495,37 @@ pub fn decide_round<K: Ord + Clone>(
         effective_f: agg.f,
         distrusted: votes.distrusted,
     })
+}
+
+/// `base_model - earlier_model`, in `f64`; `None` when the two are equal (a round that
+/// moved nothing gives no direction).
+fn step_between(base_model: &[f32], earlier_model: &[f32]) -> Result<Option<Vec<f64>>, RoundError> {
+    if earlier_model.len() != base_model.len() {
+        return Err(RoundError::EarlierModelLength {
+            expected: base_model.len(),
+            found: earlier_model.len(),
+        });
+    }
+    let step: Vec<f64> = base_model
+        .iter()
+        .zip(earlier_model)
+        .map(|(b, e)| f64::from(*b) - f64::from(*e))
+        .collect();
+    Ok(step.iter().any(|v| *v != 0.0).then_some(step))
+}
+
+/// Whether `update`'s cosine with `step` reaches [`alignment_bound`] (step 3 of the module
+/// docs). Sums run in `f64`, element by element in order, so every validator gets the
+/// same answer; a zero update is not aligned.
+fn aligned(update: &[f32], step: &[f64]) -> bool {
+    let (mut dot, mut uu, mut ss) = (0.0f64, 0.0f64, 0.0f64);
+    for (u, s) in update.iter().zip(step) {
+        let u = f64::from(*u);
+        dot += u * s;
+        uu += u * u;
+        ss += s * s;
+    }
+    dot >= alignment_bound(step.len()) * uu.sqrt() * ss.sqrt() && dot > 0.0
 }
 
 /// Every update has the model's length.
@@ -1055,7 +1138,7 @@ mod tests {
             .collect();
         committee.sort();
         committee.dedup();
-        decide_round(p, base, previous, &committee, subs)
+        decide_round(p, base, None, previous, &committee, subs)
     }
 
     fn params(rule: Rule, f: u32) -> RoundParams {
@@ -1151,6 +1234,138 @@ mod tests {
         assert!(p.within_norm_bound(&edge));
         p.max_update_norm = 4.99;
         assert!(!p.within_norm_bound(&edge));
+    }
+
+    /// Three updates along the step `[1, -0.5]` (honest work continuing the descent), then
+    /// noise across it and against it.
+    const ALONG: [[f32; 2]; 3] = [[1.0, -0.5], [1.1, -0.4], [0.9, -0.6]];
+    const ACROSS: [f32; 2] = [0.5, 1.0];
+    const AGAINST: [f32; 2] = [-1.0, 0.4];
+
+    /// The three updates along the step and the two others, every one accepted by three
+    /// members, with the plain mean (which keeps every input).
+    fn aligned_round(
+        aligned_credit: bool,
+        base: &[f32],
+        earlier: Option<&[f32]>,
+    ) -> Result<RoundResult<u8>, RoundError> {
+        let mut p = params(Rule::Mean, 0);
+        p.aligned_credit = aligned_credit;
+        let mut updates: Vec<&[f32]> = ALONG.iter().map(|u| &u[..]).collect();
+        updates.extend([&ACROSS[..], &AGAINST[..]]);
+        let subs: Vec<_> = updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| sub(i as u8, u, &[true; 3]))
+            .collect();
+        let committee = [100, 101, 102];
+        decide_round(&p, base, earlier, &[], &committee, &subs)
+    }
+
+    #[test]
+    fn an_update_off_the_last_step_is_aggregated_but_earns_no_reputation() {
+        let (base, earlier) = ([1.0f32, -0.5], [0.0f32, 0.0]);
+        let r = aligned_round(true, &base, Some(&earlier)).unwrap();
+        let evidence: Vec<Evidence> = r.outcomes.iter().map(|o| o.evidence).collect();
+        let verdicts: Vec<Verdict> = r.outcomes.iter().map(|o| o.verdict).collect();
+        assert_eq!(verdicts, vec![Verdict::Included; 5]);
+        assert_eq!(
+            evidence,
+            [
+                Evidence::Accepted,
+                Evidence::Accepted,
+                Evidence::Accepted,
+                Evidence::Absent,
+                Evidence::Absent
+            ]
+        );
+        let initial = ReputationParams::default().initial;
+        let of = |k: u8| r.reputation.iter().find(|(a, _)| *a == k).unwrap().1;
+        assert!((0..3).all(|k| of(k) > initial));
+        assert!((3..5).all(|k| of(k) == initial));
+        // Without the rule, the noise the committee passed earns what honest work earns.
+        let off = aligned_round(false, &base, Some(&earlier)).unwrap();
+        assert!(off
+            .outcomes
+            .iter()
+            .all(|o| o.evidence == Evidence::Accepted));
+        assert_eq!(off.model, r.model, "the rule moves reputation only");
+    }
+
+    #[test]
+    fn the_alignment_rule_rests_without_a_last_step() {
+        let base = [1.0f32, -0.5];
+        for earlier in [None, Some(&base[..])] {
+            let r = aligned_round(true, &base, earlier).unwrap();
+            assert!(
+                r.outcomes.iter().all(|o| o.evidence == Evidence::Accepted),
+                "{earlier:?}"
+            );
+        }
+        assert_eq!(
+            aligned_round(true, &base, Some(&[0.0; 3])),
+            Err(RoundError::EarlierModelLength {
+                expected: 2,
+                found: 3
+            })
+        );
+    }
+
+    /// The direction is fixed before the round: whatever colluders submit (two of five,
+    /// on a grid of placements, the committee silent or accepting everything), honest
+    /// work along the last step keeps its credit, unless a colluder copies it (step 3).
+    /// An in-round reference (the median of the others) lost it to placements like
+    /// `[3, 2.5]` and `[0.8, 2.5]`.
+    #[test]
+    fn colluders_cannot_deny_credit_to_work_along_the_last_step() {
+        let (base, earlier) = ([1.0f32, -0.5], [0.0f32, 0.0]);
+        let grid: Vec<f32> = (-6..=6).map(|i| i as f32 * 0.5).collect();
+        let copies = |c: &[f32; 2]| {
+            ALONG
+                .iter()
+                .any(|h| sq_dist(h, c) <= DUPLICATE_DISTANCE * DUPLICATE_DISTANCE * 2.0)
+        };
+        let mut p = params(Rule::Median, 2);
+        p.aligned_credit = true;
+        let mut rounds = 0;
+        for &x in &grid {
+            for &y in &grid {
+                let placements = [[x, y], [0.8, 2.5], [3.0, 2.5], [y, x]];
+                for pair in placements.windows(2) {
+                    if pair.iter().any(copies) {
+                        continue;
+                    }
+                    for votes in [&[][..], &[true; 3][..]] {
+                        let mut subs: Vec<_> = ALONG
+                            .iter()
+                            .enumerate()
+                            .map(|(i, u)| sub(i as u8, u, votes))
+                            .collect();
+                        subs.push(sub(3, &pair[0], votes));
+                        subs.push(sub(4, &pair[1], votes));
+                        let r =
+                            decide_round(&p, &base, Some(&earlier), &[], &[100, 101, 102], &subs)
+                                .unwrap_or_else(|e| panic!("{pair:?}: {e}"));
+                        for o in &r.outcomes[..3] {
+                            if o.verdict == Verdict::Included {
+                                assert_ne!(o.evidence, Evidence::Absent, "{pair:?} {votes:?}");
+                            }
+                        }
+                        rounds += 1;
+                    }
+                }
+            }
+        }
+        assert!(rounds > 900, "{rounds}");
+    }
+
+    #[test]
+    fn the_alignment_bound_shrinks_with_the_model() {
+        assert_eq!(alignment_bound(2), MAX_ALIGNMENT_BOUND);
+        assert_eq!(alignment_bound(900), MAX_ALIGNMENT_BOUND);
+        assert!((alignment_bound(10_000) - 0.03).abs() < 1e-12);
+        assert!((alignment_bound(431_080) - 3.0 / 431_080f64.sqrt()).abs() < 1e-15);
+        assert_eq!(alignment_bound(0), MAX_ALIGNMENT_BOUND);
     }
 
     #[test]
@@ -1734,7 +1949,7 @@ mod tests {
         };
         let mut p = params(Rule::Mean, 1);
         p.min_trusted_voters = 3;
-        let r = decide_round(&p, &[0.0, 0.0], &table, &[100, 101], &subs).unwrap();
+        let r = decide_round(&p, &[0.0, 0.0], None, &table, &[100, 101], &subs).unwrap();
         // The two-member committee is short of three: silent, and the six aggregated
         // agents climb over the threshold (0.399999 -> 0.41).
         assert!(r.outcomes.iter().all(|o| o.committee.is_none()));
@@ -1745,12 +1960,12 @@ mod tests {
         assert_eq!(eligible(&r), 8);
         // Three members are not short: their silence (one trusted member of the three
         // voted) keeps the ceiling under the threshold.
-        let r = decide_round(&p, &[0.0, 0.0], &table, &[100, 101, 0], &subs).unwrap();
+        let r = decide_round(&p, &[0.0, 0.0], None, &table, &[100, 101, 0], &subs).unwrap();
         assert!(r.outcomes.iter().all(|o| o.committee.is_none()));
         assert_eq!(eligible(&r), 2);
         // The task's minimum of one: the two members decide, and acceptance lifts all six.
         p.min_trusted_voters = 1;
-        let r = decide_round(&p, &[0.0, 0.0], &table, &[100, 101], &subs).unwrap();
+        let r = decide_round(&p, &[0.0, 0.0], None, &table, &[100, 101], &subs).unwrap();
         assert!(r.outcomes.iter().all(|o| o.committee == Some(true)));
         assert_eq!(eligible(&r), 8);
     }

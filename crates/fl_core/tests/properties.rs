@@ -125,7 +125,7 @@ proptest! {
             })
             .collect();
         let base = vec![0.0f32; x[0].len()];
-        let r = fl_core::decide_round(&params, &base, &[], &[], &subs).unwrap();
+        let r = fl_core::decide_round(&params, &base, None, &[], &[], &subs).unwrap();
         for (u, o) in x.iter().zip(&r.outcomes) {
             let norm = aggregate::distance::l2_norm(u);
             if norm > f64::from(bound) {

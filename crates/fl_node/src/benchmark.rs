@@ -44,6 +44,9 @@ pub struct Defence {
     /// Fewest trusted committee members a verdict needs; `None`: the default for each
     /// cell's committee ([`fl_core::round::default_min_trusted_voters_for`]).
     pub min_trusted_voters: Option<u32>,
+    /// Reputation only for updates along the previous step
+    /// ([`fl_core::RoundParams::aligned_credit`]).
+    pub aligned_credit: bool,
 }
 
 /// Why a grid cannot run.
@@ -103,6 +106,7 @@ pub fn experiment(
     round.min_trusted_voters = defence
         .min_trusted_voters
         .unwrap_or_else(|| fl_core::round::default_min_trusted_voters_for(committee_size));
+    round.aligned_credit = defence.aligned_credit;
     Ok(Experiment {
         peers: cell.honest + cell.f,
         byzantine: cell.f,

@@ -45,6 +45,8 @@ pub fn simulate(
     let mut rng = ChaCha8Rng::seed_from_u64(exp.seed);
     let cohort = Cohort::new(exp, train, &mut rng)?;
     let mut model = exp.model.init(&mut rng);
+    // The global model one round before `model` (`None` in round 0).
+    let mut earlier: Option<Vec<f32>> = None;
     let mut reputation: Vec<(usize, Reputation)> = Vec::new();
     let mut missed: Vec<(usize, u32)> = Vec::new();
     let mut reports = Vec::with_capacity(exp.rounds);
@@ -108,7 +110,14 @@ pub fn simulate(
                     .collect(),
             })
             .collect();
-        let mut result = decide_round(&exp.round, &model, &reputation, &committee, &inputs)?;
+        let mut result = decide_round(
+            &exp.round,
+            &model,
+            earlier.as_deref(),
+            &reputation,
+            &committee,
+            &inputs,
+        )?;
         // Absence, as the integrity zome ages the table: listed submitters (not turned away
         // from a full table) and the committee members whose ballots count took part.
         let table_full = Verdict::Excluded(fl_core::Exclusion::TableFull);
@@ -133,7 +142,7 @@ pub fn simulate(
             .map(|&(p, _)| p)
             .zip(counts)
             .collect();
-        model = result.model;
+        earlier = Some(std::mem::replace(&mut model, result.model));
         reputation = result.reputation;
 
         let mut excluded: Vec<(usize, String)> = (0..exp.peers)

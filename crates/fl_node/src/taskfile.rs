@@ -25,6 +25,7 @@
 //! f = 1
 //! committee = 5
 //! # min_trusted_voters = 3  (a majority of the seats, at most 3)
+//! aligned_credit = true   # reputation only for updates along the last global step
 //! # quorum = 2f + 1 for the median (the smallest the rule allows)
 //! max_update_norm = 10.0
 //! submit_ms = 600000
@@ -85,6 +86,9 @@ pub struct RoundSection {
     /// seats, at most 3).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_trusted_voters: Option<u32>,
+    /// Whether an update earns reputation only when it points along the previous round's
+    /// global step (`fl_core::RoundParams::aligned_credit`).
+    pub aligned_credit: bool,
     /// Submissions a round needs (default: the smallest the rule allows with `f`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quorum: Option<u32>,
@@ -113,6 +117,7 @@ impl Default for RoundSection {
             f: 1,
             committee: 5,
             min_trusted_voters: None,
+            aligned_credit: true,
             quorum: None,
             server_lr: 1.0,
             max_update_norm: 10.0,
@@ -178,6 +183,7 @@ impl TaskFile {
         round.min_trusted_voters = r.min_trusted_voters.unwrap_or_else(|| {
             fl_core::round::default_min_trusted_voters_for(r.committee as usize)
         });
+        round.aligned_credit = r.aligned_credit;
         let admission = match r.admission.as_str() {
             "open" => Admission::Open,
             "closed" => Admission::CLOSED,

@@ -4,7 +4,9 @@
 //! entries. It commits exactly what the caller builds, and can update, delete and link
 //! anything. It is packed only into the test bundle (`tests/workdir/dna.yaml`).
 
-use federated_learning_integrity::aggregate::{compute_aggregate, SubmissionEvidence};
+use federated_learning_integrity::aggregate::{
+    compute_aggregate, earlier_model, SubmissionEvidence,
+};
 use federated_learning_integrity::committee::round_context;
 use federated_learning_integrity::lookup::typed_record;
 use federated_learning_integrity::{
@@ -79,6 +81,10 @@ pub struct ChosenEvidence {
     pub submissions: Vec<ActionHash>,
     /// The ballots to cite, and only these.
     pub ballots: Vec<ActionHash>,
+    /// Decide as if the task gave reputation to every update the committee passes, aligned
+    /// with the previous step or not (`fl_core::RoundParams::aligned_credit` ignored).
+    #[serde(default)]
+    pub ignore_alignment: bool,
 }
 
 /// A Byzantine aggregator choosing its evidence: computes the round's aggregate exactly as
@@ -113,7 +119,12 @@ pub fn aggregate_chosen(c: ChosenEvidence) -> ExternResult<ActionHash> {
             votes,
         });
     }
-    let aggregate = compute_aggregate(&ctx, evidence).map_err(fail)?;
+    let earlier = if c.ignore_alignment {
+        None
+    } else {
+        earlier_model(&ctx)?.map_err(fail)?
+    };
+    let aggregate = compute_aggregate(&ctx, earlier.as_deref(), evidence).map_err(fail)?;
     create_entry(EntryTypes::RoundAggregate(aggregate))
 }
 

@@ -265,6 +265,10 @@ struct RunArgs {
     /// most 3.
     #[arg(long)]
     min_trusted_voters: Option<u32>,
+    /// Reputation only for updates whose cosine with the previous round's global step
+    /// reaches min(3/sqrt(d), 0.1): noise that passes the committee gains none.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    aligned_credit: bool,
     /// A committee vote also passes when its score is within this many median absolute
     /// deviations below the median score of the member's ballot; 0 judges votes by the
     /// absolute PoGQ threshold (-1 %) alone.
@@ -540,6 +544,7 @@ fn experiment(
             args,
             args.committee.unwrap_or(args.peers).min(args.peers),
         )?,
+        aligned_credit: args.aligned_credit,
     };
     round
         .check()
@@ -1130,6 +1135,7 @@ fn byzfl_matrix(args: &MatrixArgs, path: &std::path::Path) -> Result<()> {
                 )?),
                 None => None,
             },
+            aligned_credit: args.base.aligned_credit,
         };
         let mut runs = Vec::new();
         for cell in &cells {

@@ -2,6 +2,7 @@
 
 use federated_learning_integrity::aggregate::{
     check_aggregator, check_ballot_majority, check_quorum, compute_aggregate, distinct_submitters,
+    earlier_model,
 };
 use federated_learning_integrity::committee::round_context;
 use federated_learning_integrity::rejection::Code;
@@ -90,7 +91,8 @@ fn prepare(r: &RoundRef, publishing: bool) -> ExternResult<(RoundAggregate, Acti
             ))));
         }
     }
-    let aggregate = compute_aggregate(&ctx, evidence).map_err(fail)?;
+    let earlier = earlier_model(&ctx)?.map_err(fail)?;
+    let aggregate = compute_aggregate(&ctx, earlier.as_deref(), evidence).map_err(fail)?;
     // A carry-over never replaces an aggregate that closed the round (nor another one),
     // and an aggregate that is not endorsed replaces only a carry-over or a worse-ranked one.
     if let Some((rank, hash, a)) = &existing {

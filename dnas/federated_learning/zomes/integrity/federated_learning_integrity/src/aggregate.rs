@@ -8,7 +8,7 @@ use crate::entries::{
     CommitteeBallot, CommitteeVote, OutcomeRecord, ReputationEntry, RoundAggregate, UnitEntryTypes,
     UpdateSubmission, MAX_LISTED_PER_AGENT,
 };
-use crate::lookup::{earlier_entry, typed_record};
+use crate::lookup::{earlier_entry, typed_record, Check};
 use crate::rejection::Code;
 use crate::schedule::ms_label;
 use crate::task::decode_model;
@@ -26,19 +26,44 @@ pub struct SubmissionEvidence {
     pub votes: Vec<(ActionHash, AgentPubKey, CommitteeVote)>,
 }
 
+/// The global model one round before the base of `ctx`'s round, encoded, when the task
+/// gives reputation only to aligned updates (`fl_core::RoundParams::aligned_credit`): the
+/// initial model for round 1, the model of the base's own base from round 2 on. `None`
+/// in round 0 and for tasks without the rule.
+pub fn earlier_model(ctx: &RoundContext) -> Check<Option<Vec<u8>>> {
+    let Some(previous) = ctx.previous.as_ref() else {
+        return Ok(Ok(None));
+    };
+    if !ctx.task.round.aligned_credit {
+        return Ok(Ok(None));
+    }
+    if previous.round == 0 {
+        return Ok(Ok(Some(ctx.task.initial_model.clone())));
+    }
+    Ok(
+        typed_record::<RoundAggregate>(&previous.base, "RoundAggregate")?
+            .map(|(_, earlier)| Some(earlier.model)),
+    )
+}
+
 /// Computes the aggregate of the round of `ctx` from its evidence: `fl_core::decide_round`
 /// (trust measured against the whole committee's reputation), or `fl_core::carry_over`
 /// when fewer than the quorum of distinct agents submitted; the deadline comes from the
-/// schedule. The coordinator commits exactly this and validation recomputes it, so the two
-/// can never disagree on honest input.
+/// schedule. `earlier` is [`earlier_model`]. The coordinator commits exactly this and
+/// validation recomputes it, so the two can never disagree on honest input.
 pub fn compute_aggregate(
     ctx: &RoundContext,
+    earlier: Option<&[u8]>,
     mut evidence: Vec<SubmissionEvidence>,
 ) -> Result<RoundAggregate, String> {
     let (task, previous, committee) = (&ctx.task, ctx.previous.as_ref(), &ctx.committee);
     evidence.sort_by(|a, b| a.hash.cmp(&b.hash));
     let base_bytes = previous.map_or(&task.initial_model, |p| &p.model);
     let base_model = decode_model(task, base_bytes).map_err(|e| format!("base model: {e}"))?;
+    let earlier_model = earlier
+        .map(|bytes| decode_model(task, bytes))
+        .transpose()
+        .map_err(|e| format!("earlier model: {e}"))?;
     let updates = evidence
         .iter()
         .map(|e| decode_model(task, &e.submission.update).map(|t| t.into_vec()))
@@ -70,6 +95,7 @@ pub fn compute_aggregate(
         decide_round(
             &task.round,
             base_model.as_slice(),
+            earlier_model.as_ref().map(|m| m.as_slice()),
             &table,
             committee,
             &inputs,
@@ -274,7 +300,11 @@ pub fn validate_create_aggregate(
     if let Err(e) = check_quorum(&ctx, &evidence, action.timestamp) {
         return Ok(Err(Code::Quorum.reject(e)));
     }
-    let expected = match compute_aggregate(&ctx, evidence) {
+    let earlier = match earlier_model(&ctx)? {
+        Ok(e) => e,
+        Err(e) => return Ok(Err(Code::Base.reject(format!("round aggregate: {e}")))),
+    };
+    let expected = match compute_aggregate(&ctx, earlier.as_deref(), evidence) {
         Ok(x) => x,
         Err(e) => {
             return Ok(Err(
@@ -752,7 +782,7 @@ mod tests {
         // aggregates nothing and keeps the model.
         let late = ctx.task.schedule.fallback_opens(ctx.opened_at, 0);
         assert_eq!(check_quorum(&ctx, &forked, late), Ok(()));
-        let carried = compute_aggregate(&ctx, forked).unwrap();
+        let carried = compute_aggregate(&ctx, None, forked).unwrap();
         assert_eq!(carried.model, ctx.task.initial_model);
         assert!(carried
             .outcomes
@@ -953,7 +983,7 @@ mod tests {
             committee: Vec::new(),
             base_entry: Some(base_entry.clone()),
         };
-        let a = compute_aggregate(&ctx, vec![evidence(1, 10), evidence(5, 11)]).unwrap();
+        let a = compute_aggregate(&ctx, None, vec![evidence(1, 10), evidence(5, 11)]).unwrap();
         let rows: Vec<(u8, Vec<u8>, u32, u32)> = a
             .reputation
             .iter()
@@ -983,7 +1013,7 @@ mod tests {
         // A carry-over moves nobody's count and anchors what the base listed first.
         let mut quiet = ctx.clone();
         quiet.task.quorum = 3;
-        let c = compute_aggregate(&quiet, vec![evidence(1, 10)]).unwrap();
+        let c = compute_aggregate(&quiet, None, vec![evidence(1, 10)]).unwrap();
         let missed: Vec<u32> = c.reputation.iter().map(|e| e.missed).collect();
         assert_eq!(missed, vec![0, 0, fl_core::reputation::ABSENCE_GRACE]);
         assert_eq!(c.reputation[0].anchor, base_entry.get_raw_32().to_vec());

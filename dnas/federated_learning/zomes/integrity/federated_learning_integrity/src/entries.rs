@@ -13,6 +13,9 @@ use crate::schedule::RoundSchedule;
 use crate::signing::{proof_message, update_message, UpdateFields};
 
 /// Every entry type of the DNA.
+// Held by value as `hdk_entry_types` expects; one is decoded per op, so a task's few
+// hundred bytes beside the smaller variants cost nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "type")]
 #[hdk_entry_types]
