@@ -42,7 +42,7 @@ export interface RoundParams {
   max_participants?: number;
   /** Fewest trusted committee members a verdict needs; with fewer the committee is silent (absent in older tasks: 1). */
   min_trusted_voters?: number;
-  /** Whether an update earns reputation only when it points along the previous round's global step (absent in older tasks: false). */
+  /** Whether an update earns reputation only when it lies along the line of the previous round's global step, either way (absent in older tasks: false). */
   aligned_credit?: boolean;
 }
 

@@ -52,7 +52,7 @@ export function taskSection(info: TaskInfo | null, tasks: number): string {
       <dt>update norm bound</dt><dd>${t.round.max_update_norm ?? 1000}</dd>
       <dt>participant bound</dt><dd>${t.round.max_participants ?? 1000}</dd>
       <dt>verdicts need</dt><dd>${t.round.min_trusted_voters ?? 1} trusted committee member(s)</dd>
-      <dt>reputation for</dt><dd>${t.round.aligned_credit ? "included updates along the previous round's step" : "every included update"}</dd>
+      <dt>reputation for</dt><dd>${t.round.aligned_credit ? "included updates along the line of the previous round's step" : "every included update"}</dd>
       <dt>author</dt><dd>${hashLabel(hashToString(info.author))}</dd>
       <dt>task</dt><dd>${hashLabel(hashToString(info.hash))}</dd>
     </dl>${more}</section>`;

@@ -33,13 +33,18 @@
 //!    the honest one), and the update it copies earns no reputation either. Copies are how
 //!    colluders over-represent one update (mimic, ALIE and min-max send one vector from
 //!    every attacker); copies spread further apart are not caught here. With
-//!    [`RoundParams::aligned_credit`], an update whose cosine with the previous round's
-//!    global step (the base model minus the model before it) is below [`alignment_bound`]
-//!    earns no reputation either, though it is judged and aggregated as any other: noise
-//!    passes a committee on skewed data as often as honest work does, and would otherwise
-//!    gain the reputation that takes the committee. The direction is fixed before the
+//!    [`RoundParams::aligned_credit`], an update nearly orthogonal to the previous
+//!    round's global step (the base model minus the model before it: the absolute value
+//!    of its cosine with it below [`alignment_bound`]) earns no reputation either, though
+//!    it is judged and aggregated as any other (an agent below the floor gains nothing
+//!    from its acceptance either): noise drawn without regard to the model passes a
+//!    committee on skewed data as often as honest work does, and would otherwise gain the
+//!    reputation that takes the committee. Honest work continues or corrects the last
+//!    step, so it lies along that line either way. The direction is fixed before the
 //!    round opens, so the round's own submissions cannot move it; in round 0, and after a
-//!    round that moved nothing, there is none and the rule rests.
+//!    round that moved nothing, there is none and the rule rests. Noise with a component
+//!    of about the bound along the step passes; the rule stops attackers that do not
+//!    follow the model, not those that do.
 //! 4. **Committee**: only the votes of *trusted* members count (see [`crate::trust`]: a
 //!    member is trusted when its bloc, the members linked to it by agreeing over the
 //!    whole round, carries more than half of the whole committee's reputation), weighted
@@ -168,11 +173,11 @@ pub const ALIGNMENT_SIGMAS: f64 = 3.0;
 /// Highest alignment bound, which small models reach (`d < 900`).
 pub const MAX_ALIGNMENT_BOUND: f64 = 0.1;
 
-/// The cosine with the previous round's global step below which an included update earns
-/// no reputation, in a model of `d` parameters (step 3 of the module docs):
+/// The absolute cosine with the previous round's global step below which an included
+/// update earns no reputation, in a model of `d` parameters (step 3 of the module docs):
 /// `min(ALIGNMENT_SIGMAS / sqrt(d), MAX_ALIGNMENT_BOUND)`. Noise drawn independently of the
 /// model falls below it almost always (at 0.1, from 2.5 standard deviations at `d = 650`);
-/// work that continues the model's descent sits above it.
+/// work that continues or corrects the model's descent sits above it.
 pub fn alignment_bound(d: usize) -> f64 {
     // `d as f64` is exact for every model that fits in memory.
     (ALIGNMENT_SIGMAS / (d.max(1) as f64).sqrt()).min(MAX_ALIGNMENT_BOUND)
@@ -207,9 +212,9 @@ pub struct RoundParams {
     /// integrity zome keeps it at or below a majority of the task's committee seats.
     #[serde(default = "default_min_trusted_voters")]
     pub min_trusted_voters: u32,
-    /// Whether an included update earns reputation only when it points along the previous
-    /// round's global step (step 3 of the module docs, [`alignment_bound`]). Off in tasks
-    /// that omit it, which keeps their rounds as they were decided.
+    /// Whether an update earns reputation only when it lies along the line of the previous
+    /// round's global step, either way (step 3 of the module docs, [`alignment_bound`]).
+    /// Off in tasks that omit it, which keeps their rounds as they were decided.
     #[serde(default)]
     pub aligned_credit: bool,
 }
@@ -432,7 +437,7 @@ pub fn decide_round<K: Ord + Clone>(
     params.check()?;
     check_lengths(base_model, submissions)?;
     let last_step = match earlier_model {
-        Some(earlier) if params.aligned_credit => step_between(base_model, earlier)?,
+        Some(earlier) if params.aligned_credit => LastStep::between(base_model, earlier)?,
         _ => None,
     };
     let standing = Standings {
@@ -450,6 +455,7 @@ pub fn decide_round<K: Ord + Clone>(
         &standing,
         (&forked, &turned_away),
         &votes.tallies,
+        last_step.as_ref(),
         &mut verdicts,
     );
     // Step 3 and 4: work and copies, then the committee.
@@ -462,7 +468,7 @@ pub fn decide_round<K: Ord + Clone>(
     );
     if let Some(step) = &last_step {
         for &i in &candidates {
-            uncredited[i] |= !aligned(submissions[i].update, step);
+            uncredited[i] |= !step.aligns(submissions[i].update);
         }
     }
     // Step 5: the aggregator.
@@ -497,35 +503,50 @@ pub fn decide_round<K: Ord + Clone>(
     })
 }
 
-/// `base_model - earlier_model`, in `f64`; `None` when the two are equal (a round that
-/// moved nothing gives no direction).
-fn step_between(base_model: &[f32], earlier_model: &[f32]) -> Result<Option<Vec<f64>>, RoundError> {
-    if earlier_model.len() != base_model.len() {
-        return Err(RoundError::EarlierModelLength {
-            expected: base_model.len(),
-            found: earlier_model.len(),
-        });
-    }
-    let step: Vec<f64> = base_model
-        .iter()
-        .zip(earlier_model)
-        .map(|(b, e)| f64::from(*b) - f64::from(*e))
-        .collect();
-    Ok(step.iter().any(|v| *v != 0.0).then_some(step))
+/// The previous round's global step (step 3 of the module docs), in `f64`.
+struct LastStep {
+    step: Vec<f64>,
+    /// Its Euclidean norm.
+    norm: f64,
+    /// [`alignment_bound`] of its length.
+    bound: f64,
 }
 
-/// Whether `update`'s cosine with `step` reaches [`alignment_bound`] (step 3 of the module
-/// docs). Sums run in `f64`, element by element in order, so every validator gets the
-/// same answer; a zero update is not aligned.
-fn aligned(update: &[f32], step: &[f64]) -> bool {
-    let (mut dot, mut uu, mut ss) = (0.0f64, 0.0f64, 0.0f64);
-    for (u, s) in update.iter().zip(step) {
-        let u = f64::from(*u);
-        dot += u * s;
-        uu += u * u;
-        ss += s * s;
+impl LastStep {
+    /// `base_model - earlier_model`; `None` when the two are equal (a round that moved
+    /// nothing gives no direction).
+    fn between(base_model: &[f32], earlier_model: &[f32]) -> Result<Option<Self>, RoundError> {
+        if earlier_model.len() != base_model.len() {
+            return Err(RoundError::EarlierModelLength {
+                expected: base_model.len(),
+                found: earlier_model.len(),
+            });
+        }
+        let step: Vec<f64> = base_model
+            .iter()
+            .zip(earlier_model)
+            .map(|(b, e)| f64::from(*b) - f64::from(*e))
+            .collect();
+        let norm = step.iter().map(|v| v * v).sum::<f64>().sqrt();
+        Ok((norm > 0.0).then(|| LastStep {
+            bound: alignment_bound(step.len()),
+            step,
+            norm,
+        }))
     }
-    dot >= alignment_bound(step.len()) * uu.sqrt() * ss.sqrt() && dot > 0.0
+
+    /// Whether `update` lies along the step's line: the absolute value of its cosine with
+    /// the step reaches the bound. Sums run in `f64`, element by element in order, so
+    /// every validator gets the same answer; a zero update is not aligned.
+    fn aligns(&self, update: &[f32]) -> bool {
+        let (mut dot, mut uu) = (0.0f64, 0.0f64);
+        for (u, s) in update.iter().zip(&self.step) {
+            let u = f64::from(*u);
+            dot += u * s;
+            uu += u * u;
+        }
+        dot != 0.0 && dot.abs() >= self.bound * uu.sqrt() * self.norm
+    }
 }
 
 /// Every update has the model's length.
@@ -753,6 +774,7 @@ fn screen<K: Ord>(
     standing: &Standings<'_, K>,
     (forked, turned_away): (&[&K], &[bool]),
     tallies: &[(u128, u128)],
+    last_step: Option<&LastStep>,
     verdicts: &mut Verdicts<'_>,
 ) -> Vec<usize> {
     let mut working = Vec::new();
@@ -782,10 +804,12 @@ fn screen<K: Ord>(
             // its own evidence: a failing proof never shields a rejected update.
             verdicts.exclude(i, Exclusion::InvalidProof, Evidence::Absent);
         } else if !params.reputation.above_floor(standing.of(&s.agent)) {
+            // An acceptance lifts the agent only for an aligned update (step 3).
+            let aligned = last_step.is_none_or(|step| step.aligns(s.update));
             let evidence = match verdicts.committee[i] {
-                Some(true) => Evidence::Accepted,
+                Some(true) if aligned => Evidence::Accepted,
                 Some(false) => rejection_evidence(tallies[i]),
-                None => Evidence::Absent,
+                _ => Evidence::Absent,
             };
             verdicts.exclude(i, Exclusion::BelowReputationFloor, evidence);
         } else {
@@ -1236,42 +1260,50 @@ mod tests {
         assert!(!p.within_norm_bound(&edge));
     }
 
-    /// Three updates along the step `[1, -0.5]` (honest work continuing the descent), then
-    /// noise across it and against it.
+    /// Three updates along the step `[1, -0.5]` (honest work continuing the descent), one
+    /// against it (correcting an overshoot), then noise across it (cosine 0) and nearly
+    /// across it (cosine 0.0995).
     const ALONG: [[f32; 2]; 3] = [[1.0, -0.5], [1.1, -0.4], [0.9, -0.6]];
-    const ACROSS: [f32; 2] = [0.5, 1.0];
     const AGAINST: [f32; 2] = [-1.0, 0.4];
+    const ACROSS: [f32; 2] = [0.5, 1.0];
+    const NEARLY_ACROSS: [f32; 2] = [0.619, 0.98];
 
-    /// The three updates along the step and the two others, every one accepted by three
-    /// members, with the plain mean (which keeps every input).
+    /// The updates above, every one accepted by three members, with the plain mean (which
+    /// keeps every input); `previous` is the reputation table before the round.
     fn aligned_round(
         aligned_credit: bool,
         base: &[f32],
         earlier: Option<&[f32]>,
+        previous: &[(u8, Reputation)],
     ) -> Result<RoundResult<u8>, RoundError> {
         let mut p = params(Rule::Mean, 0);
         p.aligned_credit = aligned_credit;
         let mut updates: Vec<&[f32]> = ALONG.iter().map(|u| &u[..]).collect();
-        updates.extend([&ACROSS[..], &AGAINST[..]]);
+        updates.extend([&AGAINST[..], &ACROSS[..], &NEARLY_ACROSS[..]]);
         let subs: Vec<_> = updates
             .iter()
             .enumerate()
             .map(|(i, u)| sub(i as u8, u, &[true; 3]))
             .collect();
         let committee = [100, 101, 102];
-        decide_round(&p, base, earlier, &[], &committee, &subs)
+        decide_round(&p, base, earlier, previous, &committee, &subs)
     }
 
     #[test]
-    fn an_update_off_the_last_step_is_aggregated_but_earns_no_reputation() {
+    fn an_update_across_the_last_step_is_aggregated_but_earns_no_reputation() {
         let (base, earlier) = ([1.0f32, -0.5], [0.0f32, 0.0]);
-        let r = aligned_round(true, &base, Some(&earlier)).unwrap();
+        let cos = |u: &[f32; 2]| {
+            (u[0] - 0.5 * u[1]) / ((u[0] * u[0] + u[1] * u[1]).sqrt() * 1.25f32.sqrt())
+        };
+        assert!(cos(&ACROSS).abs() < 1e-7 && (cos(&NEARLY_ACROSS) - 0.0995).abs() < 1e-3);
+        let r = aligned_round(true, &base, Some(&earlier), &[]).unwrap();
         let evidence: Vec<Evidence> = r.outcomes.iter().map(|o| o.evidence).collect();
         let verdicts: Vec<Verdict> = r.outcomes.iter().map(|o| o.verdict).collect();
-        assert_eq!(verdicts, vec![Verdict::Included; 5]);
+        assert_eq!(verdicts, vec![Verdict::Included; 6]);
         assert_eq!(
             evidence,
             [
+                Evidence::Accepted,
                 Evidence::Accepted,
                 Evidence::Accepted,
                 Evidence::Accepted,
@@ -1281,29 +1313,40 @@ mod tests {
         );
         let initial = ReputationParams::default().initial;
         let of = |k: u8| r.reputation.iter().find(|(a, _)| *a == k).unwrap().1;
-        assert!((0..3).all(|k| of(k) > initial));
-        assert!((3..5).all(|k| of(k) == initial));
+        assert!((0..4).all(|k| of(k) > initial));
+        assert!((4..6).all(|k| of(k) == initial));
         // Without the rule, the noise the committee passed earns what honest work earns.
-        let off = aligned_round(false, &base, Some(&earlier)).unwrap();
+        let off = aligned_round(false, &base, Some(&earlier), &[]).unwrap();
         assert!(off
             .outcomes
             .iter()
             .all(|o| o.evidence == Evidence::Accepted));
         assert_eq!(off.model, r.model, "the rule moves reputation only");
+        // Below the floor, an acceptance lifts only an aligned update's author.
+        let low = Reputation(ReputationParams::default().floor.0 / 2);
+        let table: Vec<(u8, Reputation)> = (0..6).map(|k| (k, low)).collect();
+        let r = aligned_round(true, &base, Some(&earlier), &table).unwrap();
+        assert!(r
+            .outcomes
+            .iter()
+            .all(|o| o.verdict == Verdict::Excluded(Exclusion::BelowReputationFloor)));
+        let evidence: Vec<Evidence> = r.outcomes.iter().map(|o| o.evidence).collect();
+        assert_eq!(&evidence[..4], &[Evidence::Accepted; 4]);
+        assert_eq!(&evidence[4..], &[Evidence::Absent; 2]);
     }
 
     #[test]
     fn the_alignment_rule_rests_without_a_last_step() {
         let base = [1.0f32, -0.5];
         for earlier in [None, Some(&base[..])] {
-            let r = aligned_round(true, &base, earlier).unwrap();
+            let r = aligned_round(true, &base, earlier, &[]).unwrap();
             assert!(
                 r.outcomes.iter().all(|o| o.evidence == Evidence::Accepted),
                 "{earlier:?}"
             );
         }
         assert_eq!(
-            aligned_round(true, &base, Some(&[0.0; 3])),
+            aligned_round(true, &base, Some(&[0.0; 3]), &[]),
             Err(RoundError::EarlierModelLength {
                 expected: 2,
                 found: 3
@@ -1313,50 +1356,61 @@ mod tests {
 
     /// The direction is fixed before the round: whatever colluders submit (two of five,
     /// on a grid of placements, the committee silent or accepting everything), honest
-    /// work along the last step keeps its credit, unless a colluder copies it (step 3).
-    /// An in-round reference (the median of the others) lost it to placements like
-    /// `[3, 2.5]` and `[0.8, 2.5]`.
+    /// work along the last step or correcting it keeps its credit, unless a colluder
+    /// copies it (step 3). An in-round reference (the median of the others) lost it to
+    /// placements like `[3, 2.5]` and `[0.8, 2.5]`; a one-sided bound lost corrections to
+    /// colluders who repeat the last step (`[1, -0.5]`, `[1.05, -0.525]`).
     #[test]
     fn colluders_cannot_deny_credit_to_work_along_the_last_step() {
+        const CORRECTING: [[f32; 2]; 3] = [[-0.5, 0.2], [-0.4, 0.3], [-0.6, 0.1]];
         let (base, earlier) = ([1.0f32, -0.5], [0.0f32, 0.0]);
         let grid: Vec<f32> = (-6..=6).map(|i| i as f32 * 0.5).collect();
-        let copies = |c: &[f32; 2]| {
-            ALONG
-                .iter()
-                .any(|h| sq_dist(h, c) <= DUPLICATE_DISTANCE * DUPLICATE_DISTANCE * 2.0)
-        };
         let mut p = params(Rule::Median, 2);
         p.aligned_credit = true;
         let mut rounds = 0;
-        for &x in &grid {
-            for &y in &grid {
-                let placements = [[x, y], [0.8, 2.5], [3.0, 2.5], [y, x]];
-                for pair in placements.windows(2) {
-                    if pair.iter().any(copies) {
-                        continue;
-                    }
-                    for votes in [&[][..], &[true; 3][..]] {
-                        let mut subs: Vec<_> = ALONG
-                            .iter()
-                            .enumerate()
-                            .map(|(i, u)| sub(i as u8, u, votes))
-                            .collect();
-                        subs.push(sub(3, &pair[0], votes));
-                        subs.push(sub(4, &pair[1], votes));
-                        let r =
-                            decide_round(&p, &base, Some(&earlier), &[], &[100, 101, 102], &subs)
-                                .unwrap_or_else(|e| panic!("{pair:?}: {e}"));
-                        for o in &r.outcomes[..3] {
-                            if o.verdict == Verdict::Included {
-                                assert_ne!(o.evidence, Evidence::Absent, "{pair:?} {votes:?}");
-                            }
+        for honest in [ALONG, CORRECTING] {
+            let copies = |c: &[f32; 2]| {
+                honest
+                    .iter()
+                    .any(|h| sq_dist(h, c) <= DUPLICATE_DISTANCE * DUPLICATE_DISTANCE * 2.0)
+            };
+            for &x in &grid {
+                for &y in &grid {
+                    let placements = [
+                        [x, y],
+                        [0.8, 2.5],
+                        [3.0, 2.5],
+                        [y, x],
+                        [1.0, -0.5],
+                        [1.05, -0.525],
+                    ];
+                    for pair in placements.windows(2) {
+                        if pair.iter().any(copies) {
+                            continue;
                         }
-                        rounds += 1;
+                        for votes in [&[][..], &[true; 3][..]] {
+                            let mut subs: Vec<_> = honest
+                                .iter()
+                                .enumerate()
+                                .map(|(i, u)| sub(i as u8, u, votes))
+                                .collect();
+                            subs.push(sub(3, &pair[0], votes));
+                            subs.push(sub(4, &pair[1], votes));
+                            let committee = [100, 101, 102];
+                            let r = decide_round(&p, &base, Some(&earlier), &[], &committee, &subs)
+                                .unwrap_or_else(|e| panic!("{pair:?}: {e}"));
+                            for o in &r.outcomes[..3] {
+                                if o.verdict == Verdict::Included {
+                                    assert_ne!(o.evidence, Evidence::Absent, "{pair:?} {votes:?}");
+                                }
+                            }
+                            rounds += 1;
+                        }
                     }
                 }
             }
         }
-        assert!(rounds > 900, "{rounds}");
+        assert!(rounds > 2500, "{rounds}");
     }
 
     #[test]

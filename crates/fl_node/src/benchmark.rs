@@ -44,7 +44,7 @@ pub struct Defence {
     /// Fewest trusted committee members a verdict needs; `None`: the default for each
     /// cell's committee ([`fl_core::round::default_min_trusted_voters_for`]).
     pub min_trusted_voters: Option<u32>,
-    /// Reputation only for updates along the previous step
+    /// Reputation only for updates along the line of the previous step
     /// ([`fl_core::RoundParams::aligned_credit`]).
     pub aligned_credit: bool,
 }

@@ -25,7 +25,7 @@
 //! f = 1
 //! committee = 5
 //! # min_trusted_voters = 3  (a majority of the seats, at most 3)
-//! aligned_credit = true   # reputation only for updates along the last global step
+//! aligned_credit = true   # reputation only for updates along the last step's line
 //! # quorum = 2f + 1 for the median (the smallest the rule allows)
 //! max_update_norm = 10.0
 //! submit_ms = 600000
@@ -281,6 +281,12 @@ submit_ms = 20000
         assert_eq!(t.schedule.vote_ms, RoundSchedule::default().vote_ms);
         assert_eq!(t.spec.training, TrainingSettings::default());
         assert_eq!(t.admission, Admission::Open);
+        // Omitted round rules take mycelix-fl's defaults, not the zome's (old tasks').
+        assert!(t.round.aligned_credit);
+        assert_eq!(t.round.min_trusted_voters, 2);
+        let off = DIGITS.replace("committee = 3", "committee = 3\naligned_credit = false");
+        let t = TaskFile::parse(&off).unwrap().to_task().unwrap();
+        assert!(!t.round.aligned_credit);
     }
 
     #[test]

@@ -265,8 +265,9 @@ struct RunArgs {
     /// most 3.
     #[arg(long)]
     min_trusted_voters: Option<u32>,
-    /// Reputation only for updates whose cosine with the previous round's global step
-    /// reaches min(3/sqrt(d), 0.1): noise that passes the committee gains none.
+    /// Reputation only for updates along the line of the previous round's global step
+    /// (absolute cosine at least min(3/sqrt(d), 0.1)): noise that passes the committee
+    /// gains none.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     aligned_credit: bool,
     /// A committee vote also passes when its score is within this many median absolute

@@ -29,12 +29,14 @@ pub struct SubmissionEvidence {
 /// The global model one round before the base of `ctx`'s round, encoded, when the task
 /// gives reputation only to aligned updates (`fl_core::RoundParams::aligned_credit`): the
 /// initial model for round 1, the model of the base's own base from round 2 on. `None`
-/// in round 0 and for tasks without the rule.
+/// in round 0, for tasks without the rule, and for `int8` tasks: a round moves such a
+/// model by less than its quantisation error, so the step between two decoded models
+/// would be mostly that error, and honest work would look unrelated to it.
 pub fn earlier_model(ctx: &RoundContext) -> Check<Option<Vec<u8>>> {
     let Some(previous) = ctx.previous.as_ref() else {
         return Ok(Ok(None));
     };
-    if !ctx.task.round.aligned_credit {
+    if !ctx.task.round.aligned_credit || ctx.task.encoding != fl_core::Encoding::F32 {
         return Ok(Ok(None));
     }
     if previous.round == 0 {
