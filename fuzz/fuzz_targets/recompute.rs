@@ -1,7 +1,8 @@
 //! The integrity zome's recomputation of a round (`aggregate::compute_aggregate`), the
 //! function validation runs on every `RoundAggregate`, on structured evidence: a task of
 //! the fixture's shape with any rule, a few submissions with arbitrary updates, proofs and
-//! committee votes, and an optional previous aggregate. Errors are fine; an aggregate that
+//! committee votes, an optional previous aggregate, and with it an optional earlier model
+//! (the task then gives reputation only to aligned updates). Errors are fine; an aggregate that
 //! is computed must pass the zome's own checks on it, encode as an entry that decodes
 //! again, be independent of the evidence's order, and hold a model that the next round
 //! can decode.
@@ -41,11 +42,13 @@ struct Input {
     previous: Option<Previous>,
 }
 
-/// The previous round's model and reputation table, `(agent, millionths)`.
+/// The previous round's model and reputation table, `(agent, millionths)`, and the model
+/// one round before it (`RoundParams::aligned_credit` on when present).
 #[derive(Arbitrary, Debug)]
 struct Previous {
     model: Vec<Val>,
     table: Vec<(u8, u32)>,
+    earlier: Option<Vec<Val>>,
 }
 
 fn values(vals: &[Val]) -> Vec<f32> {
@@ -78,12 +81,20 @@ fuzz_target!(|input: Input| {
     let mut t = task(encoding, rule, f, 4 * f + 3);
     t.round.aggregator.nnm = input.nnm;
     t.round.server_lr = input.server_lr;
+    let earlier = match input.previous.as_ref().and_then(|p| p.earlier.as_ref()) {
+        None => None,
+        Some(e) => match Tensor::new(values(e)) {
+            Ok(e) => Some(e.encode(encoding).unwrap()),
+            Err(_) => return,
+        },
+    };
+    t.round.aligned_credit = earlier.is_some();
     if validate_create_task(&t).is_err() {
         return;
     }
     let previous = match &input.previous {
         None => None,
-        Some(Previous { model, table }) => {
+        Some(Previous { model, table, .. }) => {
             let Ok(model) = Tensor::new(values(model)) else {
                 return;
             };
@@ -176,7 +187,7 @@ fuzz_target!(|input: Input| {
         previous.as_ref(),
         committee,
     );
-    let compute = |evidence| compute_aggregate(&ctx, evidence);
+    let compute = |evidence| compute_aggregate(&ctx, earlier.as_deref(), evidence);
     let Ok(a) = compute(evidence) else {
         return;
     };

@@ -191,6 +191,7 @@ fn build() -> Fixture {
     }];
     let aggregate = compute_aggregate(
         &context(&task_hash, &tasks[0], 0, &task_hash, None, Vec::new()),
+        None,
         evidence,
     )
     .unwrap();
@@ -362,6 +363,7 @@ fn check_task(t: &Task, fx: &Fixture) {
     assert!(decode_model(t, &t.initial_model).is_ok());
     let first = compute_aggregate(
         &context(&fx.task_hash, t, 0, &fx.task_hash, None, Vec::new()),
+        None,
         Vec::new(),
     )
     .expect("round 0 of a valid task can always be decided");
@@ -387,6 +389,7 @@ fn check_aggregate(a: &RoundAggregate, fx: &Fixture) {
                 Some(a),
                 Vec::new(),
             ),
+            None,
             Vec::new(),
         ) {
             assert_eq!(check_recomputation(&x, &x), Ok(()));

@@ -8,9 +8,20 @@ const N: usize = 7;
 const BYZANTINE: [usize; 2] = [5, 6];
 
 /// Round `round`'s update of peer `i`: honest peers share a direction plus their own noise;
-/// peer 5 flips and scales it, peer 6 sends large noise.
+/// peer 5 flips and scales it, peer 6 sends large noise. In round 2 peer 4 sends noise
+/// orthogonal to the shared direction, which the honest members pass: aggregated, but
+/// across the last step, so it earns no reputation.
 fn update(i: usize, round: u32, center: &[f32]) -> Vec<f32> {
     match i {
+        4 if round == 2 => {
+            let n = noise(77, LEN);
+            let dot: f32 = n.iter().zip(center).map(|(a, b)| a * b).sum();
+            let cc: f32 = center.iter().map(|c| c * c).sum();
+            n.iter()
+                .zip(center)
+                .map(|(a, c)| a - dot / cc * c)
+                .collect()
+        }
         5 => center.iter().map(|c| -5.0 * c).collect(),
         6 => noise(100 + u64::from(round), LEN)
             .iter()
@@ -236,6 +247,16 @@ async fn scenario() {
             &inputs,
         )
         .expect("native decision");
+        if round == 2 {
+            // The zome applied the alignment rule: without it, peer 4 would have gained.
+            let off =
+                fl_core::decide_round(&t.round, base_model, None, &table, &committee, &inputs)
+                    .expect("native decision without the rule");
+            assert_ne!(
+                off.reputation, native.reputation,
+                "round 2: the rule changed nothing"
+            );
+        }
         assert_eq!(
             agg.model,
             f32_bytes(&native.model),

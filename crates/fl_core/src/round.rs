@@ -1354,20 +1354,21 @@ mod tests {
         );
     }
 
-    /// The direction is fixed before the round: whatever colluders submit (two of five,
-    /// on a grid of placements, the committee silent or accepting everything), honest
-    /// work along the last step or correcting it keeps its credit, unless a colluder
-    /// copies it (step 3). An in-round reference (the median of the others) lost it to
+    /// The direction is fixed before the round: whatever colluders submit in it (two of
+    /// five, on a grid of placements, the committee silent or accepting everything),
+    /// honest work along the last step or correcting it keeps its credit, unless a
+    /// colluder copies it (step 3). Colluders who shape the step itself, in the round
+    /// before, are a known gap (docs/PROTOCOL.md, section 6). An in-round reference (the median of the others) lost it to
     /// placements like `[3, 2.5]` and `[0.8, 2.5]`; a one-sided bound lost corrections to
     /// colluders who repeat the last step (`[1, -0.5]`, `[1.05, -0.525]`).
     #[test]
-    fn colluders_cannot_deny_credit_to_work_along_the_last_step() {
+    fn colluders_cannot_deny_credit_within_a_round_to_work_along_the_last_step() {
         const CORRECTING: [[f32; 2]; 3] = [[-0.5, 0.2], [-0.4, 0.3], [-0.6, 0.1]];
         let (base, earlier) = ([1.0f32, -0.5], [0.0f32, 0.0]);
         let grid: Vec<f32> = (-6..=6).map(|i| i as f32 * 0.5).collect();
         let mut p = params(Rule::Median, 2);
         p.aligned_credit = true;
-        let mut rounds = 0;
+        let mut checked = 0;
         for honest in [ALONG, CORRECTING] {
             let copies = |c: &[f32; 2]| {
                 honest
@@ -1402,15 +1403,39 @@ mod tests {
                             for o in &r.outcomes[..3] {
                                 if o.verdict == Verdict::Included {
                                     assert_ne!(o.evidence, Evidence::Absent, "{pair:?} {votes:?}");
+                                    checked += 1;
                                 }
                             }
-                            rounds += 1;
                         }
                     }
                 }
             }
         }
-        assert!(rounds > 2500, "{rounds}");
+        // Most honest updates are included (three of five inputs to the median).
+        assert!(checked > 6000, "{checked}");
+    }
+
+    /// In a model of 10,000 parameters the bound is 0.03, not 0.1: an update at cosine
+    /// 0.05 with the last step earns credit, one at 0.02 does not.
+    #[test]
+    fn large_models_use_the_three_sigma_bound() {
+        let d = 10_000;
+        let (earlier, mut base) = (vec![0.0f32; d], vec![0.0f32; d]);
+        base[0] = 1.0;
+        // Cosine c with e_0: c * e_0 + sqrt(1 - c^2) * e_1.
+        let at = |c: f32| {
+            let mut u = vec![0.0f32; d];
+            u[0] = c;
+            u[1] = (1.0 - c * c).sqrt();
+            u
+        };
+        let (above, below) = (at(0.05), at(0.02));
+        let mut p = params(Rule::Mean, 0);
+        p.aligned_credit = true;
+        let subs = [sub(0, &above, &[true; 3]), sub(1, &below, &[true; 3])];
+        let r = decide_round(&p, &base, Some(&earlier), &[], &[100, 101, 102], &subs).unwrap();
+        assert_eq!(r.outcomes[0].evidence, Evidence::Accepted);
+        assert_eq!(r.outcomes[1].evidence, Evidence::Absent);
     }
 
     #[test]
