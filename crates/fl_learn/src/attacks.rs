@@ -37,6 +37,14 @@ pub enum Attack {
         /// Norm multiple.
         scale: f32,
     },
+    /// [`Attack::Random`] plus a component along the previous round's global step (public
+    /// before the round opens) of twice the alignment bound times the vector's norm: noise
+    /// that fl_core's alignment rule (`RoundParams::aligned_credit`) credits, the
+    /// adaptive form of ByzFL's Gaussian attack. Without a known step, plain `Random`.
+    AlignedRandom {
+        /// Norm multiple.
+        scale: f32,
+    },
     /// Train on data with a trigger (the last `trigger` features set to their maximum) and
     /// labels switched to `target`, then scale the update by `boost` (model replacement,
     /// Bagdasaryan et al. 2020).
@@ -76,11 +84,12 @@ pub enum Attack {
 }
 
 /// Every attack name, for the command line.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     "noise",
     "sign_flip",
     "zero",
     "random",
+    "aligned_random",
     "backdoor",
     "adaptive",
     "label_flip",
@@ -102,6 +111,7 @@ impl FromStr for Attack {
             "sign_flip" => Attack::SignFlip { scale: 4.0 },
             "zero" => Attack::Zero,
             "random" => Attack::Random { scale: 10.0 },
+            "aligned_random" => Attack::AlignedRandom { scale: 10.0 },
             "backdoor" => Attack::Backdoor {
                 target: 0,
                 trigger: 4,
@@ -132,6 +142,7 @@ impl fmt::Display for Attack {
             Attack::SignFlip { .. } => "sign_flip",
             Attack::Zero => "zero",
             Attack::Random { .. } => "random",
+            Attack::AlignedRandom { .. } => "aligned_random",
             Attack::Backdoor { .. } => "backdoor",
             Attack::Adaptive => "adaptive",
             Attack::LabelFlip => "label_flip",
@@ -156,6 +167,9 @@ pub struct Knowledge<'a> {
     pub peers: usize,
     /// Attackers in the round.
     pub attackers: usize,
+    /// The previous round's global step (the current model minus the one before it),
+    /// public on the DHT; `None` in round 0, or where the attacker keeps no model history.
+    pub last_step: Option<&'a [f32]>,
 }
 
 impl Attack {
@@ -197,6 +211,17 @@ impl Attack {
                 let n = Normal::new(0.0f32, 1.0).expect("unit normal");
                 let r: Vec<f32> = (0..own.len()).map(|_| n.sample(rng)).collect();
                 rescale(&r, norm(own) * scale)
+            }
+            Attack::AlignedRandom { scale } => {
+                let r = Attack::Random { scale }.craft(k, rng);
+                match k.last_step {
+                    Some(step) if step.len() == r.len() && norm(step) > 0.0 => {
+                        let bound = fl_core::round::alignment_bound(step.len()) as f32;
+                        let along = 2.0 * bound * norm(&r) / norm(step);
+                        r.iter().zip(step).map(|(v, s)| v + along * s).collect()
+                    }
+                    _ => r,
+                }
             }
             Attack::Backdoor { boost, .. } => own.iter().map(|v| boost * v).collect(),
             Attack::Adaptive => {
@@ -374,6 +399,7 @@ mod tests {
             colluders,
             peers: 10,
             attackers: 3,
+            last_step: None,
         }
     }
 
@@ -400,6 +426,35 @@ mod tests {
         assert!((norm(&r) - 2.0 * 5f32.sqrt()).abs() < 1e-4);
         let nf = Attack::NonFinite.craft(&k(&own, &c), &mut rng);
         assert!(nf[0].is_nan() && nf[1].is_infinite());
+    }
+
+    /// Noise with a sliver along a known step clears the alignment bound; without a step
+    /// it is plain noise.
+    #[test]
+    fn aligned_random_clears_the_alignment_bound() {
+        let d = 10_000;
+        let own = vec![0.01f32; d];
+        let c = vec![own.clone()];
+        let step: Vec<f32> = (0..d).map(|i| ((i * 7919) % 13) as f32 - 6.0).collect();
+        let attack = Attack::AlignedRandom { scale: 5.0 };
+        let cos = |u: &[f32]| dot(u, &step) / (f64::from(norm(u)) * f64::from(norm(&step)));
+        let bound = fl_core::round::alignment_bound(d);
+        for seed in 0..20 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let knows = Knowledge {
+                last_step: Some(&step),
+                ..k(&own, &c)
+            };
+            let u = attack.craft(&knows, &mut rng);
+            assert!(
+                cos(&u) > bound && cos(&u) < 4.0 * bound,
+                "{} {bound}",
+                cos(&u)
+            );
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let plain = attack.craft(&k(&own, &c), &mut rng);
+            assert!(cos(&plain).abs() < 2.0 * bound, "{}", cos(&plain));
+        }
     }
 
     #[test]

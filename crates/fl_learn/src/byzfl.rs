@@ -507,7 +507,12 @@ impl Config {
 /// - `Inf`: non-finite values (validation rejects them);
 /// - `Gaussian` (`N(mu, sigma^2)` per coordinate): a random vector as large as the norm
 ///   bound lets it be;
-/// - `LabelFlipping`: training on labels `9 - y`.
+/// - `LabelFlipping`: training on labels `9 - y`;
+///
+/// and one that ByzFL does not have, so a config naming it runs on Mycelix FL only:
+/// - `AlignedGaussian`: `Gaussian` plus a sliver along the previous round's global step
+///   ([`Attack::AlignedRandom`]), the form of the Gaussian attack that knows Mycelix FL's
+///   alignment rule.
 pub fn attack(named: &Named) -> Result<Attack, ConfigError> {
     Ok(match named.name.as_str() {
         "NoAttack" => Attack::Zero,
@@ -519,11 +524,13 @@ pub fn attack(named: &Named) -> Result<Attack, ConfigError> {
         "Mimic" => Attack::Mimic,
         "Inf" => Attack::NonFinite,
         "Gaussian" => Attack::Random { scale: 1e6 },
+        "AlignedGaussian" => Attack::AlignedRandom { scale: 1e6 },
         "LabelFlipping" => Attack::LabelFlip,
         other => {
             return Err(ConfigError::Unsupported(format!(
                 "attack {other:?} has no counterpart here (SignFlipping, InnerProductManipulation, \
-                 ALittleIsEnough, their Optimal_ forms, Mimic, Inf, Gaussian, LabelFlipping)"
+                 ALittleIsEnough, their Optimal_ forms, Mimic, Inf, Gaussian, LabelFlipping; \
+                 AlignedGaussian on Mycelix FL only)"
             )))
         }
     })

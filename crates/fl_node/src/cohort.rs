@@ -145,9 +145,16 @@ impl Cohort {
     /// Every peer's update from the global `model`: honest peers publish `local - global`
     /// after training on their shard; attackers train on their own (possibly poisoned)
     /// shard and craft their update with the attack, sharing their benign updates with
-    /// each other where the attack assumes collusion. Every update is clipped to the
-    /// task's norm bound.
-    pub fn updates<R: Rng>(&self, exp: &Experiment, model: &[f32], rng: &mut R) -> Vec<Vec<f32>> {
+    /// each other where the attack assumes collusion, and knowing the previous round's
+    /// global step (`last_step`, public on the DHT). Every update is clipped to the task's
+    /// norm bound.
+    pub fn updates<R: Rng>(
+        &self,
+        exp: &Experiment,
+        model: &[f32],
+        last_step: Option<&[f32]>,
+        rng: &mut R,
+    ) -> Vec<Vec<f32>> {
         let benign: Vec<Vec<f32>> = (0..self.peers())
             .map(|p| {
                 let d = if self.is_byzantine(p) {
@@ -158,7 +165,7 @@ impl Cohort {
                 delta(&local_train(&exp.model, model, &d, &exp.sgd, rng), model)
             })
             .collect();
-        self.finish(exp, benign, rng)
+        self.finish(exp, benign, last_step, rng)
     }
 
     /// Every peer's update from the global `model` under [`crate::experiment::Protocol::Dsgd`]:
@@ -172,6 +179,7 @@ impl Cohort {
         exp: &Experiment,
         model: &[f32],
         momenta: &mut Vec<Vec<f32>>,
+        last_step: Option<&[f32]>,
         rng: &mut R,
     ) -> Vec<Vec<f32>> {
         momenta.resize_with(self.peers(), || vec![0.0; model.len()]);
@@ -196,7 +204,7 @@ impl Cohort {
                     .collect()
             })
             .collect();
-        self.finish(exp, benign, rng)
+        self.finish(exp, benign, last_step, rng)
     }
 
     /// Attackers' crafted updates from every peer's `benign` one; every update clipped to
@@ -205,6 +213,7 @@ impl Cohort {
         &self,
         exp: &Experiment,
         benign: Vec<Vec<f32>>,
+        last_step: Option<&[f32]>,
         rng: &mut R,
     ) -> Vec<Vec<f32>> {
         let colluders: Vec<Vec<f32>> = benign[..self.byzantine].to_vec();
@@ -216,6 +225,7 @@ impl Cohort {
                         colluders: &colluders,
                         peers: self.peers(),
                         attackers: self.byzantine,
+                        last_step,
                     };
                     exp.attack.craft(&k, rng)
                 } else {

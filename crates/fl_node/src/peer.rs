@@ -933,6 +933,8 @@ impl Participant {
                         colluders: &colluders,
                         peers: self.expected_peers(),
                         attackers: colluders.len(),
+                        // A peer process keeps only the current global model.
+                        last_step: None,
                     },
                     &mut self.rng,
                 )

@@ -52,9 +52,14 @@ pub fn simulate(
     let mut reports = Vec::with_capacity(exp.rounds);
     let mut momenta = Vec::new();
     for round in 0..exp.rounds {
+        // What every peer can read on the DHT: the previous round's global step.
+        let last_step: Option<Vec<f32>> = earlier
+            .as_ref()
+            .map(|e| model.iter().zip(e).map(|(m, e)| m - e).collect());
+        let last_step = last_step.as_deref();
         let updates = match exp.protocol {
-            Protocol::LocalTraining => cohort.updates(exp, &model, &mut rng),
-            Protocol::Dsgd => cohort.dsgd_updates(exp, &model, &mut momenta, &mut rng),
+            Protocol::LocalTraining => cohort.updates(exp, &model, last_step, &mut rng),
+            Protocol::Dsgd => cohort.dsgd_updates(exp, &model, &mut momenta, last_step, &mut rng),
         };
         // Validation rejects non-finite updates, and updates above the task's norm bound,
         // before they reach the round.
