@@ -8,10 +8,11 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
 use fl_core::aggregate::{self, WeiszfeldParams};
+use mycelix_fl_bench::timed;
 
 const NS: [usize; 3] = [10, 50, 100];
 const DS: [usize; 2] = [10_000, 100_000];
@@ -82,20 +83,7 @@ fn bench(c: &mut Criterion) {
             group.measurement_time(Duration::from_secs(if n * d >= 5_000_000 { 3 } else { 1 }));
             for (ri, rule) in RULES.iter().enumerate() {
                 group.bench_with_input(BenchmarkId::from_parameter(rule), &x, |b, x| {
-                    b.iter_custom(|iters| {
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            run(rule, x, f);
-                        }
-                        let elapsed = start.elapsed();
-                        RESULTS
-                            .lock()
-                            .unwrap()
-                            .entry((ri, di, ni))
-                            .or_default()
-                            .push(elapsed.as_secs_f64() / iters as f64);
-                        elapsed
-                    })
+                    b.iter_custom(|iters| timed(&RESULTS, (ri, di, ni), iters, || run(rule, x, f)))
                 });
             }
             group.finish();

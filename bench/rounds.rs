@@ -10,11 +10,12 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
 use fl_core::aggregate::Rule;
 use fl_core::{decide_round, PogqMeasurement, RoundParams, SubmissionInput};
+use mycelix_fl_bench::timed;
 
 const NS: [usize; 3] = [10, 50, 100];
 const DS: [usize; 2] = [100_000, 431_080];
@@ -72,21 +73,12 @@ fn bench(c: &mut Criterion) {
                 let name = if aligned { "aligned_credit" } else { "plain" };
                 group.bench_with_input(BenchmarkId::from_parameter(name), &subs, |b, subs| {
                     b.iter_custom(|iters| {
-                        let start = Instant::now();
-                        for _ in 0..iters {
+                        timed(&RESULTS, (aligned, n, d), iters, || {
                             let r =
                                 decide_round(&params, &base, Some(&earlier), &[], &committee, subs)
                                     .expect("benchmark inputs are valid");
                             black_box(r);
-                        }
-                        let elapsed = start.elapsed();
-                        RESULTS
-                            .lock()
-                            .unwrap()
-                            .entry((aligned, n, d))
-                            .or_default()
-                            .push(elapsed.as_secs_f64() / iters as f64);
-                        elapsed
+                        })
                     })
                 });
             }

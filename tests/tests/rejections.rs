@@ -745,6 +745,11 @@ async fn scenario() {
         ballots,
         ignore_alignment,
     };
+    let all_three = vec![
+        sub1.submission.clone(),
+        sub2.submission.clone(),
+        sub3.submission.clone(),
+    ];
     // The committee passed sub2's update, which is across the last step: it is aggregated
     // but earns nothing. An aggregate that credits it is refused.
     let sub2_outcome = &honest1.outcomes[at(&sub2.submission)];
@@ -755,15 +760,7 @@ async fn scenario() {
             &cells[member],
             ADVERSARY,
             "aggregate_chosen",
-            chosen(
-                vec![
-                    sub1.submission.clone(),
-                    sub2.submission.clone(),
-                    sub3.submission.clone(),
-                ],
-                vec![ballot1.clone()],
-                true,
-            ),
+            chosen(all_three.clone(), vec![ballot1.clone()], true),
         )
         .await,
         "round aggregate does not match the recomputation: reputation:",
@@ -810,15 +807,7 @@ async fn scenario() {
             &cells[member],
             ADVERSARY,
             "aggregate_chosen",
-            chosen(
-                vec![
-                    sub1.submission.clone(),
-                    sub2.submission.clone(),
-                    sub3.submission.clone(),
-                ],
-                Vec::new(),
-                false,
-            ),
+            chosen(all_three.clone(), Vec::new(), false),
         )
         .await,
         "the cited ballots come from members holding 0.0000 of the committee's reputation",
